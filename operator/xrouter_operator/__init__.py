@@ -1,0 +1,1 @@
+"""XRouter operator: reconciles XRouter custom resources into the router's Kubernetes objects."""

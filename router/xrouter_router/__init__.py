@@ -1,0 +1,1 @@
+"""XRouter: an OpenAI-compatible LLM gateway."""

@@ -1,0 +1,241 @@
+"""The router's configuration model.
+
+This is the contract between the operator and the router: the operator renders a
+``RouterConfig`` into the ConfigMap and validates it with this very model, so it can
+never render a config the router would refuse. Field names are camelCase on the wire
+(YAML/JSON), snake_case in Python.
+
+Secrets never appear in the config itself: each one is a ``SecretSource`` naming an
+environment variable or a file (a mounted Secret) that the router reads at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+class SecretSource(_Model):
+    """Where a secret value comes from: an env var or a file. Exactly one is set."""
+
+    env: str | None = Field(default=None, min_length=1)
+    file: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretSource:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("set exactly one of 'env' or 'file'")
+        return self
+
+
+class ProviderType(str, Enum):
+    OPENAI = "openai"
+    OPENAI_COMPATIBLE = "openai-compatible"
+    AZURE_OPENAI = "azure-openai"
+    ANTHROPIC = "anthropic"
+    MOCK = "mock"  # answers locally (echo); for make up and newcomers
+
+
+class Timeouts(_Model):
+    """Upstream timeouts in seconds."""
+
+    connect: float = Field(default=5.0, gt=0)
+    first_byte: float = Field(default=60.0, gt=0)
+    total: float = Field(default=600.0, gt=0)
+
+
+class Provider(_Model):
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    type: ProviderType
+    base_url: str | None = None
+    api_key: SecretSource | None = None
+    api_version: str | None = None  # azure-openai
+    timeouts: Timeouts = Timeouts()
+    max_retries: int = Field(default=2, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _needs_url(self) -> Provider:
+        if self.type is not ProviderType.MOCK and not self.base_url:
+            raise ValueError(f"provider {self.name!r}: baseUrl is required for type {self.type.value}")
+        if self.type is ProviderType.AZURE_OPENAI and not self.api_version:
+            raise ValueError(f"provider {self.name!r}: apiVersion is required for azure-openai")
+        return self
+
+
+class Strategy(str, Enum):
+    WEIGHTED = "weighted"
+    LEAST_INFLIGHT = "least-inflight"
+    LATENCY = "latency"
+    HASH = "hash"
+
+
+class Target(_Model):
+    provider: str
+    model: str = Field(min_length=1)  # the upstream model (or azure deployment) name
+    weight: int = Field(default=1, ge=0)
+
+
+class Route(_Model):
+    """A public model name and how requests for it are routed."""
+
+    name: str = Field(min_length=1)
+    strategy: Strategy = Strategy.WEIGHTED
+    # For strategy=hash: "user" (the request's user field) or "header:<name>".
+    hash_key: str = Field(default="user", pattern=r"^(user|header:[A-Za-z0-9-]+)$")
+    targets: list[Target] = Field(min_length=1)
+    # Other public model names tried in order once every target has failed.
+    fallbacks: list[str] = []
+
+
+class Limits(_Model):
+    """Per-key limits. None means unlimited."""
+
+    rpm: int | None = Field(default=None, ge=0)
+    tpm: int | None = Field(default=None, ge=0)
+    max_concurrent: int | None = Field(default=None, ge=0)
+    budget_usd: float | None = Field(default=None, ge=0)
+    # None: every model; otherwise the public model names this key may call.
+    allowed_models: list[str] | None = None
+
+
+class Key(_Model):
+    """An API key declared in config. The raw key is never in the config: either
+    a SecretSource the router reads and hashes at start-up, or its SHA-256 hex."""
+
+    name: str = Field(min_length=1)
+    secret: SecretSource | None = None
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    limits: Limits | None = None  # None: defaultLimits
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Key:
+        if (self.secret is None) == (self.sha256 is None):
+            raise ValueError(f"key {self.name!r}: set exactly one of 'secret' or 'sha256'")
+        return self
+
+
+class Price(_Model):
+    """USD per million tokens for one upstream model."""
+
+    input: float = Field(default=0.0, ge=0)
+    output: float = Field(default=0.0, ge=0)
+    cached_input: float | None = Field(default=None, ge=0)
+
+
+class RedisConfig(_Model):
+    # None: no Redis; limits are per process. The env var REDIS_URL overrides.
+    url: SecretSource | None = None
+    fail_mode: Literal["open", "closed"] = "open"
+
+
+class DatabaseConfig(_Model):
+    # None: usage is not persisted. The env var DATABASE_URL overrides.
+    url: SecretSource | None = None
+    batch_size: int = Field(default=500, ge=1)
+    flush_interval_seconds: float = Field(default=1.0, gt=0)
+    # Rows that cannot reach Postgres are spilled here and replayed later.
+    spill_dir: str = "/var/lib/xrouter/spill"
+
+
+class RetryPolicy(_Model):
+    base_delay_seconds: float = Field(default=0.1, ge=0)
+    max_delay_seconds: float = Field(default=5.0, ge=0)
+
+
+class BreakerPolicy(_Model):
+    failure_threshold: int = Field(default=5, ge=1)
+    window_seconds: float = Field(default=30.0, gt=0)
+    cooldown_seconds: float = Field(default=15.0, gt=0)
+
+
+class ServerConfig(_Model):
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    drain_seconds: float = Field(default=30.0, ge=0)
+    log_bodies: bool = False
+
+
+class RouterConfig(_Model):
+    """The whole router config: what the operator renders into the ConfigMap."""
+
+    providers: list[Provider] = Field(min_length=1)
+    models: list[Route] = Field(min_length=1)
+    keys: list[Key] = []
+    default_limits: Limits = Limits()
+    prices: dict[str, Price] = {}  # keyed by upstream model name
+    admin_key: SecretSource | None = None
+    redis: RedisConfig = RedisConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    retry: RetryPolicy = RetryPolicy()
+    breaker: BreakerPolicy = BreakerPolicy()
+    server: ServerConfig = ServerConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RouterConfig:
+        providers = [p.name for p in self.providers]
+        dupes = {n for n in providers if providers.count(n) > 1}
+        if dupes:
+            raise ValueError(f"providers: duplicate names {sorted(dupes)}")
+        models = [m.name for m in self.models]
+        dupes = {n for n in models if models.count(n) > 1}
+        if dupes:
+            raise ValueError(f"models: duplicate names {sorted(dupes)}")
+        known = set(providers)
+        for m in self.models:
+            for t in m.targets:
+                if t.provider not in known:
+                    raise ValueError(f"models[{m.name}].targets: unknown provider {t.provider!r}")
+            if not any(t.weight > 0 for t in m.targets):
+                raise ValueError(f"models[{m.name}].targets: at least one weight must be > 0")
+            for f in m.fallbacks:
+                if f not in models or f == m.name:
+                    raise ValueError(f"models[{m.name}].fallbacks: {f!r} is not another declared model")
+        keys = [k.name for k in self.keys]
+        dupes = {n for n in keys if keys.count(n) > 1}
+        if dupes:
+            raise ValueError(f"keys: duplicate names {sorted(dupes)}")
+        for k in self.keys:
+            allowed = k.limits.allowed_models if k.limits else None
+            for name in allowed or []:
+                if name not in models:
+                    raise ValueError(f"keys[{k.name}].limits.allowedModels: unknown model {name!r}")
+        return self
+
+
+ConfigText = Annotated[str, "YAML or JSON text"]
+
+
+def parse_config(text: ConfigText) -> RouterConfig:
+    """Parse YAML (a superset of JSON) into a validated RouterConfig.
+
+    Raises ``pydantic.ValidationError`` or ``ValueError`` with a message naming the field.
+    """
+    data: Any = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ValueError("config: expected a mapping at the top level")
+    return RouterConfig.model_validate(data)
+
+
+def load_config(path: str | Path) -> RouterConfig:
+    return parse_config(Path(path).read_text())
+
+
+def dump_config(config: RouterConfig) -> str:
+    """Canonical JSON text (camelCase, defaults left out, sorted keys): stable across
+    runs, so its checksum only changes when the config does."""
+    data = config.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    return json.dumps(data, sort_keys=True, indent=2) + "\n"
