@@ -178,8 +178,12 @@ def _replay(instructions: list[Instruction], workdir: Path, venv: Path, env: dic
             for source in sources:
                 src = REPO / source
                 if src.is_dir():
-                    shutil.copytree(src, workdir / dest, dirs_exist_ok=True,
-                                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build"))
+                    shutil.copytree(
+                        src,
+                        workdir / dest,
+                        dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build"),
+                    )
                     continue
                 to = workdir / dest
                 if dest.endswith("/"):
@@ -188,10 +192,17 @@ def _replay(instructions: list[Instruction], workdir: Path, venv: Path, env: dic
                 shutil.copy2(src, to)
         elif ins.keyword == "RUN":
             command = _substitute(ins.value, venv)
-            result = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=workdir, env=env,
-                                    capture_output=True, text=True, timeout=600)
+            result = subprocess.run(
+                ["bash", "-euo", "pipefail", "-c", command],
+                cwd=workdir,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             assert result.returncode == 0, (
-                f"Dockerfile line {ins.line}: {command}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+                f"Dockerfile line {ins.line}: {command}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            )
 
 
 def build_image_venv(dockerfile: Path, dest: Path) -> Path:

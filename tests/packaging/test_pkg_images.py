@@ -117,7 +117,8 @@ def test_lock_covers_pyproject_dependencies() -> None:
         name = canonicalize_name(req.name)
         assert name in pins, f"{req.name} is in pyproject.toml but not in constraints.txt: run `make lock`"
         assert req.specifier.contains(pins[name], prereleases=True), (
-            f"constraints.txt pins {req.name}=={pins[name]}, outside {req.specifier}: run `make lock`")
+            f"constraints.txt pins {req.name}=={pins[name]}, outside {req.specifier}: run `make lock`"
+        )
     # uvicorn[standard]: its extras are pinned too.
     assert {"uvloop", "httptools", "watchfiles", "websockets"} <= set(pins)
 
@@ -156,8 +157,14 @@ def test_router_entrypoint_serves_health(image_venvs: dict[str, Path], tmp_path:
     env.setdefault("XROUTER_SAMPLE_KEY", "sk-packaging-test")
     exe = image_venvs["router"] / "bin" / entry[0]
     assert exe.exists(), f"{entry[0]} is not installed in the image venv"
-    proc = subprocess.Popen([str(exe), *entry[1:], *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [str(exe), *entry[1:], *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -187,7 +194,8 @@ def test_operator_entrypoint_starts(image_venvs: dict[str, Path], tmp_path: Path
     exe = image_venvs["operator"] / "bin" / entry[0]
     assert exe.exists(), f"{entry[0]} is not installed in the image venv"
     env = _container_env(image_venvs["operator"])
-    result = subprocess.run([str(exe), *entry[1:], "--help"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [str(exe), *entry[1:], "--help"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "usage" in (result.stdout + result.stderr).lower()
