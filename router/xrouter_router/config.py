@@ -43,7 +43,7 @@ class SecretSource(_Model):
         return self
 
 
-class ProviderType(str, Enum):
+class ProviderType(str, Enum):  # noqa: UP042 (str() of members is part of the contract)
     OPENAI = "openai"
     OPENAI_COMPATIBLE = "openai-compatible"
     AZURE_OPENAI = "azure-openai"
@@ -77,7 +77,7 @@ class Provider(_Model):
         return self
 
 
-class Strategy(str, Enum):
+class Strategy(str, Enum):  # noqa: UP042
     WEIGHTED = "weighted"
     LEAST_INFLIGHT = "least-inflight"
     LATENCY = "latency"

@@ -1,0 +1,78 @@
+"""Prometheus metrics. Labels are bounded: model names come from the config (or the
+fixed ``unknown``), providers from the config, status from HTTP codes. No key, user
+or request ids ever become label values."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+UNKNOWN = "unknown"
+_FAST = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1)
+_SLOW = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+__all__ = ["CONTENT_TYPE_LATEST", "UNKNOWN", "Metrics"]
+
+
+class Metrics:
+    """All the router's metrics, in their own registry (one per app instance)."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "xrouter_requests", "Requests served", ["model", "provider", "status"], registry=r
+        )
+        self.request_duration = Histogram(
+            "xrouter_request_duration_seconds",
+            "Total request time",
+            ["model", "provider"],
+            buckets=_SLOW,
+            registry=r,
+        )
+        self.upstream_duration = Histogram(
+            "xrouter_upstream_duration_seconds",
+            "Time spent waiting on the upstream",
+            ["model", "provider"],
+            buckets=_SLOW,
+            registry=r,
+        )
+        self.overhead = Histogram(
+            "xrouter_overhead_seconds",
+            "The router's own time, excluding the upstream",
+            ["model"],
+            buckets=_FAST,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "xrouter_time_to_first_token_seconds",
+            "Time to the first streamed chunk",
+            ["model", "provider"],
+            buckets=_SLOW,
+            registry=r,
+        )
+        self.tokens = Counter("xrouter_tokens", "Tokens", ["model", "provider", "kind"], registry=r)
+        self.cost = Counter("xrouter_cost_usd", "Cost in USD", ["model", "provider"], registry=r)
+        self.inflight = Gauge("xrouter_inflight_requests", "Requests in flight", ["model"], registry=r)
+        self.retries = Counter("xrouter_retries", "Upstream retries", ["model", "provider"], registry=r)
+        self.fallbacks = Counter("xrouter_fallbacks", "Fallbacks to another model", ["model"], registry=r)
+        self.breaker_state = Gauge(
+            "xrouter_breaker_state",
+            "Circuit breaker: 0 closed, 1 half-open, 2 open",
+            ["provider", "upstream_model"],
+            registry=r,
+        )
+        self.limit_rejections = Counter(
+            "xrouter_limit_rejections", "Requests refused by a limit", ["limit"], registry=r
+        )
+        self.usage_buffer_rows = Gauge(
+            "xrouter_usage_buffer_rows", "Usage rows not yet in Postgres (memory + spill)", registry=r
+        )
+        self.usage_rows_written = Counter(
+            "xrouter_usage_rows_written", "Usage rows written to Postgres", registry=r
+        )
+        self.config_reloads = Counter("xrouter_config_reloads", "Config reloads", ["result"], registry=r)
+        self.redis_up = Gauge("xrouter_redis_up", "1 when Redis answers", registry=r)
+        self.database_up = Gauge("xrouter_database_up", "1 when PostgreSQL answers", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

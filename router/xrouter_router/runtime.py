@@ -1,0 +1,92 @@
+"""A config compiled for serving: adapters with their secrets read, routing tables
+built, keys hashed. A reload builds a new Runtime and swaps it in one assignment;
+requests in flight keep the one they started with."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .auth import KeyInfo, hash_key
+from .breaker import Breaker
+from .config import Price, RouterConfig
+from .metrics import Metrics
+from .providers import Adapter, Usage, make_adapter
+from .routing import CompiledRoute, RouteTarget, TargetState
+from .secrets import read_secret
+
+
+@dataclass(eq=False)
+class Runtime:
+    config: RouterConfig
+    adapters: dict[str, Adapter]
+    routes: dict[str, CompiledRoute]
+    keys: dict[str, KeyInfo]  # by sha256
+    prices: dict[str, Price]
+    admin_sha256: str | None
+
+    def cost(self, upstream_model: str, usage: Usage) -> float:
+        price = self.prices.get(upstream_model)
+        if price is None:
+            return 0.0
+        cached_price = price.input if price.cached_input is None else price.cached_input
+        fresh = max(0, usage.prompt - usage.cached)
+        return (fresh * price.input + usage.cached * cached_price + usage.completion * price.output) / 1e6
+
+
+class TargetRegistry:
+    """Target states by (provider, upstream model), kept across reloads so breakers,
+    in-flight counts and latency estimates are not reset by a config change."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.states: dict[tuple[str, str], TargetState] = {}
+
+    def get(self, config: RouterConfig, provider: str, model: str) -> TargetState:
+        policy = config.breaker
+        state = self.states.get((provider, model))
+        if state is None:
+            gauge = self.metrics.breaker_state.labels(provider, model)
+            gauge.set(0)
+            on_change: Callable[[int], None] = gauge.set
+            breaker = Breaker(
+                policy.failure_threshold, policy.window_seconds, policy.cooldown_seconds, on_change
+            )
+            state = self.states[(provider, model)] = TargetState(provider, model, breaker)
+        else:
+            b = state.breaker
+            b.threshold, b.window, b.cooldown = (
+                policy.failure_threshold,
+                policy.window_seconds,
+                policy.cooldown_seconds,
+            )
+        return state
+
+
+def build(config: RouterConfig, targets: TargetRegistry) -> Runtime:
+    """Compile a config. Raises ValueError (e.g. a missing secret) without side effects
+    on the running runtime."""
+    adapters: dict[str, Adapter] = {}
+    for p in config.providers:
+        key = read_secret(p.api_key, f"providers[{p.name}].apiKey") if p.api_key else None
+        adapters[p.name] = make_adapter(p, key)
+    routes = {
+        r.name: CompiledRoute(
+            r.name,
+            r.strategy,
+            r.hash_key,
+            [RouteTarget(targets.get(config, t.provider, t.model), t.weight) for t in r.targets],
+            list(r.fallbacks),
+        )
+        for r in config.models
+    }
+    keys: dict[str, KeyInfo] = {}
+    for k in config.keys:
+        if k.secret is not None:
+            digest = hash_key(read_secret(k.secret, f"keys[{k.name}].secret"))
+        else:
+            assert k.sha256 is not None
+            digest = k.sha256
+        keys[digest] = KeyInfo(k.name, digest, k.limits or config.default_limits)
+    admin = hash_key(read_secret(config.admin_key, "adminKey")) if config.admin_key else None
+    return Runtime(config, adapters, routes, keys, dict(config.prices), admin)
