@@ -1,0 +1,167 @@
+"""kopf glue: watch events only enqueue a key; one worker reconciles each key.
+
+Only ``@kopf.on.event`` handlers are used. They keep no state on the object, so kopf
+never adds a finalizer and never writes annotations: deletion works with the operator
+down, and a steady state makes no writes. Children are watched by our labels and map
+back to their XRouter through ``xrouter.io/instance``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Coroutine, Mapping
+from typing import Any
+
+import kopf
+
+from . import metrics
+from .kube import Kube
+from .models import GROUP, PLURAL, VERSION
+from .reconcile import Reconciler
+from .render import INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER
+
+log = logging.getLogger("xrouter_operator")
+
+Key = tuple[str, str]
+
+CHILDREN = (
+    ("", "v1", "serviceaccounts"),
+    ("", "v1", "secrets"),
+    ("", "v1", "configmaps"),
+    ("", "v1", "services"),
+    ("", "v1", "pods"),
+    ("apps", "v1", "deployments"),
+    ("autoscaling", "v2", "horizontalpodautoscalers"),
+    ("networking.k8s.io", "v1", "networkpolicies"),
+    ("policy", "v1", "poddisruptionbudgets"),
+    ("batch", "v1", "cronjobs"),
+    ("batch", "v1", "jobs"),
+)
+
+
+_tasks: set[asyncio.Task[None]] = set()
+
+
+def _spawn(coro: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.create_task(coro)
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+class Queue:
+    """Deduplicating work queue: a key is reconciled by one task at a time; events that
+    arrive meanwhile cause exactly one more run."""
+
+    def __init__(self, reconciler: Reconciler, resync_seconds: float, debounce: float = 0.3) -> None:
+        self.reconciler = reconciler
+        self.resync_seconds = resync_seconds
+        self.debounce = debounce
+        self.known: set[Key] = set()
+        self.dirty: set[Key] = set()
+        self.running: set[Key] = set()
+        self.failures: dict[Key, int] = {}
+        self.wake = asyncio.Event()
+
+    def add(self, key: Key) -> None:
+        self.known.add(key)
+        self.dirty.add(key)
+        self.wake.set()
+
+    def forget(self, key: Key) -> None:
+        self.known.discard(key)
+        self.failures.pop(key, None)
+        metrics.forget(*key)
+
+    async def run(self) -> None:
+        _spawn(self._resync())
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            await asyncio.sleep(self.debounce)
+            for key in list(self.dirty - self.running):
+                self.dirty.discard(key)
+                self.running.add(key)
+                _spawn(self._one(key))
+
+    async def _resync(self) -> None:
+        while True:
+            await asyncio.sleep(self.resync_seconds)
+            for key in list(self.known):
+                self.add(key)
+
+    async def _one(self, key: Key) -> None:
+        retry = False
+        with metrics.RECONCILE_DURATION.time():
+            try:
+                outcome = await asyncio.to_thread(self.reconciler.reconcile, *key)
+                metrics.RECONCILES.labels(result=outcome.result).inc()
+                if outcome.result == "error":
+                    metrics.ERRORS.inc()
+                retry = outcome.retry
+                if outcome.writes:
+                    log.info("reconciled %s/%s: %s", key[0], key[1], "; ".join(outcome.writes))
+            except Exception as e:  # a bug or the API being down: log, count, retry later
+                metrics.RECONCILES.labels(result="error").inc()
+                metrics.ERRORS.inc()
+                log.error("reconcile of %s/%s failed: %s", key[0], key[1], e, exc_info=not _is_api_error(e))
+                retry = True
+        self.running.discard(key)
+        if retry:
+            n = self.failures.get(key, 0) + 1
+            self.failures[key] = n
+            delay = min(300.0, 2.0**n) * (0.8 + 0.4 * random.random())
+            asyncio.get_running_loop().call_later(delay, self.add, key)
+        else:
+            self.failures.pop(key, None)
+        if key in self.dirty:
+            self.wake.set()
+
+
+def _is_api_error(e: Exception) -> bool:
+    from .kube import KubeError
+
+    return isinstance(e, KubeError | ConnectionError | TimeoutError)
+
+
+_queue: Queue | None = None
+RESYNC_SECONDS = 300.0
+
+
+@kopf.on.startup()
+async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    global _queue
+    settings.posting.enabled = False  # we post our own events, and only on changes
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60
+    kube = await asyncio.to_thread(Kube.from_environment)
+    _queue = Queue(Reconciler(kube), RESYNC_SECONDS)
+    _spawn(_queue.run())
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def _xrouter(type: str | None, namespace: str | None, name: str | None, **_: Any) -> None:
+    if _queue is None or namespace is None or name is None:
+        return
+    if type == "DELETED":
+        _queue.forget((namespace, name))
+        return
+    _queue.add((namespace, name))
+
+
+async def _child(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
+    instance = labels.get(INSTANCE_LABEL)
+    if _queue is None or namespace is None or not instance:
+        return
+    _queue.add((namespace, instance))
+
+
+for _group, _version, _plural in CHILDREN:
+    kopf.on.event(
+        _group,
+        _version,
+        _plural,
+        id=f"child-{_plural}",
+        labels={MANAGED_BY_LABEL: MANAGER, INSTANCE_LABEL: kopf.PRESENT},
+    )(_child)

@@ -1,0 +1,303 @@
+"""One reconcile of one XRouter: read -> render (pure) -> apply what drifted -> prune -> status.
+
+Synchronous; the kopf glue runs it in a thread. Every write goes through :class:`Kube`,
+which counts it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from . import metrics
+from .apply import first_difference, owned_by
+from .kube import Kube, KubeError
+from .models import API_VERSION, KIND, XRouter
+from .render import (
+    ADMIN_KEY_FIELD,
+    INSTANCE_LABEL,
+    MANAGED_BY_LABEL,
+    MANAGER,
+    ROTATE_ANNOTATION,
+    ROTATION_ANNOTATION,
+    RenderError,
+    RenderInputs,
+    admin_secret_name,
+    endpoint,
+    parse,
+    render,
+    selector_string,
+)
+from .status import Observed, Problems, backup_facts, compute_status, container_restarts, status_patch
+
+log = logging.getLogger("xrouter_operator")
+
+Obj = dict[str, Any]
+PRUNABLE = ("HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy", "CronJob")
+MONITORING_KINDS = ("ServiceMonitor", "PrometheusRule")
+# A conflict on one of these means the Deployment would run with someone else's config.
+BLOCKING = {"ServiceAccount", "Secret", "ConfigMap"}
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Outcome:
+    result: str  # success | error | skipped
+    retry: bool = False
+    status: Obj | None = None
+    writes: list[str] = field(default_factory=list)
+
+
+def _digest(obj: Obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+class Reconciler:
+    def __init__(
+        self,
+        kube: Kube,
+        *,
+        clock: Callable[[], str] = utcnow,
+        new_key: Callable[[], str] = lambda: secrets.token_urlsafe(32),
+    ) -> None:
+        self.kube = kube
+        self.clock = clock
+        self.new_key = new_key
+        # Objects whose rendered form reads back differently right after we applied it:
+        # comparing them would re-apply forever, so they are compared by digest only.
+        self._blind: set[tuple[str, str, str, str]] = set()
+        self._monitoring: tuple[float, frozenset[str]] = (0.0, frozenset())
+        self._host = socket.gethostname()
+
+    # ------------------------------------------------------------------ inputs
+
+    def monitoring_kinds(self) -> frozenset[str]:
+        at, kinds = self._monitoring
+        if time.monotonic() - at > 60:
+            kinds = frozenset(self.kube.api_resources("monitoring.coreos.com/v1") & set(MONITORING_KINDS))
+            self._monitoring = (time.monotonic(), kinds)
+        return kinds
+
+    def _inputs(self, xr: XRouter) -> RenderInputs:
+        ns, uid = xr.metadata.namespace, xr.metadata.uid
+        want = xr.metadata.annotations.get(ROTATE_ANNOTATION, "")
+        key = ""
+        sec = self.kube.get("Secret", ns, admin_secret_name(xr.metadata.name))
+        if sec is not None and owned_by(sec, uid):
+            have = (sec.get("metadata", {}).get("annotations") or {}).get(ROTATION_ANNOTATION, "")
+            raw = (sec.get("data") or {}).get(ADMIN_KEY_FIELD, "")
+            if have == want and raw:
+                key = base64.b64decode(raw).decode()
+        if not key:
+            key = self.new_key()
+        return RenderInputs(admin_key=key, admin_key_rotation=want, monitoring_kinds=self.monitoring_kinds())
+
+    # ------------------------------------------------------------------ reconcile
+
+    def reconcile(self, namespace: str, name: str) -> Outcome:
+        body = self.kube.get("XRouter", namespace, name)
+        if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+            metrics.forget(namespace, name)
+            return Outcome("skipped")
+        meta = body["metadata"]
+        uid, generation = meta["uid"], int(meta.get("generation", 0))
+        raw_spec = body.get("spec") or {}
+        suspend = bool(raw_spec.get("suspend", False))
+        old_status = body.get("status")
+        conflicts: list[str] = []
+        errors: list[str] = []
+        invalid: str | None = None
+        writes: list[str] = []
+        live: dict[tuple[str, str], Obj | None] = {}
+        foreign: set[tuple[str, str]] = set()
+
+        xr: XRouter | None = None
+        try:
+            xr = parse(body)
+        except RenderError as e:
+            invalid = str(e)
+
+        if xr is not None and not suspend:
+            try:
+                desired = render(xr, self._inputs(xr))
+            except RenderError as e:
+                invalid, desired = str(e), []
+            blocked = False
+            for m in desired:
+                kind, mname = m["kind"], m["metadata"]["name"]
+                if blocked and kind in ("Deployment", "CronJob"):
+                    errors.append(f"{kind} {mname} not applied until the conflicts above are resolved")
+                    continue
+                try:
+                    obj = self.kube.get(kind, namespace, mname)
+                    if obj is not None and not owned_by(obj, uid):
+                        foreign.add((kind, mname))
+                        conflicts.append(
+                            f"{kind} {mname} exists and is not owned by this XRouter; left untouched"
+                        )
+                        blocked = blocked or kind in BLOCKING
+                        continue
+                    live[(kind, mname)] = self._apply(m, obj, writes)
+                except KubeError as e:
+                    if e.status >= 500 or e.status in (401, 403, 429):
+                        raise
+                    errors.append(f"{kind} {mname}: {e.reason or e.status}: {e.message}"[:300])
+            if invalid is None:
+                self._prune(
+                    namespace, name, uid, {(m["kind"], m["metadata"]["name"]) for m in desired}, writes
+                )
+
+        observed = self._observe(namespace, name, uid, live, foreign)
+        status = compute_status(
+            generation=generation,
+            suspend=suspend,
+            old=old_status,
+            observed=observed,
+            problems=Problems(invalid=invalid, conflicts=conflicts, apply_errors=errors),
+            endpoint=endpoint(xr) if xr else "",
+            selector=selector_string(name),
+            now=self.clock(),
+        )
+        patch = status_patch(old_status, status)
+        if patch is not None:
+            self.kube.patch_status(namespace, name, patch)
+        self._events(body, old_status, status, writes)
+        self._gauges(namespace, name, status, observed)
+        if errors:
+            return Outcome("error", retry=True, status=status, writes=writes)
+        result = "skipped" if suspend or invalid else "success"
+        return Outcome(result, status=status, writes=writes)
+
+    def _apply(self, m: Obj, obj: Obj | None, writes: list[str]) -> Obj:
+        kind, meta = m["kind"], m["metadata"]
+        key = (meta["namespace"], kind, meta["name"], _digest(m))
+        if obj is not None and (key in self._blind or first_difference(m, obj) is None):
+            return obj
+        if obj is not None:
+            log.info(
+                "drift in %s %s/%s at %s", kind, meta["namespace"], meta["name"], first_difference(m, obj)
+            )
+        out = self.kube.apply(m, force=obj is not None)
+        writes.append(f"{'updated' if obj is not None else 'created'} {kind} {meta['name']}")
+        diff = first_difference(m, out)
+        if diff is not None:
+            log.warning(
+                "%s %s reads back differently at %s after apply; compared by digest from now",
+                kind,
+                meta["name"],
+                diff,
+            )
+            self._blind.add(key)
+        return out
+
+    def _prune(
+        self, namespace: str, name: str, uid: str, desired: set[tuple[str, str]], writes: list[str]
+    ) -> None:
+        sel = f"{MANAGED_BY_LABEL}={MANAGER},{INSTANCE_LABEL}={name}"
+        for kind in PRUNABLE + tuple(sorted(self.monitoring_kinds())):
+            for obj in self.kube.list(kind, namespace, sel):
+                m = obj["metadata"]
+                if owned_by(obj, uid) and (kind, m["name"]) not in desired:
+                    self.kube.delete(kind, namespace, m["name"], m["uid"])
+                    writes.append(f"deleted {kind} {m['name']}")
+
+    def _observe(
+        self,
+        namespace: str,
+        name: str,
+        uid: str,
+        live: dict[tuple[str, str], Obj | None],
+        foreign: set[tuple[str, str]],
+    ) -> Observed:
+        def owned(kind: str, oname: str) -> Obj | None:
+            if (kind, oname) in foreign:
+                return None
+            obj = live[(kind, oname)] if (kind, oname) in live else self.kube.get(kind, namespace, oname)
+            return obj if obj is not None and owned_by(obj, uid) else None
+
+        dep = owned("Deployment", name)
+        cron = owned("CronJob", f"{name}-backup")
+        jobs: list[Obj] = []
+        if cron is not None:
+            cuid = cron["metadata"]["uid"]
+            jobs = [
+                j
+                for j in self.kube.list(
+                    "Job", namespace, f"{INSTANCE_LABEL}={name},app.kubernetes.io/component=backup"
+                )
+                if owned_by(j, cuid)
+            ]
+        pods = self.kube.list("Pod", namespace, selector_string(name)) if dep is not None else []
+        return Observed(deployment=dep, cronjob=cron, jobs=jobs, pods=pods)
+
+    def _events(self, body: Obj, old: Obj | None, new: Obj, writes: list[str]) -> None:
+        def cond(status: Obj | None, type_: str) -> tuple[str, str, str]:
+            for c in (status or {}).get("conditions", []) or []:
+                if c.get("type") == type_:
+                    return c.get("status", ""), c.get("reason", ""), c.get("message", "")
+            return "", "", ""
+
+        events: list[tuple[str, str, str]] = []
+        if writes:
+            events.append(("Normal", "Applied", ", ".join(writes)[:1000]))
+        before, after = cond(old, "Degraded"), cond(new, "Degraded")
+        if after[0] == "True" and after != before:
+            events.append(("Warning", after[1], after[2]))
+        p_before, p_after = cond(old, "Progressing"), cond(new, "Progressing")
+        if p_after[1] == "Suspended" and p_before[1] != "Suspended":
+            events.append(("Normal", "Suspended", p_after[2]))
+        r_before, r_after = cond(old, "Ready"), cond(new, "Ready")
+        if r_after[0] != r_before[0] and r_after[0]:
+            events.append(("Normal" if r_after[0] == "True" else "Warning", "Ready" + r_after[0], r_after[2]))
+        meta = body["metadata"]
+        now = self.clock()
+        for type_, reason, message in events:
+            event = {
+                "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+                "involvedObject": {
+                    "apiVersion": API_VERSION,
+                    "kind": KIND,
+                    "name": meta["name"],
+                    "namespace": meta["namespace"],
+                    "uid": meta["uid"],
+                },
+                "type": type_,
+                "reason": reason,
+                "message": message,
+                "source": {"component": MANAGER},
+                "reportingComponent": MANAGER,
+                "reportingInstance": self._host,
+                "firstTimestamp": now,
+                "lastTimestamp": now,
+                "count": 1,
+            }
+            try:
+                self.kube.create_event(meta["namespace"], event)
+            except KubeError as e:
+                log.warning("could not post event %s: %s", reason, e)
+
+    def _gauges(self, namespace: str, name: str, status: Obj, observed: Observed) -> None:
+        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in status["conditions"])
+        metrics.READY.labels(namespace, name).set(1 if ready else 0)
+        metrics.ROUTER_RESTARTS.labels(namespace, name).set(container_restarts(observed.pods))
+        facts = backup_facts(observed.cronjob, observed.jobs)
+        if facts.last_success_time:
+            ts = (
+                datetime.strptime(facts.last_success_time, "%Y-%m-%dT%H:%M:%SZ")
+                .replace(tzinfo=UTC)
+                .timestamp()
+            )
+            metrics.BACKUP_LAST_SUCCESS.labels(namespace, name).set(ts)
+        metrics.BACKUP_LAST_FAILED.labels(namespace, name).set(1 if facts.last_result == "Failed" else 0)

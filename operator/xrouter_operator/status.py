@@ -1,0 +1,196 @@
+"""Pure status computation from the children's real state.
+
+``compute_status`` takes what the operator observed (the Deployment, the backup
+CronJob and its Jobs) and what went wrong while applying, and returns the status
+dict. It keeps ``lastTransitionTime`` of a condition whose status did not change, so
+the same observations give the same status and a steady state writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Observed:
+    """The children as they are in the cluster (only those this XRouter owns)."""
+
+    deployment: Obj | None = None
+    cronjob: Obj | None = None
+    jobs: list[Obj] = field(default_factory=list)
+    pods: list[Obj] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Problems:
+    invalid: str | None = None  # the spec failed validation in the operator
+    conflicts: list[str] = field(default_factory=list)  # objects we refuse to clobber
+    apply_errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BackupFacts:
+    last_time: str | None = None
+    last_result: str | None = None  # Succeeded | Failed
+    last_success_time: str | None = None
+
+
+def _cond(conditions: list[Obj], type_: str) -> Obj | None:
+    return next((c for c in conditions if c.get("type") == type_), None)
+
+
+def rollout(dep: Obj) -> tuple[bool, int, int, str]:
+    """(complete, ready, desired, message) for a Deployment, as `kubectl rollout status` sees it."""
+    spec = dep.get("spec", {})
+    st = dep.get("status", {})
+    desired = int(spec.get("replicas", 1))
+    ready = int(st.get("readyReplicas", 0))
+    updated = int(st.get("updatedReplicas", 0))
+    total = int(st.get("replicas", 0))
+    available = int(st.get("availableReplicas", 0))
+    observed = int(st.get("observedGeneration", 0)) >= int(dep.get("metadata", {}).get("generation", 0))
+    if not observed:
+        return False, ready, desired, "waiting for the Deployment controller to observe the new spec"
+    if updated < desired:
+        return False, ready, desired, f"{updated} of {desired} pods updated"
+    if total > updated:
+        return False, ready, desired, f"{total - updated} old pods terminating"
+    if available < updated:
+        return False, ready, desired, f"{available} of {updated} updated pods available"
+    return True, ready, desired, f"{ready}/{desired} replicas ready"
+
+
+def backup_facts(cronjob: Obj | None, jobs: list[Obj]) -> BackupFacts:
+    """The most recent finished backup Job (and the last success)."""
+    if cronjob is None:
+        return BackupFacts()
+    finished: list[tuple[str, str]] = []
+    for job in jobs:
+        st = job.get("status", {})
+        for c in st.get("conditions", []) or []:
+            if c.get("status") != "True":
+                continue
+            if c.get("type") == "Complete":
+                finished.append((st.get("completionTime") or c.get("lastTransitionTime", ""), "Succeeded"))
+            elif c.get("type") == "Failed":
+                finished.append((c.get("lastTransitionTime", ""), "Failed"))
+    finished.sort()
+    success = [t for t, r in finished if r == "Succeeded"]
+    last_success = max(success) if success else cronjob.get("status", {}).get("lastSuccessfulTime")
+    if finished:
+        t, r = finished[-1]
+        return BackupFacts(t, r, last_success)
+    if last_success:
+        return BackupFacts(last_success, "Succeeded", last_success)
+    return BackupFacts()
+
+
+def container_restarts(pods: list[Obj]) -> int:
+    return sum(
+        int(cs.get("restartCount", 0))
+        for p in pods
+        for cs in (p.get("status", {}).get("containerStatuses") or [])
+    )
+
+
+def compute_status(
+    *,
+    generation: int,
+    suspend: bool,
+    old: Obj | None,
+    observed: Observed,
+    problems: Problems,
+    endpoint: str,
+    selector: str,
+    now: str,
+) -> Obj:
+    """The new status. ``now`` is only used for conditions whose status changes."""
+    old = old or {}
+    dep = observed.deployment
+    # Ready: the truth about the pods, whatever else is going on.
+    if dep is None:
+        complete, ready, desired, detail = False, 0, 0, "the Deployment does not exist yet"
+    else:
+        complete, ready, desired, detail = rollout(dep)
+    if dep is not None and complete and ready >= desired:
+        ready_c = ("True", "Available", detail)
+    else:
+        ready_c = ("False", "DeploymentMissing" if dep is None else "NotReady", detail)
+
+    stuck = None
+    if dep is not None:
+        prog = _cond(dep.get("status", {}).get("conditions") or [], "Progressing")
+        if prog and prog.get("reason") == "ProgressDeadlineExceeded":
+            stuck = f"the Deployment rollout is stuck: {prog.get('message', '')}"
+
+    if problems.invalid:
+        degraded = ("True", "InvalidSpec", problems.invalid)
+    elif problems.conflicts:
+        degraded = ("True", "OwnershipConflict", "; ".join(problems.conflicts))
+    elif problems.apply_errors:
+        degraded = ("True", "ApplyFailed", "; ".join(problems.apply_errors))
+    elif stuck:
+        degraded = ("True", "RolloutStuck", stuck)
+    else:
+        degraded = ("False", "AsExpected", "")
+
+    if suspend:
+        progressing = ("False", "Suspended", "spec.suspend is true: the operator makes no changes")
+    elif problems.invalid:
+        progressing = ("False", "InvalidSpec", "fix the spec to continue")
+    elif dep is None:
+        progressing = ("True", "Creating", detail)
+    elif not complete:
+        progressing = ("True", "RollingOut", detail)
+    else:
+        progressing = ("False", "RolloutComplete", detail)
+
+    old_conds = {c.get("type"): c for c in old.get("conditions", []) or []}
+    conditions = []
+    for type_, (cstatus, reason, message) in (
+        ("Ready", ready_c),
+        ("Progressing", progressing),
+        ("Degraded", degraded),
+    ):
+        prev = old_conds.get(type_)
+        ltt = prev.get("lastTransitionTime") if prev and prev.get("status") == cstatus else None
+        conditions.append(
+            {
+                "type": type_,
+                "status": cstatus,
+                "reason": reason,
+                "message": message[:1024],
+                "lastTransitionTime": ltt or now,
+                "observedGeneration": generation,
+            }
+        )
+
+    new: Obj = {
+        "observedGeneration": generation,
+        "conditions": conditions,
+        "replicas": int(dep.get("status", {}).get("replicas", 0)) if dep else 0,
+        "readyReplicas": ready,
+        "replicaSummary": f"{ready}/{desired}",
+        "selector": selector,
+        "endpoint": endpoint,
+    }
+    facts = backup_facts(observed.cronjob, observed.jobs)
+    if facts.last_time:
+        new["lastBackup"] = {"time": facts.last_time, "result": facts.last_result}
+    return new
+
+
+def status_patch(old: Obj | None, new: Obj) -> Obj | None:
+    """A merge patch from old to new (None when nothing changed). Keys that went away
+    are set to null."""
+    old = old or {}
+    if old == new:
+        return None
+    patch: Obj = dict(new)
+    for key in old:
+        if key not in new:
+            patch[key] = None
+    return patch
