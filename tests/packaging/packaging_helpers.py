@@ -26,12 +26,10 @@ CHART = REPO / "charts" / "xrouter"
 def helm_bin() -> str | None:
     """The helm binary built by the control-plane issue (hack/build-tools.sh), else one on PATH."""
     try:
-        from xrouter_dev.cluster import tools_bin  # type: ignore[attr-defined]
+        from xrouter_dev.cluster import tools_bin
 
-        candidate = Path(tools_bin()) / "helm"
-        if candidate.exists():
-            return str(candidate)
-    except Exception:
+        return str(tools_bin("helm"))
+    except (ImportError, FileNotFoundError):
         pass
     tools_dir = Path(os.environ.get("XROUTER_TOOLS_DIR", CACHE / "tools"))
     candidate = tools_dir / "bin" / "helm"
