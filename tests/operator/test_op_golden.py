@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from xrouter_operator.cli import to_yaml
 from xrouter_operator.render import RenderInputs, parse, render
 
@@ -33,7 +32,11 @@ def load_case(path: Path) -> tuple[dict[str, Any], RenderInputs]:
         monitoring_kinds=frozenset(raw.get("monitoringKinds", [])),
     )
     if path == SAMPLE:
-        xr["metadata"] = {**xr["metadata"], "namespace": "default", "uid": "00000000-0000-0000-0000-00000000000s"}
+        xr["metadata"] = {
+            **xr["metadata"],
+            "namespace": "default",
+            "uid": "00000000-0000-0000-0000-00000000000s",
+        }
     return xr, inputs
 
 

@@ -1,0 +1,217 @@
+"""The reconcile loop against an in-memory API: creates, converges to zero writes,
+undoes drift, never clobbers, prunes, honours suspend, survives bad specs."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, cast
+
+import pytest
+from fakekube import FakeKube
+from xrouter_operator.kube import Kube
+from xrouter_operator.reconcile import Reconciler
+
+
+def xrouter(**spec: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "replicas": 2,
+        "providers": [{"name": "mock", "type": "mock"}],
+        "models": [{"name": "m", "targets": [{"provider": "mock", "model": "echo"}]}],
+    }
+    base.update(spec)
+    return {
+        "apiVersion": "xrouter.io/v1alpha1",
+        "kind": "XRouter",
+        "metadata": {
+            "name": "r",
+            "namespace": "ns",
+            "uid": "xr-uid",
+            "generation": 1,
+            "labels": {"team": "a"},
+        },
+        "spec": base,
+    }
+
+
+def make(**spec: Any) -> tuple[FakeKube, Reconciler]:
+    kube = FakeKube()
+    kube.put(xrouter(**spec))
+    keys = iter(f"key-{i}" for i in range(100))
+    return kube, Reconciler(
+        cast(Kube, kube), clock=lambda: "2026-01-01T00:00:00Z", new_key=lambda: next(keys)
+    )
+
+
+def ready_deployment(kube: FakeKube) -> None:
+    dep = kube.objects[("Deployment", "ns", "r")]
+    n = dep["spec"]["replicas"]
+    dep["status"] = {
+        "observedGeneration": dep["metadata"]["generation"],
+        "replicas": n,
+        "updatedReplicas": n,
+        "readyReplicas": n,
+        "availableReplicas": n,
+    }
+
+
+def cond(kube: FakeKube, type_: str) -> dict[str, Any]:
+    status = kube.objects[("XRouter", "ns", "r")]["status"]
+    return next(c for c in status["conditions"] if c["type"] == type_)
+
+
+def test_create_then_ready_then_zero_writes() -> None:
+    kube, rec = make()
+    out = rec.reconcile("ns", "r")
+    assert out.result == "success"
+    kinds = {k for (k, _, _) in kube.objects}
+    assert {
+        "ServiceAccount",
+        "Secret",
+        "ConfigMap",
+        "Service",
+        "Deployment",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+    } <= kinds
+    assert cond(kube, "Ready")["status"] == "False"
+    assert cond(kube, "Progressing")["status"] == "True"
+    ready_deployment(kube)
+    rec.reconcile("ns", "r")
+    assert cond(kube, "Ready")["status"] == "True"
+    assert kube.objects[("XRouter", "ns", "r")]["status"]["replicaSummary"] == "2/2"
+    kube.writes.clear()
+    for _ in range(3):
+        rec.reconcile("ns", "r")
+    assert kube.writes == []
+    for (kind, _, _), obj in kube.objects.items():
+        if kind != "XRouter":
+            assert "team" not in obj["metadata"].get("labels", {})
+            assert obj["metadata"]["ownerReferences"][0]["uid"] == "xr-uid"
+
+
+def test_admin_key_kept_and_rotated() -> None:
+    kube, rec = make()
+    rec.reconcile("ns", "r")
+    secret = kube.objects[("Secret", "ns", "r-admin-key")]
+    assert base64.b64decode(secret["data"]["admin-key"]) == b"key-0"
+    rec.reconcile("ns", "r")
+    assert base64.b64decode(kube.objects[("Secret", "ns", "r-admin-key")]["data"]["admin-key"]) == b"key-0"
+    xr = kube.objects[("XRouter", "ns", "r")]
+    xr["metadata"]["annotations"] = {"xrouter.io/rotate-admin-key": "now"}
+    checksum = kube.objects[("Deployment", "ns", "r")]["spec"]["template"]["metadata"]["annotations"]
+    rec.reconcile("ns", "r")
+    assert base64.b64decode(kube.objects[("Secret", "ns", "r-admin-key")]["data"]["admin-key"]) == b"key-1"
+    new = kube.objects[("Deployment", "ns", "r")]["spec"]["template"]["metadata"]["annotations"]
+    assert new != checksum
+
+
+def test_drift_is_undone() -> None:
+    kube, rec = make()
+    rec.reconcile("ns", "r")
+    kube.objects[("Deployment", "ns", "r")]["spec"]["replicas"] = 5
+    del kube.objects[("Service", "ns", "r")]
+    kube.writes.clear()
+    rec.reconcile("ns", "r")
+    assert kube.objects[("Deployment", "ns", "r")]["spec"]["replicas"] == 2
+    assert ("Service", "ns", "r") in kube.objects
+    assert {w for w in kube.writes if w[0] == "apply"} == {
+        ("apply", "Deployment", "r"),
+        ("apply", "Service", "r"),
+    }
+
+
+def test_foreign_object_is_not_clobbered() -> None:
+    kube, rec = make()
+    foreign = kube.put(
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "r", "namespace": "ns"}, "spec": {}}
+    )
+    rec.reconcile("ns", "r")
+    assert kube.objects[("Service", "ns", "r")] == foreign
+    degraded = cond(kube, "Degraded")
+    assert degraded["status"] == "True" and degraded["reason"] == "OwnershipConflict"
+    assert "Service r" in degraded["message"]
+    assert any(e["reason"] == "OwnershipConflict" for e in kube.events)
+    kube.writes.clear()
+    rec.reconcile("ns", "r")
+    assert kube.writes == []  # no event storm while the conflict stays
+
+
+def test_hpa_turned_off_is_deleted() -> None:
+    kube, rec = make(autoscaling={"enabled": True})
+    rec.reconcile("ns", "r")
+    assert ("HorizontalPodAutoscaler", "ns", "r") in kube.objects
+    assert "replicas" not in kube.objects[("Deployment", "ns", "r")]["spec"]
+    kube.objects[("XRouter", "ns", "r")]["spec"]["autoscaling"] = {"enabled": False}
+    rec.reconcile("ns", "r")
+    assert ("HorizontalPodAutoscaler", "ns", "r") not in kube.objects
+    assert kube.objects[("Deployment", "ns", "r")]["spec"]["replicas"] == 2
+
+
+def test_suspend_changes_nothing() -> None:
+    kube, rec = make()
+    rec.reconcile("ns", "r")
+    xr = kube.objects[("XRouter", "ns", "r")]
+    xr["spec"]["suspend"] = True
+    xr["spec"]["replicas"] = 4
+    xr["metadata"]["generation"] = 2
+    del kube.objects[("Service", "ns", "r")]
+    kube.writes.clear()
+    out = rec.reconcile("ns", "r")
+    assert out.result == "skipped"
+    assert {w[0] for w in kube.writes} <= {"status", "event"}
+    assert kube.objects[("Deployment", "ns", "r")]["spec"]["replicas"] == 2
+    progressing = cond(kube, "Progressing")
+    assert progressing["reason"] == "Suspended" and progressing["status"] == "False"
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"models": [{"name": "m", "targets": [{"provider": "ghost", "model": "x"}]}]},
+        {"replicas": "many"},
+        {"backup": {"schedule": "0 3 * * *", "storage": {"size": "1Gi"}}},
+    ],
+)
+def test_invalid_spec_is_degraded_not_a_crash(spec: dict[str, Any]) -> None:
+    kube, rec = make(**spec)
+    out = rec.reconcile("ns", "r")
+    assert out.result == "skipped"
+    degraded = cond(kube, "Degraded")
+    assert degraded["reason"] == "InvalidSpec" and "spec." in degraded["message"]
+    assert not [w for w in kube.writes if w[0] == "apply"]
+
+
+def test_backup_and_monitoring_children() -> None:
+    kube, rec = make(
+        database={"urlSecretRef": {"name": "pg", "key": "url"}},
+        backup={"schedule": "0 3 * * *", "storage": {"size": "1Gi"}},
+    )
+    kube.monitoring = frozenset({"ServiceMonitor", "PrometheusRule"})
+    rec.reconcile("ns", "r")
+    assert ("CronJob", "ns", "r-backup") in kube.objects
+    assert ("PersistentVolumeClaim", "ns", "r-backup") in kube.objects
+    assert ("ServiceMonitor", "ns", "r") in kube.objects
+    cron = kube.objects[("CronJob", "ns", "r-backup")]
+    kube.put(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {
+                "name": "r-backup-1",
+                "namespace": "ns",
+                "labels": {"xrouter.io/instance": "r", "app.kubernetes.io/component": "backup"},
+                "ownerReferences": [{"uid": cron["metadata"]["uid"], "controller": True}],
+            },
+            "status": {
+                "completionTime": "2026-01-01T03:00:10Z",
+                "conditions": [{"type": "Complete", "status": "True"}],
+            },
+        }
+    )
+    rec.reconcile("ns", "r")
+    status = kube.objects[("XRouter", "ns", "r")]["status"]
+    assert status["lastBackup"] == {"time": "2026-01-01T03:00:10Z", "result": "Succeeded"}
+    kube.objects[("XRouter", "ns", "r")]["spec"].pop("backup")
+    rec.reconcile("ns", "r")
+    assert ("CronJob", "ns", "r-backup") not in kube.objects
+    assert "lastBackup" not in kube.objects[("XRouter", "ns", "r")]["status"]

@@ -1,0 +1,127 @@
+"""Status computed from synthetic children."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xrouter_operator.status import Observed, Problems, backup_facts, compute_status, status_patch
+
+
+def dep(
+    replicas: int = 2, ready: int = 2, updated: int = 2, total: int = 2, gen: int = 1, seen: int = 1
+) -> dict[str, Any]:
+    return {
+        "metadata": {"generation": gen},
+        "spec": {"replicas": replicas},
+        "status": {
+            "observedGeneration": seen,
+            "replicas": total,
+            "updatedReplicas": updated,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+        },
+    }
+
+
+def status(
+    observed: Observed, old: dict[str, Any] | None = None, suspend: bool = False, **problems: Any
+) -> dict[str, Any]:
+    return compute_status(
+        generation=3,
+        suspend=suspend,
+        old=old,
+        observed=observed,
+        problems=Problems(**problems),
+        endpoint="http://r.ns.svc",
+        selector="a=b",
+        now="2026-01-01T00:00:00Z",
+    )
+
+
+def conds(s: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in s["conditions"]}
+
+
+def test_ready() -> None:
+    s = status(Observed(deployment=dep()))
+    assert conds(s) == {
+        "Ready": ("True", "Available"),
+        "Progressing": ("False", "RolloutComplete"),
+        "Degraded": ("False", "AsExpected"),
+    }
+    assert s["observedGeneration"] == 3 and s["replicaSummary"] == "2/2" and s["readyReplicas"] == 2
+    assert all(c["observedGeneration"] == 3 for c in s["conditions"])
+
+
+def test_rolling_out() -> None:
+    s = status(Observed(deployment=dep(ready=2, updated=1, total=3)))
+    assert conds(s)["Ready"][0] == "False"
+    assert conds(s)["Progressing"] == ("True", "RollingOut")
+    s = status(Observed(deployment=dep(gen=2, seen=1)))
+    assert conds(s)["Progressing"] == ("True", "RollingOut")
+
+
+def test_missing_deployment() -> None:
+    s = status(Observed())
+    assert conds(s)["Ready"] == ("False", "DeploymentMissing")
+    assert conds(s)["Progressing"] == ("True", "Creating")
+
+
+def test_degraded_reasons() -> None:
+    assert conds(status(Observed(), invalid="spec.x: bad"))["Degraded"] == ("True", "InvalidSpec")
+    assert conds(status(Observed(), conflicts=["Service r"]))["Degraded"] == ("True", "OwnershipConflict")
+    assert conds(status(Observed(), apply_errors=["boom"]))["Degraded"] == ("True", "ApplyFailed")
+    stuck = dep(ready=1)
+    stuck["status"]["conditions"] = [
+        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
+    ]
+    assert conds(status(Observed(deployment=stuck)))["Degraded"] == ("True", "RolloutStuck")
+
+
+def test_suspended_keeps_ready_truth() -> None:
+    s = status(Observed(deployment=dep()), suspend=True)
+    assert conds(s)["Progressing"] == ("False", "Suspended")
+    assert conds(s)["Ready"] == ("True", "Available")
+
+
+def test_transition_time_kept_and_patch_only_on_change() -> None:
+    first = status(Observed(deployment=dep()))
+    later = compute_status(
+        generation=3,
+        suspend=False,
+        old=first,
+        observed=Observed(deployment=dep()),
+        problems=Problems(),
+        endpoint="http://r.ns.svc",
+        selector="a=b",
+        now="2026-02-02T00:00:00Z",
+    )
+    assert later == first
+    assert status_patch(first, later) is None
+    changed = status(Observed(deployment=dep(ready=1)), old=first)
+    patch = status_patch(first, changed)
+    assert patch is not None and patch["readyReplicas"] == 1
+
+
+def test_backup_facts() -> None:
+    cron: dict[str, Any] = {"status": {}}
+    ok = {
+        "status": {
+            "completionTime": "2026-01-01T03:00:00Z",
+            "conditions": [{"type": "Complete", "status": "True"}],
+        }
+    }
+    bad = {
+        "status": {
+            "conditions": [{"type": "Failed", "status": "True", "lastTransitionTime": "2026-01-02T03:00:00Z"}]
+        }
+    }
+    f = backup_facts(cron, [ok, bad])
+    assert (f.last_time, f.last_result, f.last_success_time) == (
+        "2026-01-02T03:00:00Z",
+        "Failed",
+        "2026-01-01T03:00:00Z",
+    )
+    assert backup_facts(None, [ok]).last_time is None
+    s = status(Observed(deployment=dep(), cronjob=cron, jobs=[ok]))
+    assert s["lastBackup"] == {"time": "2026-01-01T03:00:00Z", "result": "Succeeded"}
