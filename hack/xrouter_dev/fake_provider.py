@@ -1,0 +1,336 @@
+"""A fake LLM provider on loopback, for tests, the benchmark and ``make up``.
+
+OpenAI-style (``/v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``),
+Azure-style (``/openai/deployments/{name}/...``) and Anthropic-style (``/v1/messages``)
+endpoints. The requested model name picks the behaviour:
+
+- anything else: answer at once, echoing the last user message;
+- ``slow-<ms>``: wait before answering;
+- ``fail``: 500; ``flaky-<n>``: 500 for the first n requests, then normal;
+- ``ratelimit-<n>``: 429 with ``Retry-After: 1`` for the first n requests;
+- ``breakstream``: a stream that sends two chunks and then drops the connection;
+- ``slowstream-<ms>``: a stream with a pause before each chunk.
+
+``GET /_stats`` counts requests per model; ``GET /_last`` is the last request
+(path, selected headers, body); ``POST /_reset`` clears both.
+
+Run: ``python -m xrouter_dev.fake_provider --port 9000``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from collections import Counter
+from typing import Any
+
+from aiohttp import web
+
+Json = dict[str, Any]
+STATS: Counter[str] = Counter()
+LAST: Json = {}
+
+
+def _last_user(messages: list[Json]) -> str:
+    for m in reversed(messages):
+        if m.get("role") == "user":
+            c = m.get("content")
+            if isinstance(c, str):
+                return c
+            if isinstance(c, list):
+                return " ".join(str(p.get("text", p.get("content", ""))) for p in c if isinstance(p, dict))
+    return ""
+
+
+def _param(model: str, prefix: str) -> int | None:
+    if model.startswith(prefix + "-"):
+        try:
+            return int(model[len(prefix) + 1 :])
+        except ValueError:
+            return None
+    return None
+
+
+async def _gate(model: str) -> web.Response | None:
+    """Apply the model's failure mode; a response to send instead, or None."""
+    n = STATS[model]
+    if model == "fail" or (_param(model, "flaky") or 0) >= n:
+        return web.json_response({"error": {"message": "boom", "type": "server_error"}}, status=500)
+    if (_param(model, "ratelimit") or 0) >= n:
+        return web.json_response(
+            {"error": {"message": "slow down", "type": "rate_limit"}},
+            status=429,
+            headers={"Retry-After": "1"},
+        )
+    delay = _param(model, "slow")
+    if delay:
+        await asyncio.sleep(delay / 1000)
+    return None
+
+
+async def _read(request: web.Request) -> Json:
+    body: Json = await request.json()
+    LAST.clear()
+    LAST.update(
+        path=request.path,
+        query=dict(request.query),
+        headers={
+            k.lower(): v
+            for k, v in request.headers.items()
+            if k.lower() in ("authorization", "api-key", "x-api-key", "anthropic-version")
+        },
+        body=body,
+    )
+    return body
+
+
+async def _sse(request: web.Request, model: str, events: list[bytes]) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+    await resp.prepare(request)
+    pause = (_param(model, "slowstream") or 0) / 1000
+    for i, event in enumerate(events):
+        if model == "breakstream" and i == 2:
+            assert request.transport is not None
+            request.transport.close()
+            return resp
+        if pause:
+            await asyncio.sleep(pause)
+        await resp.write(event)
+    await resp.write_eof()
+    return resp
+
+
+def _data(obj: Any) -> bytes:
+    return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+
+async def openai_chat(request: web.Request) -> web.StreamResponse:
+    body = await _read(request)
+    model = str(body.get("model", ""))
+    STATS[model] += 1
+    gated = await _gate(model)
+    if gated is not None:
+        return gated
+    text = _last_user(body.get("messages", []))
+    prompt, completion = len(json.dumps(body.get("messages", [])).split()), len(text.split())
+    usage = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
+    cid, now = f"chatcmpl-fake{STATS.total()}", int(time.time())
+    if not body.get("stream"):
+        return web.json_response(
+            {
+                "id": cid,
+                "object": "chat.completion",
+                "created": now,
+                "model": model,
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                ],
+                "usage": usage,
+            }
+        )
+    include = bool((body.get("stream_options") or {}).get("include_usage"))
+
+    def chunk(delta: Json, finish: str | None = None) -> bytes:
+        return _data(
+            {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": now,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                **({"usage": None} if include else {}),
+            }
+        )
+
+    words = text.split(" ")
+    events = [chunk({"role": "assistant", "content": ""})]
+    events += [chunk({"content": w if i == 0 else " " + w}) for i, w in enumerate(words)]
+    events.append(chunk({}, "stop"))
+    if include:
+        events.append(
+            _data(
+                {
+                    "id": cid,
+                    "object": "chat.completion.chunk",
+                    "created": now,
+                    "model": model,
+                    "choices": [],
+                    "usage": usage,
+                }
+            )
+        )
+    events.append(b"data: [DONE]\n\n")
+    return await _sse(request, model, events)
+
+
+async def openai_completions(request: web.Request) -> web.Response:
+    body = await _read(request)
+    model = str(body.get("model", ""))
+    STATS[model] += 1
+    gated = await _gate(model)
+    if gated is not None:
+        return gated
+    text = str(body.get("prompt", ""))
+    n = len(text.split())
+    return web.json_response(
+        {
+            "id": "cmpl-fake",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}],
+            "usage": {"prompt_tokens": n, "completion_tokens": n, "total_tokens": 2 * n},
+        }
+    )
+
+
+async def openai_embeddings(request: web.Request) -> web.Response:
+    body = await _read(request)
+    model = str(body.get("model", ""))
+    STATS[model] += 1
+    items = body["input"] if isinstance(body.get("input"), list) else [body.get("input")]
+    data = [
+        {"object": "embedding", "index": i, "embedding": [0.1, 0.2, float(len(str(x)))]}
+        for i, x in enumerate(items)
+    ]
+    n = sum(len(str(x).split()) for x in items)
+    return web.json_response(
+        {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": n, "total_tokens": n}}
+    )
+
+
+async def anthropic_messages(request: web.Request) -> web.StreamResponse:
+    body = await _read(request)
+    model = str(body.get("model", ""))
+    STATS[model] += 1
+    gated = await _gate(model)
+    if gated is not None:
+        return gated
+    msgs = body.get("messages", [])
+    last = msgs[-1] if msgs else {}
+    blocks: list[Any] = last["content"] if isinstance(last.get("content"), list) else []
+    text = " ".join(b.get("text", "") for b in blocks if isinstance(b, dict) and b.get("type") == "text")
+    use_tool = bool(body.get("tools")) and not any(b.get("type") == "tool_result" for b in blocks)
+    usage = {"input_tokens": 10, "output_tokens": max(1, len(text.split())), "cache_read_input_tokens": 4}
+    mid = f"msg_fake{STATS.total()}"
+    tool = (
+        {"type": "tool_use", "id": "toolu_1", "name": body["tools"][0]["name"], "input": {"city": "Paris"}}
+        if use_tool
+        else None
+    )
+    if not body.get("stream"):
+        content: list[Json] = [{"type": "text", "text": text}]
+        if tool:
+            content.append(tool)
+        return web.json_response(
+            {
+                "id": mid,
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": content,
+                "stop_reason": "tool_use" if tool else "end_turn",
+                "usage": usage,
+            }
+        )
+
+    def ev(name: str, data: Json) -> bytes:
+        return f"event: {name}\n".encode() + _data({"type": name, **data})
+
+    start_usage = {"input_tokens": 10, "output_tokens": 1, "cache_read_input_tokens": 4}
+    events = [
+        ev(
+            "message_start",
+            {
+                "message": {
+                    "id": mid,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [],
+                    "usage": start_usage,
+                }
+            },
+        ),
+        ev("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+        b'event: ping\ndata: {"type": "ping"}\n\n',
+    ]
+    for i, w in enumerate(text.split(" ")):
+        events.append(
+            ev(
+                "content_block_delta",
+                {"index": 0, "delta": {"type": "text_delta", "text": w if i == 0 else " " + w}},
+            )
+        )
+    events.append(ev("content_block_stop", {"index": 0}))
+    if tool:
+        events.append(ev("content_block_start", {"index": 1, "content_block": {**tool, "input": {}}}))
+        for part in ('{"city": ', '"Paris"}'):
+            events.append(
+                ev(
+                    "content_block_delta",
+                    {"index": 1, "delta": {"type": "input_json_delta", "partial_json": part}},
+                )
+            )
+        events.append(ev("content_block_stop", {"index": 1}))
+    events.append(
+        ev(
+            "message_delta",
+            {
+                "delta": {"stop_reason": "tool_use" if tool else "end_turn"},
+                "usage": {"output_tokens": usage["output_tokens"]},
+            },
+        )
+    )
+    events.append(ev("message_stop", {}))
+    return await _sse(request, model, events)
+
+
+async def azure_chat(request: web.Request) -> web.StreamResponse:
+    return await openai_chat(request)
+
+
+async def stats(request: web.Request) -> web.Response:
+    return web.json_response(dict(STATS))
+
+
+async def last(request: web.Request) -> web.Response:
+    return web.json_response(LAST)
+
+
+async def reset(request: web.Request) -> web.Response:
+    STATS.clear()
+    LAST.clear()
+    return web.json_response({})
+
+
+def make_app() -> web.Application:
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", openai_chat)
+    app.router.add_post("/v1/completions", openai_completions)
+    app.router.add_post("/v1/embeddings", openai_embeddings)
+    app.router.add_post("/v1/messages", anthropic_messages)
+    app.router.add_post("/openai/deployments/{name}/chat/completions", azure_chat)
+    app.router.add_get("/_stats", stats)
+    app.router.add_get("/_last", last)
+    app.router.add_post("/_reset", reset)
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9000)
+    args = parser.parse_args()
+    web.run_app(make_app(), host=args.host, port=args.port, print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""Real servers for the router tests, on free loopback ports: redis-server, PostgreSQL,
+the fake provider and router processes. Each can be stopped and started again."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_port(port: int, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {port}")
+
+
+def _stop(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+class RedisServer:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise RuntimeError("redis-server not installed: run `make deps` (hack/install-deps.sh)")
+        self.proc = subprocess.Popen(
+            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_port(self.port, proc=self.proc)
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+
+class Postgres:
+    """A throwaway cluster, initdb'd into a temp dir and run as the postgres user
+    (we may be root, and PostgreSQL refuses to run as root)."""
+
+    def __init__(self) -> None:
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+        if not bins:
+            raise RuntimeError("PostgreSQL not installed: run `make deps` (hack/install-deps.sh)")
+        self.bin = Path(bins[-1])
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="xrouter-pg-"))
+        self.data = self.dir / "data"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.user = "postgres" if os.geteuid() == 0 else None
+        if self.user:
+            shutil.chown(self.dir, self.user)
+        self._run([str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "xrouter", "-E", "UTF8"])
+
+    def _cmd(self, cmd: list[str]) -> list[str]:
+        return ["runuser", "-u", self.user, "--", *cmd] if self.user else cmd
+
+    def _run(self, cmd: list[str]) -> None:
+        subprocess.run(self._cmd(cmd), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def dsn(self, db: str = "postgres") -> str:
+        return f"postgresql://xrouter@127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> None:
+        cmd = [str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port), "-k", str(self.dir),
+               "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
+               "-c", "full_page_writes=off"]
+        self.proc = subprocess.Popen(self._cmd(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port, proc=self.proc)
+        time.sleep(0.3)
+
+    def stop(self) -> None:
+        # SIGINT: "fast" shutdown, which ends open sessions at once, as an outage would.
+        _stop(self.proc, signal.SIGINT)
+
+    def sql(self, query: str, db: str = "postgres") -> str:
+        out = subprocess.run(
+            [str(self.bin / "psql"), "-At", "-v", "ON_ERROR_STOP=1", self.dsn(db), "-c", query],
+            check=True, capture_output=True, text=True,
+        )
+        return out.stdout.strip()
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class FakeProvider:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "hack")}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "xrouter_dev.fake_provider", "--port", str(self.port)], env=env
+        )
+        wait_port(self.port, proc=self.proc)
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+    def stats(self) -> dict[str, int]:
+        data: dict[str, int] = httpx.get(self.url + "/_stats").json()
+        return data
+
+    def last(self) -> dict[str, Any]:
+        data: dict[str, Any] = httpx.get(self.url + "/_last").json()
+        return data
+
+    def reset(self) -> None:
+        httpx.post(self.url + "/_reset")
+
+
+class Router:
+    """``xrouter-router`` in a subprocess, with its config in a temp file."""
+
+    def __init__(self, config: dict[str, Any], env: dict[str, str] | None = None, workdir: Path | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.dir = workdir or Path(tempfile.mkdtemp(prefix="xrouter-router-"))
+        self.config_path = self.dir / "config.yaml"
+        self.log_path = self.dir / f"router-{self.port}.log"
+        self.env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
+        self.env.update(env or {})
+        self.write_config(config)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump(config))
+        tmp.replace(self.config_path)
+
+    def start(self, wait: bool = True) -> None:
+        exe = Path(sys.executable).parent / "xrouter-router"
+        cmd = [str(exe), "--config", str(self.config_path), "--port", str(self.port)]
+        self.proc = subprocess.Popen(cmd, env=self.env, stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT)
+        if wait:
+            wait_port(self.port, proc=self.proc)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
+        _stop(self.proc, sig, timeout)
+        return self.proc.returncode if self.proc else None
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def metrics(self) -> str:
+        return httpx.get(self.url + "/metrics").text
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of ``name`` whose labels include ``labels``."""
+        total = 0.0
+        for line in self.metrics().splitlines():
+            if not line.startswith(name + "{") and not line.startswith(name + " "):
+                continue
+            head, _, value = line.rpartition(" ")
+            if all(f'{k}="{v}"' in head for k, v in labels.items()):
+                total += float(value)
+        return total
