@@ -52,8 +52,7 @@ def test_chart_role_is_config_rbac_role() -> None:
     if not ROLE.exists():
         pytest.skip("config/rbac/role.yaml (operator issue) not written yet")
     assert (CHART / "files" / "role.yaml").read_text() == ROLE.read_text(), (
-        "charts/xrouter/files/role.yaml differs from config/rbac/role.yaml: "
-        "cp config/rbac/role.yaml charts/xrouter/files/role.yaml"
+        "charts/xrouter/files/role.yaml must be a symlink to config/rbac/role.yaml"
     )
 
 
