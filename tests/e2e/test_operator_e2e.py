@@ -1,0 +1,508 @@
+"""The operator against the real control plane (kwok fakes the pods).
+
+Each test starts `xrouter-operator run --namespace <ns>` as a subprocess with the
+cluster's kubeconfig. Real status objects seen along the way are saved under
+tests/fixtures/status/ (the Argo CD health check's tests read them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "config" / "samples" / "xrouter.yaml"
+CRD = ROOT / "crds" / "xrouter.io_xrouters.yaml"
+FIXTURES = ROOT / "tests" / "fixtures" / "status"
+OPERATOR = Path(sys.executable).parent / "xrouter-operator"
+WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
+OPERATOR_AGENTS = ("xrouter-operator", "kopf")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def eventually(what: str, probe: Callable[[], Any], timeout: float = 30, interval: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class Operator:
+    proc: subprocess.Popen[bytes]
+    metrics_port: int
+    log: Path
+
+    def writes(self) -> float:
+        text = (
+            urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
+        )
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("xrouter_operator_api_writes_total{")
+        )
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Env:
+    """kubectl helpers bound to one namespace."""
+
+    def __init__(self, cluster: Any, namespace: str, tmp: Path) -> None:
+        self.cluster = cluster
+        self.ns = namespace
+        self.tmp = tmp
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        result: subprocess.CompletedProcess[str] = self.cluster.kubectl(
+            "-n", self.ns, *args, input=input, check=check
+        )
+        return result
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        r = self.kubectl("get", kind, name, "-o", "json", "--ignore-not-found", check=False)
+        if r.returncode != 0 or not r.stdout.strip():
+            return None
+        out: dict[str, Any] = json.loads(r.stdout)
+        return out
+
+    def apply(self, manifest: dict[str, Any] | str) -> None:
+        text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
+        self.kubectl("apply", "-f", "-", input=text)
+
+    def start_operator(self) -> Operator:
+        metrics_port, health_port = free_port(), free_port()
+        log = self.tmp / f"operator-{metrics_port}.log"
+        env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig)}
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [
+                    str(OPERATOR),
+                    "run",
+                    "--namespace",
+                    self.ns,
+                    "--metrics-port",
+                    str(metrics_port),
+                    "--health-port",
+                    str(health_port),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        op = Operator(proc, metrics_port, log)
+
+        def healthy() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"operator exited:\n{log.read_text()[-3000:]}")
+            try:
+                return (
+                    urllib.request.urlopen(f"http://127.0.0.1:{health_port}/healthz", timeout=1).status == 200
+                )
+            except OSError:
+                return False
+
+        eventually("the operator's liveness endpoint", healthy, timeout=30)
+        return op
+
+    def xr(self, name: str = "sample") -> dict[str, Any]:
+        obj = self.get("xrouter", name)
+        assert obj is not None
+        return obj
+
+    def condition(self, type_: str, name: str = "sample") -> dict[str, Any]:
+        for c in self.xr(name).get("status", {}).get("conditions", []):
+            if c["type"] == type_:
+                return dict(c)
+        return {}
+
+    def ready(self, name: str = "sample", replicas: int = 2) -> bool:
+        obj = self.xr(name)
+        st = obj.get("status", {})
+        return (
+            st.get("observedGeneration") == obj["metadata"]["generation"]
+            and self.condition("Ready", name).get("status") == "True"
+            and st.get("replicaSummary") == f"{replicas}/{replicas}"
+        )
+
+    def save(self, fixture: str, name: str = "sample") -> None:
+        obj = self.xr(name)
+        obj["metadata"].pop("managedFields", None)
+        FIXTURES.mkdir(parents=True, exist_ok=True)
+        (FIXTURES / f"{fixture}.json").write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def sample_docs() -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(SAMPLE.read_text()) if d]
+
+
+def argo_sample() -> str:
+    """The sample as Argo CD applies it: with its tracking label and annotation on the XRouter."""
+    docs = sample_docs()
+    for d in docs:
+        if d["kind"] == "XRouter":
+            d["metadata"]["labels"] = {"app.kubernetes.io/instance": "xrouter-sample"}
+            d["metadata"]["annotations"] = {
+                "argocd.argoproj.io/tracking-id": "xrouter-sample:xrouter.io/XRouter"
+            }
+    return yaml.safe_dump_all(docs)
+
+
+def sample_xr(**spec: Any) -> dict[str, Any]:
+    xr = next(d for d in sample_docs() if d["kind"] == "XRouter")
+    xr["spec"].update(spec)
+    return xr
+
+
+@pytest.fixture(scope="session")
+def crd(cluster: Any) -> None:
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/xrouters.xrouter.io", "--timeout=30s")
+
+
+@pytest.fixture
+def env(cluster: Any, namespace: str, crd: None, tmp_path: Path) -> Iterator[Env]:
+    e = Env(cluster, namespace, tmp_path)
+    yield e
+
+
+@pytest.fixture
+def operator(env: Env) -> Iterator[Operator]:
+    op = env.start_operator()
+    yield op
+    op.stop()
+
+
+def operator_audit_writes(cluster: Any, namespace: str, since: str) -> list[dict[str, Any]]:
+    """Write requests by the operator (by user agent) in the namespace, logged after `since`."""
+    out = []
+    if cluster.audit_log is None:
+        return out
+    for line in Path(cluster.audit_log).read_text().splitlines():
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if (
+            ev.get("stage") == "ResponseComplete"
+            and ev.get("verb") in WRITE_VERBS
+            and str(ev.get("userAgent", "")).startswith(OPERATOR_AGENTS)
+            and (ev.get("objectRef") or {}).get("namespace") == namespace
+            and ev.get("requestReceivedTimestamp", "") >= since
+        ):
+            out.append(ev)
+    return out
+
+
+def now_rfc3339() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+
+
+# ---------------------------------------------------------------------------- tests
+
+
+def test_sample_ready_drift_undone_and_quiet(env: Env, operator: Operator, cluster: Any) -> None:
+    started = time.monotonic()
+    env.apply(argo_sample())
+    progressing = eventually(
+        "a Progressing status", lambda: env.condition("Progressing").get("status") == "True", 15
+    )
+    if progressing:
+        env.save("progressing-rollout")
+    eventually("Ready 2/2", env.ready, timeout=30)
+    took = time.monotonic() - started
+    print(f"sample Ready 2/2 after {took:.1f}s")
+    env.save("healthy-ready")
+    row = env.kubectl("get", "xrouters", "--no-headers").stdout.split()
+    assert row[:3] == ["sample", "True", "2/2"], row
+
+    xr = env.xr()
+    uid = xr["metadata"]["uid"]
+    assert not xr["metadata"].get("finalizers")
+    for kind, name in [
+        ("serviceaccount", "sample"), ("secret", "sample-admin-key"), ("configmap", "sample-config"),
+        ("service", "sample"), ("deployment", "sample"), ("poddisruptionbudget", "sample"),
+        ("networkpolicy", "sample"),
+    ]:  # fmt: skip
+        obj = env.get(kind, name)
+        assert obj is not None, f"{kind}/{name} missing"
+        refs = obj["metadata"].get("ownerReferences", [])
+        assert [(r["uid"], r["controller"]) for r in refs] == [(uid, True)], f"{kind}/{name}"
+        labels = obj["metadata"]["labels"]
+        assert labels["app.kubernetes.io/managed-by"] == "xrouter-operator"
+        assert labels["xrouter.io/instance"] == "sample"
+        assert "kubectl.kubernetes.io/last-applied-configuration" not in obj["metadata"].get(
+            "annotations", {}
+        )
+    # Secrets never in the ConfigMap.
+    config = env.get("configmap", "sample-config")
+    assert config is not None and "sk-sample" not in json.dumps(config)
+
+    # Manual scale is undone.
+    env.kubectl("scale", "deployment/sample", "--replicas=5")
+    t0 = time.monotonic()
+    eventually(
+        "replicas back to 2", lambda: (env.get("deployment", "sample") or {})["spec"]["replicas"] == 2, 10
+    )
+    print(f"manual scale undone in {time.monotonic() - t0:.1f}s")
+    # A deleted Service is put back.
+    old_uid = (env.get("service", "sample") or {})["metadata"]["uid"]
+    env.kubectl("delete", "service", "sample", "--wait=true")
+    t0 = time.monotonic()
+    eventually(
+        "the Service recreated",
+        lambda: (env.get("service", "sample") or {}).get("metadata", {}).get("uid", old_uid) != old_uid,
+        10,
+    )
+    print(f"deleted Service recreated in {time.monotonic() - t0:.1f}s")
+    eventually("Ready 2/2 again", env.ready, timeout=30)
+
+    # Argo CD re-sync: apply the same file twice; no new generation, no operator writes.
+    time.sleep(2)
+    generation = env.xr()["metadata"]["generation"]
+    since, before = now_rfc3339(), operator.writes()
+    env.apply(argo_sample())
+    env.apply(argo_sample())
+    time.sleep(3)
+    assert env.xr()["metadata"]["generation"] == generation
+    assert operator.writes() == before
+
+    # A quiet minute: zero writes.
+    window = float(os.environ.get("XROUTER_QUIET_SECONDS", "60"))
+    time.sleep(window)
+    metric_writes = operator.writes() - before
+    audit = operator_audit_writes(cluster, env.ns, since)
+    print(
+        f"steady state over {window:.0f}s (+3s re-apply): {metric_writes:.0f} writes by the operator's "
+        f"metric, {len(audit)} in the audit log"
+    )
+    assert metric_writes == 0
+    assert audit == [], [(e["verb"], e["objectRef"]) for e in audit]
+
+
+def test_spec_change_rolls_pods(env: Env, operator: Operator) -> None:
+    env.apply(SAMPLE.read_text())
+    eventually("Ready", env.ready, timeout=30)
+    dep = env.get("deployment", "sample")
+    assert dep is not None
+    checksum = dep["spec"]["template"]["metadata"]["annotations"]["xrouter.io/config-checksum"]
+    xr = sample_xr()
+    xr["spec"]["models"].append({"name": "second", "targets": [{"provider": "mock", "model": "echo2"}]})
+    env.apply(xr)
+
+    def new_checksum() -> bool:
+        d = env.get("deployment", "sample") or {}
+        return d["spec"]["template"]["metadata"]["annotations"]["xrouter.io/config-checksum"] != checksum
+
+    eventually("a new config checksum", new_checksum, timeout=10)
+    rs = eventually(
+        "two ReplicaSets",
+        lambda: len(json.loads(env.kubectl("get", "rs", "-o", "json").stdout)["items"]) >= 2,
+        timeout=15,
+    )
+    assert rs
+    eventually("Ready after the rollout", env.ready, timeout=30)
+    config = env.get("configmap", "sample-config")
+    assert config is not None and "echo2" in config["data"]["config.json"]
+
+
+def test_hpa_off_is_deleted(env: Env, operator: Operator) -> None:
+    env.apply(SAMPLE.read_text())
+    env.apply(sample_xr(autoscaling={"enabled": True, "minReplicas": 2, "maxReplicas": 4}))
+    eventually("the HPA", lambda: env.get("hpa", "sample") is not None, timeout=15)
+    env.apply(sample_xr(autoscaling={"enabled": False}))
+    t0 = time.monotonic()
+    eventually("the HPA deleted", lambda: env.get("hpa", "sample") is None, timeout=10)
+    print(f"HPA deleted {time.monotonic() - t0:.1f}s after autoscaling was turned off")
+    eventually(
+        "replicas back in the Deployment",
+        lambda: (env.get("deployment", "sample") or {})["spec"]["replicas"] == 2,
+        10,
+    )
+
+
+def test_suspend_stops_changes(env: Env, operator: Operator) -> None:
+    env.apply(SAMPLE.read_text())
+    eventually("Ready", env.ready, timeout=30)
+    env.apply(sample_xr(suspend=True, replicas=3))
+    eventually("Suspended", lambda: env.condition("Progressing").get("reason") == "Suspended", timeout=10)
+    env.save("suspended-by-spec")
+    env.kubectl("delete", "service", "sample")
+    time.sleep(4)
+    assert env.get("service", "sample") is None
+    assert (env.get("deployment", "sample") or {})["spec"]["replicas"] == 2
+    env.apply(sample_xr(suspend=False, replicas=3))
+    eventually("the Service back after resume", lambda: env.get("service", "sample") is not None, timeout=10)
+    eventually("Ready 3/3", lambda: env.ready(replicas=3), timeout=30)
+
+
+def test_foreign_object_untouched_and_reported(env: Env, operator: Operator) -> None:
+    foreign = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "sample", "labels": {"owner": "someone-else"}},
+        "spec": {"ports": [{"port": 1234}], "selector": {"app": "other"}},
+    }
+    env.apply(foreign)
+    before = env.get("service", "sample")
+    assert before is not None
+    env.apply(SAMPLE.read_text())
+    eventually(
+        "Degraded OwnershipConflict",
+        lambda: env.condition("Degraded").get("reason") == "OwnershipConflict",
+        15,
+    )
+    assert "Service sample" in env.condition("Degraded")["message"]
+    env.save("degraded-ownership-conflict")
+    eventually("the Deployment still created", lambda: env.get("deployment", "sample") is not None, 10)
+    time.sleep(2)
+    after = env.get("service", "sample")
+    assert after is not None
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert not after["metadata"].get("ownerReferences")
+    events = env.kubectl(
+        "get", "events", "--field-selector", "involvedObject.name=sample,reason=OwnershipConflict"
+    )
+    assert "OwnershipConflict" in events.stdout
+
+
+def test_delete_with_operator_stopped(env: Env) -> None:
+    op = env.start_operator()
+    try:
+        env.apply(SAMPLE.read_text())
+        eventually("Ready", env.ready, timeout=30)
+    finally:
+        op.stop()
+    assert not env.xr()["metadata"].get("finalizers")
+    # A spec change nobody observes: the generation runs ahead of status.
+    env.apply(sample_xr(replicas=3))
+    xr = env.xr()
+    assert xr["metadata"]["generation"] > xr["status"]["observedGeneration"]
+    env.save("progressing-generation-not-observed")
+    t0 = time.monotonic()
+    env.kubectl("delete", "xrouter", "sample", "--timeout=20s")
+    print(f"kubectl delete xrouter returned after {time.monotonic() - t0:.1f}s with the operator stopped")
+    children = [("deployment", "sample"), ("service", "sample"), ("configmap", "sample-config")]
+    children += [("secret", "sample-admin-key"), ("serviceaccount", "sample")]
+    for kind, name in children:
+        eventually(
+            f"{kind}/{name} garbage-collected", lambda k=kind, n=name: env.get(k, n) is None, timeout=30
+        )
+
+
+MOCK_TARGET = [{"provider": "mock", "model": "e"}]
+DB = {"urlSecretRef": {"name": "pg", "key": "url"}}
+INVALID: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "min>max",
+        {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}},
+        "spec.autoscaling.minReplicas",
+    ),
+    (
+        "negative weight",
+        {"models": [{"name": "m", "targets": [{"provider": "mock", "model": "e", "weight": -1}]}]},
+        "spec.models[0].targets[0].weight",
+    ),
+    (
+        "duplicate provider",
+        {"providers": [{"name": "mock", "type": "mock"}, {"name": "mock", "type": "mock"}]},
+        "spec.providers[1]",
+    ),
+    (
+        "unknown provider",
+        {"models": [{"name": "m", "targets": [{"provider": "nope", "model": "e"}]}]},
+        "spec.models[].targets[].provider",
+    ),
+    (
+        "bad cron",
+        {"database": DB, "backup": {"schedule": "every day", "storage": {"size": "1Gi"}}},
+        "spec.backup.schedule",
+    ),
+    (
+        "pvc and claim",
+        {
+            "database": DB,
+            "backup": {"schedule": "0 3 * * *", "storage": {"size": "1Gi", "existingClaim": "c"}},
+        },
+        "spec.backup.storage",
+    ),
+    (
+        "backup without database",
+        {"backup": {"schedule": "0 3 * * *", "storage": {"size": "1Gi"}}},
+        "spec.backup",
+    ),
+    ("openai without baseUrl", {"providers": [{"name": "mock", "type": "openai"}]}, "baseUrl"),
+    ("negative replicas", {"replicas": -1}, "spec.replicas"),
+    (
+        "unknown strategy",
+        {"models": [{"name": "m", "strategy": "random", "targets": MOCK_TARGET}]},
+        "spec.models[0].strategy",
+    ),
+    (
+        "fallback to nothing",
+        {"models": [{"name": "m", "fallbacks": ["ghost"], "targets": MOCK_TARGET}]},
+        "spec.models[].fallbacks",
+    ),
+    ("unknown field", {"replica": 2}, "spec.replica"),
+]
+
+
+def test_invalid_objects_rejected(env: Env) -> None:
+    rejected = 0
+    for label, spec, needle in INVALID:
+        xr = sample_xr(**spec)
+        xr["metadata"]["name"] = "bad"
+        r = env.kubectl("apply", "-f", "-", input=yaml.safe_dump(xr), check=False)
+        assert r.returncode != 0, f"{label}: accepted"
+        assert needle in r.stderr, f"{label}: {needle!r} not in {r.stderr!r}"
+        rejected += 1
+    long_name = sample_xr()
+    long_name["metadata"]["name"] = "x" * 41
+    r = env.kubectl("apply", "-f", "-", input=yaml.safe_dump(long_name), check=False)
+    assert r.returncode != 0 and "metadata.name" in r.stderr, r.stderr
+    print(f"{rejected + 1} invalid XRouters rejected by the API server, each naming the field")
+
+
+def test_render_accepted_by_server_dry_run(env: Env) -> None:
+    rendered = subprocess.run(
+        [str(OPERATOR), "render", "-f", str(SAMPLE), "--namespace", env.ns],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    r = env.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered, check=False)
+    assert r.returncode == 0, r.stderr
+    assert "deployment.apps/sample created (server dry run)" in r.stdout
