@@ -173,7 +173,10 @@ class Router:
         cmd = [str(exe), "--config", str(self.config_path), "--port", str(self.port)]
         self.proc = subprocess.Popen(cmd, env=self.env, stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT)
         if wait:
-            wait_port(self.port, proc=self.proc)
+            try:
+                wait_port(self.port, proc=self.proc)
+            except (RuntimeError, TimeoutError) as exc:
+                raise RuntimeError(f"router did not start: {exc}\n{self.log()[-3000:]}") from None
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
         _stop(self.proc, sig, timeout)

@@ -1,0 +1,109 @@
+"""The circuit breaker, alone and in the router with retries and failover."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from xrouter_router.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
+
+from .conftest import StartRouter, base_config, client
+from .servers import FakeProvider
+
+MSG: Any = [{"role": "user", "content": "hi"}]
+
+
+def test_breaker_opens_probes_and_closes() -> None:
+    now = [0.0]
+    b = Breaker(threshold=3, window=10, cooldown=5, clock=lambda: now[0])
+    for _ in range(2):
+        b.failure()
+    assert b.state == CLOSED and b.allow()
+    b.failure()
+    assert b.state == OPEN and not b.allow()
+    now[0] = 6
+    assert b.state == HALF_OPEN
+    assert b.allow() and not b.allow()  # one probe at a time
+    b.failure()
+    assert b.state == OPEN
+    now[0] = 12
+    assert b.allow()
+    b.success()
+    assert b.state == CLOSED
+
+
+def test_failures_outside_the_window_do_not_count() -> None:
+    now = [0.0]
+    b = Breaker(threshold=2, window=1, cooldown=5, clock=lambda: now[0])
+    b.failure()
+    now[0] = 2
+    b.failure()
+    assert b.state == CLOSED
+
+
+def _config(provider: FakeProvider, tmp: Path) -> dict[str, Any]:
+    config = base_config(provider.url, tmp, breaker={"failureThreshold": 2, "windowSeconds": 30,
+                                                      "cooldownSeconds": 1},
+                         retry={"baseDelaySeconds": 0.01, "maxDelaySeconds": 2})
+    config["models"] = [m for m in config["models"] if m["name"] == "echo"] + [
+        {"name": "main", "targets": [{"provider": "fake", "model": "fail", "weight": 1},
+                                     {"provider": "fake", "model": "good", "weight": 0}]},
+        {"name": "broken", "fallbacks": ["backup"], "targets": [{"provider": "fake2", "model": "fail"}]},
+        {"name": "backup", "targets": [{"provider": "fake2", "model": "backup-ok"}]},
+        {"name": "flaky", "targets": [{"provider": "fake", "model": "flaky-1"}]},
+        {"name": "limited", "targets": [{"provider": "fake", "model": "ratelimit-1"}]},
+        {"name": "dead", "targets": [{"provider": "fake2", "model": "fail"}]},
+    ]
+    return config
+
+
+def test_retry_then_success(start_router: StartRouter, provider: FakeProvider, tmp_path: Path) -> None:
+    router = start_router(_config(provider, tmp_path))
+    out = client(router).chat.completions.create(model="flaky", messages=MSG)
+    assert out.choices[0].message.content == "hi"
+    assert provider.stats()["flaky-1"] == 2
+    assert router.metric("xrouter_retries_total", model="flaky") == 1
+
+
+def test_429_retry_honours_retry_after(start_router: StartRouter, provider: FakeProvider, tmp_path: Path) -> None:
+    router = start_router(_config(provider, tmp_path))
+    raw = client(router).chat.completions.with_raw_response.create(model="limited", messages=MSG)
+    assert raw.parse().choices[0].message.content == "hi"
+    assert provider.stats()["ratelimit-1"] == 2
+    assert raw.elapsed.total_seconds() >= 0.9  # waited the upstream's Retry-After: 1
+
+
+def test_failover_breaker_and_fallback(start_router: StartRouter, provider: FakeProvider, tmp_path: Path) -> None:
+    router = start_router(_config(provider, tmp_path))
+    c = client(router)
+    # Target "fail" is retried (maxRetries 2), then the route fails over to "good".
+    assert c.chat.completions.create(model="main", messages=MSG).choices[0].message.content == "hi"
+    assert provider.stats()["fail"] == 2  # the breaker (threshold 2) opened before the third try
+    assert router.metric("xrouter_breaker_state", provider="fake", upstream_model="fail") == 2
+    # With the breaker open the failing target is skipped outright.
+    assert c.chat.completions.create(model="main", messages=MSG).choices[0].message.content == "hi"
+    assert provider.stats()["fail"] == 2
+    # A model whose targets all fail falls back to the next model.
+    assert c.chat.completions.create(model="broken", messages=MSG).choices[0].message.content == "hi"
+    assert provider.stats()["backup-ok"] == 1
+    assert router.metric("xrouter_fallbacks_total", model="broken") == 1
+
+
+def test_all_down_is_502_then_503(start_router: StartRouter, provider: FakeProvider, tmp_path: Path) -> None:
+    router = start_router(_config(provider, tmp_path))
+    c = client(router)
+    with pytest.raises(openai.InternalServerError) as e:
+        c.chat.completions.create(model="dead", messages=MSG)
+    assert e.value.status_code == 502
+    with pytest.raises(openai.InternalServerError):
+        c.chat.completions.create(model="dead", messages=MSG)
+    # Two failures opened the breaker: no upstream left, 503 without calling it.
+    calls = provider.stats()["fail"]
+    with pytest.raises(openai.InternalServerError) as e:
+        c.chat.completions.create(model="dead", messages=MSG)
+    assert e.value.status_code == 503
+    assert provider.stats()["fail"] == calls
+    assert router.metric("xrouter_requests_total", model="dead", status="503") == 1
