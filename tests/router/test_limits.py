@@ -1,0 +1,144 @@
+"""Per-key limits: one limit shared by two router processes through one Redis;
+Redis outages (fail-open and fail-closed) and recovery; the in-process limiter."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from xrouter_router.auth import KeyInfo
+from xrouter_router.config import Limits
+from xrouter_router.limits import LocalLimiter
+
+from .conftest import KEY, StartRouter, base_config, client
+from .servers import FakeProvider, RedisServer, Router
+
+MSG: Any = [{"role": "user", "content": "hi"}]
+
+
+def avoid_minute_boundary(needed: float = 15) -> None:
+    """Limits use calendar-minute windows: don't let a test straddle one."""
+    left = 60 - time.time() % 60
+    if left < needed:
+        time.sleep(left + 0.2)
+
+
+def _limited(provider: FakeProvider, tmp: Path, fail_mode: str = "open", **limits: Any) -> dict[str, Any]:
+    config = base_config(provider.url, tmp, redis={"url": {"env": "TEST_REDIS_URL"}, "failMode": fail_mode})
+    config["keys"][0]["limits"] = limits
+    return config
+
+
+def _ok(router: Router, n: int) -> int:
+    ok = 0
+    for _ in range(n):
+        try:
+            client(router).chat.completions.create(model="echo", messages=MSG)
+            ok += 1
+        except openai.RateLimitError as exc:
+            assert exc.response.headers["retry-after"]
+    return ok
+
+
+def test_local_limiter() -> None:
+    now = [120.0]
+    lim = LocalLimiter(clock=lambda: now[0])
+    key = KeyInfo("k", "0" * 64, Limits(rpm=2, max_concurrent=5, tpm=100))
+    assert lim.acquire(key) == (None, 0)
+    lim.settle(key, 150, concurrency=True)
+    assert lim.acquire(key)[0] == "tpm"
+    now[0] = 180.0  # next minute
+    assert lim.acquire(key)[0] is None and lim.acquire(key)[0] is None
+    assert lim.acquire(key)[0] == "rpm"
+
+
+def test_shared_limit_across_two_processes(
+    start_router: StartRouter, provider: FakeProvider, tmp_path: Path, redis: RedisServer
+) -> None:
+    avoid_minute_boundary()
+    config = _limited(provider, tmp_path, rpm=10)
+    env = {"TEST_REDIS_URL": redis.url}
+    a, b = start_router(config, env), start_router(config, env)
+    served = sum(_ok(r, 1) for _ in range(10) for r in (a, b))
+    assert served == 10  # one limit of 10, not 10 per process
+    assert a.metric("xrouter_limit_rejections_total", limit="rpm") + b.metric(
+        "xrouter_limit_rejections_total", limit="rpm") == 10
+
+
+def test_concurrency_limit_across_processes(
+    start_router: StartRouter, provider: FakeProvider, tmp_path: Path, redis: RedisServer
+) -> None:
+    config = _limited(provider, tmp_path, maxConcurrent=1)
+    env = {"TEST_REDIS_URL": redis.url}
+    a, b = start_router(config, env), start_router(config, env)
+    import threading
+
+    results: list[int] = []
+
+    def slow() -> None:
+        r = httpx.post(a.url + "/v1/chat/completions", headers={"authorization": f"Bearer {KEY}"},
+                       json={"model": "slow", "messages": MSG}, timeout=10)
+        results.append(r.status_code)
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.5)
+    with pytest.raises(openai.RateLimitError):
+        client(b).chat.completions.create(model="echo", messages=MSG)
+    t.join()
+    assert results == [200]
+    assert _ok(b, 1) == 1  # the slot was released
+
+
+def test_redis_outage_fail_open_and_recovery(
+    start_router: StartRouter, provider: FakeProvider, tmp_path: Path, redis: RedisServer
+) -> None:
+    avoid_minute_boundary(25)
+    router = start_router(_limited(provider, tmp_path, rpm=1000), {"TEST_REDIS_URL": redis.url})
+    assert _ok(router, 3) == 3
+    assert httpx.get(router.url + "/ready").json()["status"] == "ready"
+    redis.stop()
+    began = time.monotonic()
+    assert _ok(router, 20) == 20  # keeps serving, per-process limits
+    assert time.monotonic() - began < 5  # and Redis is not waited on per request
+    ready = httpx.get(router.url + "/ready")
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "degraded" and "per process" in ready.json()["redis"]
+    assert router.metric("xrouter_redis_up") == 0
+    redis.start()
+    deadline = time.monotonic() + 10
+    while httpx.get(router.url + "/ready").json()["status"] != "ready":
+        assert time.monotonic() < deadline, "router did not notice Redis came back"
+        time.sleep(0.2)
+    assert router.metric("xrouter_redis_up") == 1
+    assert _ok(router, 2) == 2
+    import redis as redis_lib
+
+    counted = [k for k in redis_lib.Redis.from_url(redis.url).keys("xr:*") if b":rpm:" in k]
+    assert counted, "requests are counted in Redis again"
+
+
+def test_redis_outage_fail_closed(
+    start_router: StartRouter, provider: FakeProvider, tmp_path: Path, redis: RedisServer
+) -> None:
+    config = _limited(provider, tmp_path, "closed", rpm=1000)
+    router = start_router(config, {"TEST_REDIS_URL": redis.url})
+    assert _ok(router, 1) == 1
+    redis.stop()
+    with pytest.raises(openai.InternalServerError) as e:
+        client(router).chat.completions.create(model="echo", messages=MSG)
+    assert e.value.status_code == 503
+
+
+def test_no_redis_means_per_process_limits(start_router: StartRouter, provider: FakeProvider, tmp_path: Path) -> None:
+    avoid_minute_boundary()
+    config = base_config(provider.url, tmp_path)
+    config["keys"][0]["limits"] = {"rpm": 3}
+    router = start_router(config)
+    assert _ok(router, 5) == 3
+    assert "per process" in httpx.get(router.url + "/ready").json()["redis"]
