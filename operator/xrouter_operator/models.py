@@ -29,6 +29,8 @@ PLURAL = "xrouters"
 API_VERSION = f"{GROUP}/{VERSION}"
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# Bounds keep the CEL rules that cross lists within the API server's cost budget.
+MODEL_NAME_MAX = 100
 # Five cron fields (numbers, names, ranges, steps, lists) or a @macro.
 _CRON_FIELD = r"[0-9A-Za-z*?,/-]+"
 CRON = rf"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|{_CRON_FIELD}( +{_CRON_FIELD}){{4}})$"
@@ -124,8 +126,8 @@ class Pods(_Model):
     """Settings of the router pods."""
 
     resources: Resources = Resources()
-    annotations: dict[str, str] = {}
-    labels: dict[str, str] = {}
+    annotations: dict[str, str] = Field(default={}, max_length=64)
+    labels: dict[str, str] = Field(default={}, max_length=32)
     env: list[EnvVar] = []
     node_selector: dict[str, str] = {}
     tolerations: list[Toleration] = []
@@ -219,12 +221,12 @@ class Target(_Model):
 class Route(_Model):
     """A public model name and how requests for it are routed."""
 
-    name: str = Field(min_length=1, max_length=256, description="The public model name.")
+    name: str = Field(min_length=1, max_length=MODEL_NAME_MAX, description="The public model name.")
     strategy: Strategy = Strategy.WEIGHTED
     hash_key: str = Field(default="user", pattern=r"^(user|header:[A-Za-z0-9-]+)$")
-    targets: list[Target] = Field(min_length=1, max_length=32)
-    fallbacks: list[Annotated[str, Field(max_length=256)]] = Field(
-        default=[], max_length=16, description="Other public model names, tried in order."
+    targets: list[Target] = Field(min_length=1, max_length=8)
+    fallbacks: list[Annotated[str, Field(max_length=MODEL_NAME_MAX)]] = Field(
+        default=[], max_length=4, description="Other public model names, tried in order."
     )
 
 
@@ -249,7 +251,9 @@ class Limits(_Model):
     tpm: int | None = Field(default=None, ge=0, description="Tokens per minute.")
     max_concurrent: int | None = Field(default=None, ge=0)
     budget_usd: float | None = Field(default=None, ge=0)
-    allowed_models: list[Annotated[str, Field(max_length=256)]] | None = Field(default=None, max_length=64)
+    allowed_models: list[Annotated[str, Field(max_length=MODEL_NAME_MAX)]] | None = Field(
+        default=None, max_length=16
+    )
 
 
 class Key(_Model):
@@ -455,9 +459,9 @@ class XRouterSpec(_Model):
     pods: Pods = Pods()
     rollout: Rollout = Rollout()
     service: Service = Service()
-    providers: list[Provider] = Field(min_length=1, max_length=32, json_schema_extra=_map_list("name"))
-    models: list[Route] = Field(min_length=1, max_length=128, json_schema_extra=_map_list("name"))
-    keys: list[Key] = Field(default=[], max_length=256, json_schema_extra=_map_list("name"))
+    providers: list[Provider] = Field(min_length=1, max_length=16, json_schema_extra=_map_list("name"))
+    models: list[Route] = Field(min_length=1, max_length=64, json_schema_extra=_map_list("name"))
+    keys: list[Key] = Field(default=[], max_length=200, json_schema_extra=_map_list("name"))
     default_limits: Limits = Limits()
     prices: dict[str, Price] = Field(default={}, description="Keyed by upstream model name.")
     redis: Redis | None = None

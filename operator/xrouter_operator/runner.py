@@ -29,6 +29,8 @@ def run_operator(
         log_format=kopf.LogFormat.JSON if json_logs else kopf.LogFormat.PLAIN,
     )
     logging.getLogger("xrouter_operator").setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not verbose:  # kopf logs every handled watch event at INFO; ours say what changed
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     if metrics_port:
         start_http_server(metrics_port)
     handlers.RESYNC_SECONDS = resync_seconds
