@@ -18,6 +18,7 @@ import logging
 import os
 import tempfile
 import time
+import uuid
 from collections import deque
 from dataclasses import astuple, dataclass
 from pathlib import Path
@@ -113,7 +114,7 @@ class UsageRecorder:
     def _count_spilled(self) -> int:
         if self.spill_dir is None:
             return 0
-        return sum(f.read_bytes().count(b"\n") for f in self.spill_dir.glob("usage-*.jsonl"))
+        return sum(f.read_bytes().count(b"\n") for f in self.spill_dir.glob("*.jsonl"))
 
     def _update_gauge(self) -> None:
         self.metrics.usage_buffer_rows.set(len(self.queue) + self.spill_rows)
@@ -179,16 +180,31 @@ class UsageRecorder:
 
     async def flush(self) -> None:
         """Write what is queued (spilling on failure) and replay spill files."""
+        reachable = await self._reachable() if self.queue or self.spill_rows else self.db_up
         while self.queue:
             n = min(len(self.queue), self.batch_size)
             batch = [self.queue.popleft() for _ in range(n)]
-            if not (await self._connect() and await self._write(batch)):
+            if not (reachable and await self._write(batch)):
+                reachable = False
                 self._spill(batch)
             self._update_gauge()
-        if self.spill_rows and await self._connect():
+        if self.spill_rows and reachable:
             await self._replay()
         if self.db_up and self.budget_keys and time.monotonic() - self._spend_checked > SPEND_REFRESH_SECONDS:
             await self._refresh_spend()
+
+    async def _reachable(self) -> bool:
+        if self.pool is None:
+            return await self._connect()
+        if self.db_up:
+            return True
+        try:
+            await asyncio.wait_for(self.pool.fetchval("SELECT 1"), db.CONNECT_TIMEOUT)
+        except _DB_ERRORS as exc:
+            self._set_up(False, exc)
+            return False
+        self._set_up(True)
+        return True
 
     async def _write(self, batch: list[UsageRow]) -> bool:
         assert self.pool is not None
@@ -228,15 +244,19 @@ class UsageRecorder:
 
     async def _replay(self) -> None:
         assert self.spill_dir is not None
-        for path in sorted(self.spill_dir.glob("usage-*.jsonl")):
-            claimed = path.with_name(f"replay-{os.getpid()}-{path.name}")
-            try:
-                path.rename(claimed)
-            except FileNotFoundError:
-                continue  # another worker took it
-            if not await self._replay_file(claimed):
-                return
-        for path in sorted(self.spill_dir.glob(f"replay-{os.getpid()}-*.jsonl")):
+        mine = f"replay-{os.getpid()}-"
+        for path in sorted(self.spill_dir.glob("*.jsonl")):
+            if not path.name.startswith(mine):
+                # Claim it by an atomic rename: another worker may be replaying it. Files
+                # claimed by a process that died are taken over (rows are idempotent).
+                if path.name.startswith("replay-") and _alive(path.name.split("-")[1]):
+                    continue
+                claimed = path.with_name(f"{mine}{uuid.uuid4().hex[:8]}-{path.name}")
+                try:
+                    path.rename(claimed)
+                except FileNotFoundError:
+                    continue
+                path = claimed
             if not await self._replay_file(path):
                 return
 
@@ -245,7 +265,7 @@ class UsageRecorder:
         for i in range(0, len(rows), self.batch_size):
             if not await self._write(rows[i : i + self.batch_size]):
                 return False  # keep the claimed file; the next round retries it whole
-        path.unlink()
+        path.unlink(missing_ok=True)
         self.spill_rows = max(0, self.spill_rows - len(rows))
         self._update_gauge()
         log.info("replayed %d spilled usage rows", len(rows))
@@ -276,3 +296,15 @@ class UsageRecorder:
         if self.pool is not None:
             with contextlib.suppress(*_DB_ERRORS):
                 await asyncio.wait_for(self.pool.close(), 5)
+
+
+def _alive(pid: str) -> bool:
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -89,11 +89,9 @@ class Postgres:
             shutil.chown(self.dir, self.user)
         self._run([str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "xrouter", "-E", "UTF8"])
 
-    def _cmd(self, cmd: list[str]) -> list[str]:
-        return ["runuser", "-u", self.user, "--", *cmd] if self.user else cmd
-
     def _run(self, cmd: list[str]) -> None:
-        subprocess.run(self._cmd(cmd), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, user=self.user,
+                       cwd=self.dir)
 
     def dsn(self, db: str = "postgres") -> str:
         return f"postgresql://xrouter@127.0.0.1:{self.port}/{db}"
@@ -102,7 +100,8 @@ class Postgres:
         cmd = [str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port), "-k", str(self.dir),
                "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
                "-c", "full_page_writes=off"]
-        self.proc = subprocess.Popen(self._cmd(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, user=self.user,
+                                     cwd=self.dir)
         wait_port(self.port, proc=self.proc)
         time.sleep(0.3)
 
