@@ -224,7 +224,10 @@ def parse_config(text: ConfigText) -> RouterConfig:
 
     Raises ``pydantic.ValidationError`` or ``ValueError`` with a message naming the field.
     """
-    data: Any = yaml.safe_load(text)
+    try:
+        data: Any = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"config: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError("config: expected a mapping at the top level")
     return RouterConfig.model_validate(data)

@@ -46,7 +46,7 @@ CONNECT_TIMEOUT = 3.0
 
 async def connect(dsn: str) -> asyncpg.Pool:
     pool: asyncpg.Pool = await asyncpg.create_pool(
-        dsn, min_size=1, max_size=4, timeout=CONNECT_TIMEOUT, command_timeout=10
+        dsn, min_size=0, max_size=4, timeout=CONNECT_TIMEOUT, command_timeout=10
     )
     return pool
 

@@ -38,7 +38,11 @@ class Reloader:
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            self.check()
+            try:
+                self.check()
+            except Exception:  # never let the watcher die
+                self.metrics.config_reloads.labels("failure").inc()
+                log.exception("config reload failed")
 
     def check(self) -> bool | None:
         """Reload if the file changed: True applied, False refused, None unchanged."""

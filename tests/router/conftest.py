@@ -80,13 +80,28 @@ def base_config(provider_url: str, tmp: Path, **extra: Any) -> Config:
     """Providers of every type pointing at the fake, a few routes, two keys."""
     config: Config = {
         "providers": [
-            {"name": "fake", "type": "openai-compatible", "baseUrl": provider_url + "/v1",
-             "apiKey": {"env": "FAKE_API_KEY"}, "maxRetries": 2,
-             "timeouts": {"connect": 1, "firstByte": 5, "total": 10}},
+            {
+                "name": "fake",
+                "type": "openai-compatible",
+                "baseUrl": provider_url + "/v1",
+                "apiKey": {"env": "FAKE_API_KEY"},
+                "maxRetries": 2,
+                "timeouts": {"connect": 1, "firstByte": 5, "total": 10},
+            },
             {"name": "fake2", "type": "openai", "baseUrl": provider_url + "/v1", "maxRetries": 0},
-            {"name": "claude", "type": "anthropic", "baseUrl": provider_url, "apiKey": {"env": "FAKE_API_KEY"}},
-            {"name": "azure", "type": "azure-openai", "baseUrl": provider_url, "apiVersion": "2024-06-01",
-             "apiKey": {"env": "FAKE_API_KEY"}},
+            {
+                "name": "claude",
+                "type": "anthropic",
+                "baseUrl": provider_url,
+                "apiKey": {"env": "FAKE_API_KEY"},
+            },
+            {
+                "name": "azure",
+                "type": "azure-openai",
+                "baseUrl": provider_url,
+                "apiVersion": "2024-06-01",
+                "apiKey": {"env": "FAKE_API_KEY"},
+            },
             {"name": "mock", "type": "mock"},
         ],
         "models": [
@@ -102,8 +117,10 @@ def base_config(provider_url: str, tmp: Path, **extra: Any) -> Config:
             {"name": "alpha", "secret": {"env": "KEY_ALPHA"}},
             {"name": "beta", "secret": {"env": "KEY_BETA"}, "limits": {"allowedModels": ["echo"]}},
         ],
-        "prices": {"gpt-up": {"input": 1.0, "output": 2.0}, "claude-up": {"input": 3, "output": 15,
-                                                                           "cachedInput": 0.3}},
+        "prices": {
+            "gpt-up": {"input": 1.0, "output": 2.0},
+            "claude-up": {"input": 3, "output": 15, "cachedInput": 0.3},
+        },
         "database": {"spillDir": str(tmp / "spill"), "flushIntervalSeconds": 0.2},
         "server": {"drainSeconds": 10},
     }
@@ -111,8 +128,13 @@ def base_config(provider_url: str, tmp: Path, **extra: Any) -> Config:
     return config
 
 
-ENV = {"FAKE_API_KEY": "sk-upstream-secret", "KEY_ALPHA": KEY, "KEY_BETA": KEY2, "ADMIN_KEY": ADMIN,
-       "XROUTER_LOG_LEVEL": "INFO"}
+ENV = {
+    "FAKE_API_KEY": "sk-upstream-secret",
+    "KEY_ALPHA": KEY,
+    "KEY_BETA": KEY2,
+    "ADMIN_KEY": ADMIN,
+    "XROUTER_LOG_LEVEL": "INFO",
+}
 
 
 @pytest.fixture

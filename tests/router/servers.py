@@ -87,21 +87,44 @@ class Postgres:
         self.user = "postgres" if os.geteuid() == 0 else None
         if self.user:
             shutil.chown(self.dir, self.user)
-        self._run([str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "xrouter", "-E", "UTF8"])
+        self._run(
+            [str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "xrouter", "-E", "UTF8"]
+        )
 
     def _run(self, cmd: list[str]) -> None:
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, user=self.user,
-                       cwd=self.dir)
+        subprocess.run(
+            cmd,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            user=self.user,
+            cwd=self.dir,
+        )
 
     def dsn(self, db: str = "postgres") -> str:
         return f"postgresql://xrouter@127.0.0.1:{self.port}/{db}"
 
     def start(self) -> None:
-        cmd = [str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port), "-k", str(self.dir),
-               "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
-               "-c", "full_page_writes=off"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, user=self.user,
-                                     cwd=self.dir)
+        cmd = [
+            str(self.bin / "postgres"),
+            "-D",
+            str(self.data),
+            "-p",
+            str(self.port),
+            "-k",
+            str(self.dir),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ]
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, user=self.user, cwd=self.dir
+        )
         wait_port(self.port, proc=self.proc)
         time.sleep(0.3)
 
@@ -112,7 +135,9 @@ class Postgres:
     def sql(self, query: str, db: str = "postgres") -> str:
         out = subprocess.run(
             [str(self.bin / "psql"), "-At", "-v", "ON_ERROR_STOP=1", self.dsn(db), "-c", query],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         )
         return out.stdout.strip()
 
@@ -151,7 +176,9 @@ class FakeProvider:
 class Router:
     """``xrouter-router`` in a subprocess, with its config in a temp file."""
 
-    def __init__(self, config: dict[str, Any], env: dict[str, str] | None = None, workdir: Path | None = None):
+    def __init__(
+        self, config: dict[str, Any], env: dict[str, str] | None = None, workdir: Path | None = None
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.dir = workdir or Path(tempfile.mkdtemp(prefix="xrouter-router-"))
@@ -170,7 +197,9 @@ class Router:
     def start(self, wait: bool = True) -> None:
         exe = Path(sys.executable).parent / "xrouter-router"
         cmd = [str(exe), "--config", str(self.config_path), "--port", str(self.port)]
-        self.proc = subprocess.Popen(cmd, env=self.env, stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            cmd, env=self.env, stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT
+        )
         if wait:
             try:
                 wait_port(self.port, proc=self.proc)

@@ -8,27 +8,47 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from xrouter_router.providers.anthropic import AnthropicStream, from_anthropic, to_anthropic
 from xrouter_router.sse import SSEParser
 
 from .conftest import StartRouter, base_config, client
 from .servers import FakeProvider, Router
 
-TOOLS: Any = [{"type": "function", "function": {
-    "name": "weather", "description": "Weather for a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+TOOLS: Any = [
+    {
+        "type": "function",
+        "function": {
+            "name": "weather",
+            "description": "Weather for a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
 
 
 def test_request_to_anthropic() -> None:
     payload = {
-        "model": "claude", "max_tokens": 50, "temperature": 0.2, "stop": "END", "user": "u1",
-        "tools": TOOLS, "tool_choice": "required",
+        "model": "claude",
+        "max_tokens": 50,
+        "temperature": 0.2,
+        "stop": "END",
+        "user": "u1",
+        "tools": TOOLS,
+        "tool_choice": "required",
         "messages": [
             {"role": "system", "content": "be brief"},
             {"role": "user", "content": "weather?"},
-            {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": '{"city":"Oslo"}'}}]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "weather", "arguments": '{"city":"Oslo"}'},
+                    }
+                ],
+            },
             {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
             {"role": "user", "content": [{"type": "text", "text": "and tomorrow?"}]},
         ],
@@ -37,12 +57,18 @@ def test_request_to_anthropic() -> None:
     assert body["system"] == "be brief"
     assert body["model"] == "claude-up" and body["max_tokens"] == 50 and body["stream"] is True
     assert body["stop_sequences"] == ["END"] and body["metadata"] == {"user_id": "u1"}
-    assert body["tools"] == [{"name": "weather", "description": "Weather for a city",
-                              "input_schema": TOOLS[0]["function"]["parameters"]}]
+    assert body["tools"] == [
+        {
+            "name": "weather",
+            "description": "Weather for a city",
+            "input_schema": TOOLS[0]["function"]["parameters"],
+        }
+    ]
     assert body["tool_choice"] == {"type": "any"}
     assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
-    assert body["messages"][1]["content"] == [{"type": "tool_use", "id": "call_1", "name": "weather",
-                                               "input": {"city": "Oslo"}}]
+    assert body["messages"][1]["content"] == [
+        {"type": "tool_use", "id": "call_1", "name": "weather", "input": {"city": "Oslo"}}
+    ]
     # The tool result and the next user turn merge into one user message.
     assert body["messages"][2]["content"] == [
         {"type": "tool_result", "tool_use_id": "call_1", "content": "sunny"},
@@ -51,12 +77,19 @@ def test_request_to_anthropic() -> None:
 
 
 def test_response_from_anthropic() -> None:
-    out, usage = from_anthropic({
-        "id": "msg_1", "model": "claude-up", "stop_reason": "tool_use",
-        "content": [{"type": "text", "text": "Let me check."},
-                    {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Paris"}}],
-        "usage": {"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 4},
-    }, "claude")
+    out, usage = from_anthropic(
+        {
+            "id": "msg_1",
+            "model": "claude-up",
+            "stop_reason": "tool_use",
+            "content": [
+                {"type": "text", "text": "Let me check."},
+                {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Paris"}},
+            ],
+            "usage": {"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 4},
+        },
+        "claude",
+    )
     choice = out["choices"][0]
     assert choice["finish_reason"] == "tool_calls"
     assert choice["message"]["content"] == "Let me check."
@@ -68,7 +101,10 @@ def test_response_from_anthropic() -> None:
 
 def test_stream_events_translate() -> None:
     events = [
-        ("message_start", {"message": {"id": "m1", "model": "c", "usage": {"input_tokens": 7, "output_tokens": 1}}}),
+        (
+            "message_start",
+            {"message": {"id": "m1", "model": "c", "usage": {"input_tokens": 7, "output_tokens": 1}}},
+        ),
         ("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
         ("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": "Hi"}}),
         ("content_block_start", {"index": 1, "content_block": {"type": "tool_use", "id": "t1", "name": "w"}}),
@@ -96,8 +132,10 @@ def router(start_router: StartRouter, provider: FakeProvider, tmp_path: Path) ->
 
 def test_end_to_end_non_stream(router: Router, provider: FakeProvider) -> None:
     out = client(router).chat.completions.create(
-        model="claude", tools=TOOLS,
-        messages=[{"role": "system", "content": "sys"}, {"role": "user", "content": "what is the weather"}])
+        model="claude",
+        tools=TOOLS,
+        messages=[{"role": "system", "content": "sys"}, {"role": "user", "content": "what is the weather"}],
+    )
     msg = out.choices[0].message
     assert msg.content == "what is the weather"
     assert msg.tool_calls is not None and msg.tool_calls[0].function.name == "weather"
@@ -111,12 +149,23 @@ def test_end_to_end_non_stream(router: Router, provider: FakeProvider) -> None:
 
 
 def test_end_to_end_stream(router: Router) -> None:
-    chunks = list(client(router).chat.completions.create(
-        model="claude", tools=TOOLS, stream=True, stream_options={"include_usage": True},
-        messages=[{"role": "user", "content": "weather in Paris"}]))
+    chunks = list(
+        client(router).chat.completions.create(
+            model="claude",
+            tools=TOOLS,
+            stream=True,
+            stream_options={"include_usage": True},
+            messages=[{"role": "user", "content": "weather in Paris"}],
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    args = "".join(tc.function.arguments or "" for c in chunks if c.choices
-                   for tc in (c.choices[0].delta.tool_calls or []) if tc.function)
+    args = "".join(
+        tc.function.arguments or ""
+        for c in chunks
+        if c.choices
+        for tc in (c.choices[0].delta.tool_calls or [])
+        if tc.function
+    )
     assert text == "weather in Paris"
     assert json.loads(args) == {"city": "Paris"}
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 3

@@ -7,7 +7,6 @@ from typing import Any
 
 import openai
 import pytest
-
 from xrouter_router.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
 
 from .conftest import StartRouter, base_config, client
@@ -45,12 +44,20 @@ def test_failures_outside_the_window_do_not_count() -> None:
 
 
 def _config(provider: FakeProvider, tmp: Path) -> dict[str, Any]:
-    config = base_config(provider.url, tmp, breaker={"failureThreshold": 2, "windowSeconds": 30,
-                                                      "cooldownSeconds": 1},
-                         retry={"baseDelaySeconds": 0.01, "maxDelaySeconds": 2})
+    config = base_config(
+        provider.url,
+        tmp,
+        breaker={"failureThreshold": 2, "windowSeconds": 30, "cooldownSeconds": 1},
+        retry={"baseDelaySeconds": 0.01, "maxDelaySeconds": 2},
+    )
     config["models"] = [m for m in config["models"] if m["name"] == "echo"] + [
-        {"name": "main", "targets": [{"provider": "fake", "model": "fail", "weight": 1},
-                                     {"provider": "fake", "model": "good", "weight": 0}]},
+        {
+            "name": "main",
+            "targets": [
+                {"provider": "fake", "model": "fail", "weight": 1},
+                {"provider": "fake", "model": "good", "weight": 0},
+            ],
+        },
         {"name": "broken", "fallbacks": ["backup"], "targets": [{"provider": "fake2", "model": "fail"}]},
         {"name": "backup", "targets": [{"provider": "fake2", "model": "backup-ok"}]},
         {"name": "flaky", "targets": [{"provider": "fake", "model": "flaky-1"}]},
@@ -68,7 +75,9 @@ def test_retry_then_success(start_router: StartRouter, provider: FakeProvider, t
     assert router.metric("xrouter_retries_total", model="flaky") == 1
 
 
-def test_429_retry_honours_retry_after(start_router: StartRouter, provider: FakeProvider, tmp_path: Path) -> None:
+def test_429_retry_honours_retry_after(
+    start_router: StartRouter, provider: FakeProvider, tmp_path: Path
+) -> None:
     router = start_router(_config(provider, tmp_path))
     raw = client(router).chat.completions.with_raw_response.create(model="limited", messages=MSG)
     assert raw.parse().choices[0].message.content == "hi"
@@ -76,7 +85,9 @@ def test_429_retry_honours_retry_after(start_router: StartRouter, provider: Fake
     assert raw.elapsed.total_seconds() >= 0.9  # waited the upstream's Retry-After: 1
 
 
-def test_failover_breaker_and_fallback(start_router: StartRouter, provider: FakeProvider, tmp_path: Path) -> None:
+def test_failover_breaker_and_fallback(
+    start_router: StartRouter, provider: FakeProvider, tmp_path: Path
+) -> None:
     router = start_router(_config(provider, tmp_path))
     c = client(router)
     # Target "fail" is retried (maxRetries 2), then the route fails over to "good".

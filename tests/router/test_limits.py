@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import openai
 import pytest
-
 from xrouter_router.auth import KeyInfo
 from xrouter_router.config import Limits
 from xrouter_router.limits import LocalLimiter
@@ -66,8 +65,11 @@ def test_shared_limit_across_two_processes(
     a, b = start_router(config, env), start_router(config, env)
     served = sum(_ok(r, 1) for _ in range(10) for r in (a, b))
     assert served == 10  # one limit of 10, not 10 per process
-    assert a.metric("xrouter_limit_rejections_total", limit="rpm") + b.metric(
-        "xrouter_limit_rejections_total", limit="rpm") == 10
+    assert (
+        a.metric("xrouter_limit_rejections_total", limit="rpm")
+        + b.metric("xrouter_limit_rejections_total", limit="rpm")
+        == 10
+    )
 
 
 def test_concurrency_limit_across_processes(
@@ -81,8 +83,12 @@ def test_concurrency_limit_across_processes(
     results: list[int] = []
 
     def slow() -> None:
-        r = httpx.post(a.url + "/v1/chat/completions", headers={"authorization": f"Bearer {KEY}"},
-                       json={"model": "slow", "messages": MSG}, timeout=10)
+        r = httpx.post(
+            a.url + "/v1/chat/completions",
+            headers={"authorization": f"Bearer {KEY}"},
+            json={"model": "slow", "messages": MSG},
+            timeout=10,
+        )
         results.append(r.status_code)
 
     t = threading.Thread(target=slow)
@@ -135,7 +141,9 @@ def test_redis_outage_fail_closed(
     assert e.value.status_code == 503
 
 
-def test_no_redis_means_per_process_limits(start_router: StartRouter, provider: FakeProvider, tmp_path: Path) -> None:
+def test_no_redis_means_per_process_limits(
+    start_router: StartRouter, provider: FakeProvider, tmp_path: Path
+) -> None:
     avoid_minute_boundary()
     config = base_config(provider.url, tmp_path)
     config["keys"][0]["limits"] = {"rpm": 3}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -36,8 +37,11 @@ def test_chat_non_stream(router: Router, provider: FakeProvider) -> None:
 
 
 def test_chat_stream_with_usage(router: Router) -> None:
-    chunks = list(client(router).chat.completions.create(
-        model="gpt", messages=MSG, stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        client(router).chat.completions.create(
+            model="gpt", messages=MSG, stream=True, stream_options={"include_usage": True}
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "hello there world"
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 3
@@ -56,9 +60,10 @@ def test_stream_is_incremental(router: Router) -> None:
     # slowstream-400: the fake waits 400 ms before each of its 6 events (2.4 s in all).
     began = time.monotonic()
     stream = client(router).chat.completions.create(
-        model="slowstream", messages=[{"role": "user", "content": "one two three"}], stream=True)
+        model="slowstream", messages=[{"role": "user", "content": "one two three"}], stream=True
+    )
     first = None
-    for chunk in stream:
+    for _chunk in stream:
         if first is None:
             first = time.monotonic() - began
     total = time.monotonic() - began
@@ -67,8 +72,12 @@ def test_stream_is_incremental(router: Router) -> None:
 
 
 def test_stream_broken_midway_ends_with_error(router: Router, provider: FakeProvider) -> None:
-    with httpx.stream("POST", router.url + "/v1/chat/completions", headers={"authorization": f"Bearer {KEY}"},
-                      json={"model": "breakstream", "messages": MSG, "stream": True}) as resp:
+    with httpx.stream(
+        "POST",
+        router.url + "/v1/chat/completions",
+        headers={"authorization": f"Bearer {KEY}"},
+        json={"model": "breakstream", "messages": MSG, "stream": True},
+    ) as resp:
         assert resp.status_code == 200
         body = b"".join(resp.iter_raw())
     assert b"upstream stream ended early" in body
@@ -84,9 +93,15 @@ def test_completions_and_embeddings(router: Router) -> None:
 
 def test_mock_provider(router: Router) -> None:
     c = client(router)
-    assert c.chat.completions.create(model="echo", messages=MSG).choices[0].message.content == "hello there world"
-    text = "".join(ch.choices[0].delta.content or "" for ch in
-                   c.chat.completions.create(model="echo", messages=MSG, stream=True) if ch.choices)
+    assert (
+        c.chat.completions.create(model="echo", messages=MSG).choices[0].message.content
+        == "hello there world"
+    )
+    text = "".join(
+        ch.choices[0].delta.content or ""
+        for ch in c.chat.completions.create(model="echo", messages=MSG, stream=True)
+        if ch.choices
+    )
     assert text == "hello there world"
 
 
@@ -100,8 +115,15 @@ def test_azure_uses_deployment_url(router: Router, provider: FakeProvider) -> No
 
 
 def test_models_lists_only_allowed(router: Router) -> None:
-    assert {m.id for m in client(router).models.list()} == {"gpt", "claude", "azure", "echo", "slowstream",
-                                                             "slow", "breakstream"}
+    assert {m.id for m in client(router).models.list()} == {
+        "gpt",
+        "claude",
+        "azure",
+        "echo",
+        "slowstream",
+        "slow",
+        "breakstream",
+    }
     assert [m.id for m in client(router, KEY2).models.list()] == ["echo"]
 
 
@@ -119,11 +141,13 @@ def test_errors(router: Router) -> None:
 
 def test_client_disconnect_cancels_upstream(router: Router, provider: FakeProvider) -> None:
     def go() -> None:
-        try:
-            httpx.post(router.url + "/v1/chat/completions", headers={"authorization": f"Bearer {KEY}"},
-                       json={"model": "slow", "messages": MSG}, timeout=0.5)
-        except httpx.TimeoutException:
-            pass
+        with contextlib.suppress(httpx.TimeoutException):
+            httpx.post(
+                router.url + "/v1/chat/completions",
+                headers={"authorization": f"Bearer {KEY}"},
+                json={"model": "slow", "messages": MSG},
+                timeout=0.5,
+            )
 
     t = threading.Thread(target=go)
     t.start()

@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import openai
 import pytest
-
 from xrouter_router.metrics import Metrics
 from xrouter_router.usage import UsageRecorder, UsageRow
 
@@ -24,8 +23,16 @@ MSG: Any = [{"role": "user", "content": "count me"}]
 
 
 def _db_config(provider: FakeProvider, tmp: Path) -> dict[str, Any]:
-    return base_config(provider.url, tmp, database={"url": {"env": "TEST_DATABASE_URL"}, "spillDir": str(tmp / "spill"),
-                                                    "flushIntervalSeconds": 0.2, "batchSize": 200})
+    return base_config(
+        provider.url,
+        tmp,
+        database={
+            "url": {"env": "TEST_DATABASE_URL"},
+            "spillDir": str(tmp / "spill"),
+            "flushIntervalSeconds": 0.2,
+            "batchSize": 200,
+        },
+    )
 
 
 def _wait_drained(router: Router, timeout: float = 30) -> None:
@@ -45,8 +52,11 @@ def test_rows_written_with_tokens_and_cost(
     list(client(router).chat.completions.create(model="gpt", messages=MSG, stream=True))
     _wait_drained(router)
     time.sleep(0.3)
-    row = pg.sql(f"SELECT key_name, model, provider, upstream_model, completion_tokens, status, cost_usd > 0"
-                 f" FROM xrouter_usage WHERE request_id = '{rid}'", name)
+    row = pg.sql(
+        f"SELECT key_name, model, provider, upstream_model, completion_tokens, status, cost_usd > 0"
+        f" FROM xrouter_usage WHERE request_id = '{rid}'",
+        name,
+    )
     assert row == "alpha|gpt|fake|gpt-up|2|200|t"
     assert pg.sql("SELECT count(*) FROM xrouter_usage WHERE completion_tokens = 2", name) == "2"
     assert router.metric("xrouter_usage_rows_written_total") == 2
@@ -91,7 +101,9 @@ def test_postgres_outage_30s_under_load(
     assert len(served) - outage_began > 500  # the router kept serving through the outage
     _wait_drained(router)
     time.sleep(0.5)
-    count, distinct = pg.sql("SELECT count(*), count(DISTINCT request_id) FROM xrouter_usage", name).split("|")
+    count, distinct = pg.sql("SELECT count(*), count(DISTINCT request_id) FROM xrouter_usage", name).split(
+        "|"
+    )
     assert int(count) == int(distinct) == len(served)
     assert set(pg.sql("SELECT request_id FROM xrouter_usage", name).split()) == set(served)
     assert router.metric("xrouter_database_up") == 1

@@ -300,7 +300,8 @@ class AnthropicAdapter(Adapter):
         if self.api_key:
             headers["x-api-key"] = self.api_key
         body = to_anthropic(payload, upstream_model, stream)
-        return self.base_url + "/v1/messages", headers, orjson.dumps(body)
+        path = "/messages" if self.base_url.endswith("/v1") else "/v1/messages"
+        return self.base_url + path, headers, orjson.dumps(body)
 
     def response(self, kind: str, body: bytes) -> tuple[bytes, Usage]:
         try:
