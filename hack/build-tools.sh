@@ -25,7 +25,7 @@ SRC="$TOOLS_DIR/src"
 
 K8S_STAMP="kubernetes=$K8S_VERSION etcd=$ETCD_VERSION"
 KWOK_STAMP="kwok=$KWOK_VERSION"
-HELM_STAMP="helm=$HELM_VERSION"
+HELM_STAMP="helm=$HELM_VERSION capabilities-ldflags"
 
 stamp_ok() { # name expected binaries...
   local name="$1" want="$2"; shift 2
@@ -167,12 +167,22 @@ fi
 if stamp_ok helm "$HELM_STAMP" helm; then
   step "helm: up to date ($HELM_STAMP)"
 else
-  # helm reads its own version from ldflags; without them `helm version` says v3.x-unreleased.
+  # helm's Makefile stamps its own version and the Kubernetes version it assumes for `helm template`
+  # (.Capabilities.KubeVersion; without it helm claims v1.20.0 and charts with kubeVersion >=1.25 fail).
+  # That version is the minor of the client-go helm is built with, read from helm's go.mod.
   t0=$SECONDS
   step "helm: go install helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
-  GOBIN="$BIN" GOFLAGS= go install -p "$JOBS" -trimpath \
-    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
-    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  helm_gomod="$(cd "$SRC" && GOFLAGS= go mod download -json "helm.sh/helm/v3@$HELM_VERSION" |
+    sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')"
+  helm_k8s_minor="$(awk '$1 == "k8s.io/client-go" {print $2}' "$helm_gomod" | cut -d. -f2)"
+  [[ -n "$helm_k8s_minor" ]] || { echo "build-tools: no k8s.io/client-go in $helm_gomod" >&2; exit 1; }
+  helm_ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  helm_ldflags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  for p in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    helm_ldflags+=" -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=$helm_k8s_minor"
+  done
+  GOBIN="$BIN" GOFLAGS= go install -p "$JOBS" -trimpath -ldflags "$helm_ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  "$BIN/helm" version --short
   echo "$HELM_STAMP" >"$STAMPS/helm"
   step "helm: done in $((SECONDS - t0))s"
 fi
