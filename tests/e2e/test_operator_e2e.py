@@ -344,7 +344,7 @@ def test_spec_change_rolls_pods(env: Env, operator: Operator) -> None:
     assert config is not None and "echo2" in config["data"]["config.json"]
 
 
-def test_hpa_off_is_deleted(env: Env, operator: Operator) -> None:
+def test_hpa_off_is_deleted_and_scale_subresource(env: Env, operator: Operator) -> None:
     env.apply(SAMPLE.read_text())
     env.apply(sample_xr(autoscaling={"enabled": True, "minReplicas": 2, "maxReplicas": 4}))
     eventually("the HPA", lambda: env.get("hpa", "sample") is not None, timeout=15)
@@ -357,6 +357,9 @@ def test_hpa_off_is_deleted(env: Env, operator: Operator) -> None:
         lambda: (env.get("deployment", "sample") or {})["spec"]["replicas"] == 2,
         10,
     )
+    # With autoscaling off, `kubectl scale` works on the XRouter itself (scale subresource).
+    env.kubectl("scale", "xrouter/sample", "--replicas=3")
+    eventually("Ready 3/3 after kubectl scale xr", lambda: env.ready(replicas=3), timeout=20)
 
 
 def test_suspend_stops_changes(env: Env, operator: Operator) -> None:
@@ -511,3 +514,64 @@ def test_render_accepted_by_server_dry_run(env: Env) -> None:
     r = env.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered, check=False)
     assert r.returncode == 0, r.stderr
     assert "deployment.apps/sample created (server dry run)" in r.stdout
+
+
+def test_backup_reports_last_backup(env: Env, operator: Operator) -> None:
+    pv_name = f"{env.ns}-backups"
+    env.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": pv_name},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "",
+                "hostPath": {"path": f"/tmp/{pv_name}"},
+                "claimRef": {"namespace": env.ns, "name": "backups"},
+            },
+        }
+    )
+    try:
+        env.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "backups"},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": "",
+                    "volumeName": pv_name,
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            }
+        )
+        env.kubectl(
+            "create", "secret", "generic", "pg", "--from-literal=url=postgresql://x:y@pg:5432/xrouter"
+        )
+        env.apply(SAMPLE.read_text())
+        env.apply(
+            sample_xr(
+                database={"urlSecretRef": {"name": "pg", "key": "url"}},
+                backup={"schedule": "* * * * *", "retention": 2, "storage": {"existingClaim": "backups"}},
+            )
+        )
+        eventually("the backup CronJob", lambda: env.get("cronjob", "sample-backup") is not None, timeout=10)
+        t0 = time.monotonic()
+        eventually(
+            "status.lastBackup Succeeded",
+            lambda: (env.xr().get("status", {}).get("lastBackup") or {}).get("result") == "Succeeded",
+            timeout=90,
+            interval=1,
+        )
+        print(f"first backup reported {time.monotonic() - t0:.0f}s after the CronJob was created")
+        eventually("Ready", env.ready, timeout=30)
+        env.save("healthy-last-backup")
+        row = env.kubectl("get", "xrouters", "--no-headers").stdout.split()
+        assert len(row) >= 6, row  # NAME READY REPLICAS ENDPOINT LAST-BACKUP AGE
+        # Removing the backup section deletes the CronJob (the claim is the user's).
+        env.apply(sample_xr())
+        eventually("the CronJob deleted", lambda: env.get("cronjob", "sample-backup") is None, timeout=10)
+        assert env.get("pvc", "backups") is not None
+    finally:
+        env.kubectl("delete", "pv", pv_name, "--wait=false", "--ignore-not-found", check=False)
