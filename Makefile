@@ -37,6 +37,10 @@ lint: venv
 	$(VENV)/bin/ruff check router operator hack tests bench
 	$(VENV)/bin/mypy router/xrouter_router operator/xrouter_operator hack/xrouter_dev
 
+# The whole system on this machine; Ctrl-C stops it. XROUTER_KUBECONFIG=path uses that cluster instead.
+up: venv tools
+	$(PY) -m xrouter_dev.up
+
 cluster: venv tools
 	$(PY) -m xrouter_dev.cluster start --dir .cluster
 
