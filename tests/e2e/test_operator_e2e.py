@@ -575,3 +575,61 @@ def test_backup_reports_last_backup(env: Env, operator: Operator) -> None:
         assert env.get("pvc", "backups") is not None
     finally:
         env.kubectl("delete", "pv", pv_name, "--wait=false", "--ignore-not-found", check=False)
+
+
+def _minimal_crd(kind: str, plural: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.monitoring.coreos.com"},
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "scope": "Namespaced",
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                    },
+                }
+            ],
+        },
+    }
+
+
+def test_monitoring_only_when_crds_exist(env: Env, cluster: Any) -> None:
+    crds = {"ServiceMonitor": "servicemonitors", "PrometheusRule": "prometheusrules"}
+    created = []
+    for kind, plural in crds.items():
+        name = f"{plural}.monitoring.coreos.com"
+        if cluster.kubectl("get", "crd", name, "--ignore-not-found", "-o", "name").stdout.strip():
+            continue
+        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(_minimal_crd(kind, plural)))
+        created.append(name)
+    try:
+        for name in created:
+            cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=30s")
+        op = env.start_operator()  # discovers the Prometheus kinds at start
+        try:
+            env.apply(SAMPLE.read_text())
+            eventually(
+                "the ServiceMonitor", lambda: env.get("servicemonitor", "sample") is not None, timeout=15
+            )
+            eventually(
+                "the PrometheusRule", lambda: env.get("prometheusrule", "sample") is not None, timeout=15
+            )
+            sm = env.get("servicemonitor", "sample")
+            assert sm is not None and sm["spec"]["endpoints"][0]["port"] == "metrics"
+            env.apply(sample_xr(monitoring={"serviceMonitor": {"enabled": False}}))
+            eventually(
+                "the ServiceMonitor deleted", lambda: env.get("servicemonitor", "sample") is None, timeout=10
+            )
+            assert env.get("prometheusrule", "sample") is not None
+        finally:
+            op.stop()
+    finally:
+        for name in created:
+            cluster.kubectl("delete", "crd", name, "--wait=false", check=False)
