@@ -7,13 +7,14 @@ import asyncio
 import contextlib
 import logging
 import os
+import uuid
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
 
 from . import admin, db
-from .asgi import Receive, Scope, Send, respond, respond_json
+from .asgi import Message, Receive, Scope, Send, respond, respond_json
 from .auth import KeyInfo, KeyStore, bearer
 from .config import Limits, RouterConfig, load_config
 from .errors import APIError
@@ -119,10 +120,17 @@ class App:
             if llm is not None and scope["method"] == "POST":
                 await self.proxy.handle(llm, scope, receive, send)
                 return
+            rid = [(b"x-request-id", uuid.uuid4().hex.encode())]
+
+            async def send_with_id(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    message["headers"] = [*message.get("headers", []), *rid]
+                await send(message)
+
             try:
-                await self._other(path, scope, receive, send)
+                await self._other(path, scope, receive, send_with_id)
             except APIError as exc:
-                await respond(send, exc.status, exc.body(), exc.headers()[1:])
+                await respond(send_with_id, exc.status, exc.body(), exc.headers()[1:])
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
