@@ -82,6 +82,9 @@ def release(cluster: Cluster, namespace: str) -> Iterator[str]:
 
 
 def test_helm_template_is_accepted_by_the_api_server(cluster: Cluster, namespace: str, release: str) -> None:
+    server_version = json.loads(cluster.kubectl("version", "-o", "json").stdout)["serverVersion"][
+        "gitVersion"
+    ]
     for extra in (
         [],
         [
@@ -91,8 +94,19 @@ def test_helm_template_is_accepted_by_the_api_server(cluster: Cluster, namespace
             "metrics.serviceMonitor.enabled=false",
         ],
     ):
+        # `helm template` does not ask the cluster its version; tell it (a helm built from
+        # source defaults to v1.20.0, below the chart's kubeVersion).
         rendered = helm(
-            cluster, "template", release, str(CHART), "--namespace", namespace, "--include-crds", *extra
+            cluster,
+            "template",
+            release,
+            str(CHART),
+            "--namespace",
+            namespace,
+            "--include-crds",
+            "--kube-version",
+            server_version,
+            *extra,
         ).stdout
         kinds = {d["kind"] for d in yaml.safe_load_all(rendered) if d}
         assert {"CustomResourceDefinition", "Deployment", "ServiceAccount", "Service"} <= kinds
@@ -126,7 +140,8 @@ def _token_kubeconfig(cluster: Cluster, namespace: str, service_account: str, pa
 @pytest.fixture
 def local_operator(cluster: Cluster, namespace: str, release: str, tmp_path: Path) -> Iterator[int]:
     """`helm install`; run the operator locally as the chart's ServiceAccount; yield its metrics port."""
-    helm(cluster, "install", release, str(CHART), "--namespace", namespace)
+    notes = helm(cluster, "install", release, str(CHART), "--namespace", namespace).stdout
+    assert "kubectl get xrouters" in notes and "never upgraded" in notes, notes
     cluster.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
     deployment = get_json(cluster, "deployment", f"{release}-operator", "-n", namespace)
     assert deployment["spec"]["strategy"]["type"] == "Recreate"
@@ -178,6 +193,23 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def argocd_health(obj: dict[str, Any]) -> str:
+    """config/argocd/health.lua on a live object, the way Argo CD runs it."""
+    import lupa
+
+    runtime = lupa.LuaRuntime()
+
+    def to_lua(value: Any) -> Any:
+        if isinstance(value, dict):
+            return runtime.table_from({k: to_lua(v) for k, v in value.items()})
+        if isinstance(value, list):
+            return runtime.table_from([to_lua(v) for v in value])
+        return value
+
+    runtime.globals().obj = to_lua(obj)
+    return str(runtime.execute((REPO / "config" / "argocd" / "health.lua").read_text())["status"])
+
+
 def _api_writes(metrics_port: int) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
@@ -199,6 +231,7 @@ def test_helm_install_then_sample_becomes_ready(
     eventually("XRouter sample Ready", ready, timeout=60)
     xr = get_json(cluster, "xrouter", "sample", "-n", namespace)
     assert xr["status"]["observedGeneration"] == xr["metadata"]["generation"]
+    assert argocd_health(xr) == "Healthy"
 
     # Argo CD re-syncs by applying the same manifest again: nothing changes, nothing is written.
     time.sleep(3)  # let the first reconcile's status and child writes settle
