@@ -28,16 +28,24 @@ def get_json(cluster: Cluster, *args: str) -> Any:
     return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
 
 
-@pytest.fixture
-def installed(cluster: Cluster) -> Iterator[None]:
-    yield
+def _remove(cluster: Cluster) -> None:
+    # Wait: the next test re-creates xrouter-system, which fails while it is still terminating.
     cluster.kubectl(
-        "delete", "namespace", "xrouter-system", "--wait=false", "--ignore-not-found", check=False
+        "delete", "namespace", "xrouter-system", "--ignore-not-found", "--timeout=120s", check=False
     )
     cluster.kubectl("delete", "clusterrolebinding", "xrouter-operator", "--ignore-not-found", check=False)
 
 
-def test_kustomize_default_server_dry_run(cluster: Cluster) -> None:
+@pytest.fixture
+def installed(cluster: Cluster) -> Iterator[None]:
+    _remove(cluster)
+    yield
+    _remove(cluster)
+
+
+def test_kustomize_default_server_dry_run(cluster: Cluster, installed: None) -> None:
+    # A dry run creates nothing, so the Namespace it would create isn't there for the objects in it.
+    cluster.kubectl("create", "namespace", "xrouter-system")
     out = cluster.kubectl(
         "apply", "--dry-run=server", "--server-side", "--field-manager=e2e-dry-run", "-k", str(DEFAULT)
     ).stdout
@@ -61,16 +69,15 @@ def test_kubectl_apply_k_config_default_installs(cluster: Cluster, installed: No
     assert binding["subjects"][0]["namespace"] == "xrouter-system"
     # The ServiceAccount can do what the operator needs (spot checks of the bound ClusterRole).
     sa = "system:serviceaccount:xrouter-system:xrouter-operator"
-    for verb, resource in [
-        ("watch", "xrouters.xrouter.io"),
-        ("patch", "xrouters.xrouter.io/status"),
-        ("patch", "deployments.apps"),
-        ("create", "events"),
+    for verb, resource, extra in [
+        ("watch", "xrouters.xrouter.io", []),
+        ("patch", "xrouters.xrouter.io", ["--subresource=status"]),
+        ("patch", "deployments.apps", []),
+        ("create", "events", []),
     ]:
-        result = cluster.kubectl(
-            "auth", "can-i", verb, resource, "--all-namespaces", f"--as={sa}", check=False
-        )
-        assert result.stdout.strip() == "yes", f"{sa} cannot {verb} {resource}"
+        argv = ["auth", "can-i", verb, resource, *extra, "--all-namespaces", f"--as={sa}"]
+        result = cluster.kubectl(*argv, check=False)
+        assert result.stdout.strip() == "yes", f"{sa} cannot {verb} {resource} {extra}"
     result = cluster.kubectl(
         "auth", "can-i", "delete", "secrets", "--all-namespaces", f"--as={sa}", check=False
     )
