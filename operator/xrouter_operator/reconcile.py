@@ -178,7 +178,8 @@ class Reconciler:
         if errors:
             return Outcome("error", retry=True, status=status, writes=writes)
         result = "skipped" if suspend or invalid else "success"
-        return Outcome(result, status=status, writes=writes)
+        # A foreign object going away makes no event we watch: look again later (reads only).
+        return Outcome(result, retry=bool(conflicts), status=status, writes=writes)
 
     def _apply(self, m: Obj, obj: Obj | None, writes: list[str]) -> Obj:
         kind, meta = m["kind"], m["metadata"]

@@ -405,6 +405,16 @@ def test_foreign_object_untouched_and_reported(env: Env, operator: Operator) -> 
         "get", "events", "--field-selector", "involvedObject.name=sample,reason=OwnershipConflict"
     )
     assert "OwnershipConflict" in events.stdout
+    # Once the foreign object is gone, the operator takes the name and recovers.
+    env.kubectl("delete", "service", "sample")
+    eventually(
+        "our Service and Degraded=False",
+        lambda: (
+            bool((env.get("service", "sample") or {}).get("metadata", {}).get("ownerReferences"))
+            and env.condition("Degraded").get("status") == "False"
+        ),
+        timeout=40,
+    )
 
 
 def test_delete_with_operator_stopped(env: Env) -> None:
