@@ -652,10 +652,16 @@ def run_kubectl(
     argv = [str(kubectl), f"--kubeconfig={kubeconfig}", *args]
     proc = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:
-        raise subprocess.CalledProcessError(
-            proc.returncode, argv, proc.stdout, f"kubectl {' '.join(args)} failed:\n{proc.stderr}"
-        )
+        raise KubectlError(proc.returncode, argv, proc.stdout, proc.stderr)
     return proc
+
+
+class KubectlError(subprocess.CalledProcessError):
+    """A failed kubectl run whose message (and so a test failure) shows kubectl's stderr."""
+
+    def __str__(self) -> str:
+        args = self.cmd[2:] if isinstance(self.cmd, list) else self.cmd
+        return f"kubectl {' '.join(map(str, args))} exited {self.returncode}:\n{self.stderr or ''}".rstrip()
 
 
 class ExistingCluster:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from xrouter_dev import certs
 from xrouter_dev.cluster import (
     AUDIT_POLICY,
     ZONES,
+    KubectlError,
     Layout,
     Ports,
     apiserver_args,
@@ -106,3 +108,9 @@ def test_tools_bin_says_how_to_build(tmp_path: Path, monkeypatch: pytest.MonkeyP
     helm.write_text("#!/bin/sh\n")
     helm.chmod(0o755)
     assert tools_bin("helm") == helm
+
+
+def test_kubectl_error_shows_stderr() -> None:
+    err = KubectlError(1, ["/bin/kubectl", "--kubeconfig=/k", "get", "pods"], "", "error: forbidden\n")
+    assert str(err) == "kubectl get pods exited 1:\nerror: forbidden"
+    assert isinstance(err, subprocess.CalledProcessError)
