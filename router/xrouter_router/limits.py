@@ -2,9 +2,18 @@
 a spend budget.
 
 With Redis, RPM/TPM/concurrency are enforced across every replica by one Lua script
-per request (a single round trip, before the upstream call). Settling the request
-(adding its tokens, releasing its concurrency slot) is a second call made after the
-response has been sent, off the client's critical path.
+per request, before the upstream call; calls made in the same event-loop tick share
+one pipelined round trip (``redisbatch.py``). Settling the request (adding its
+tokens, releasing its concurrency slot) rides on a later batch, after the response
+has been sent, off the client's critical path.
+
+RPM-only keys with limits of 200/min or more lease blocks of RPM tokens instead:
+1% of the limit (at most 1000) per Redis call, refilled in the background when half
+used, so most requests never wait on Redis. Tokens are taken from the shared
+counter atomically, so the limit is never exceeded; the bounded error is the other
+way: up to 1.5 blocks per process may sit unused, so the cluster may refuse up to
+1.5% of the limit per process early. TPM is then checked against the window's total
+as of the last grant plus this process's own tokens since.
 
 Windows are fixed calendar minutes on Redis's clock. TPM is checked against tokens
 already used in the window, so one request may overshoot it by its own size.
@@ -28,6 +37,7 @@ from redis.exceptions import RedisError
 from .auth import KeyInfo
 from .errors import APIError
 from .metrics import Metrics
+from .redisbatch import ScriptBatcher
 
 log = logging.getLogger("xrouter.limits")
 
@@ -37,7 +47,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local minute = math.floor(now / 60000)
 local retry = 60000 - (now % 60000)
 local base = KEYS[1]
-local rpm, tpm, conc = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local rpm, tpm, conc, ttl = string.match(ARGV[1], '(-?%d+) (-?%d+) (-?%d+) (%d+)')
+rpm, tpm, conc, ttl = tonumber(rpm), tonumber(tpm), tonumber(conc), tonumber(ttl)
 local rpm_key = base .. ':rpm:' .. minute
 local conc_key = base .. ':conc'
 if tpm >= 0 then
@@ -57,10 +68,30 @@ if rpm >= 0 then
   redis.call('PEXPIRE', rpm_key, 61000)
 end
 if conc >= 0 then
-  redis.call('ZADD', conc_key, now + tonumber(ARGV[5]), ARGV[4])
-  redis.call('PEXPIRE', conc_key, tonumber(ARGV[5]))
+  redis.call('ZADD', conc_key, now + ttl, ARGV[2])
+  redis.call('PEXPIRE', conc_key, ttl)
 end
 return {0, 0}
+"""
+
+# Grants up to ARGV[1]'s block of RPM tokens from the window's shared counter at
+# once; returns {granted (-1 rpm, -2 tpm refused), ms left in the window, tpm used}.
+_LEASE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local minute = math.floor(now / 60000)
+local retry = 60000 - (now % 60000)
+local rpm, tpm, block = string.match(ARGV[1], '(-?%d+) (-?%d+) (%d+)')
+rpm, tpm, block = tonumber(rpm), tonumber(tpm), tonumber(block)
+local used = tonumber(redis.call('GET', KEYS[1] .. ':tpm:' .. minute) or '0')
+if tpm >= 0 and used >= tpm then return {-2, retry, used} end
+local rpm_key = KEYS[1] .. ':rpm:' .. minute
+local n = tonumber(redis.call('GET', rpm_key) or '0')
+local grant = math.min(block, rpm - n)
+if grant <= 0 then return {-1, retry, used} end
+redis.call('INCRBY', rpm_key, grant)
+redis.call('PEXPIRE', rpm_key, 61000)
+return {grant, retry, used}
 """
 
 _SETTLE = """
@@ -91,6 +122,22 @@ class Lease:
     request_id: str
     remote: bool  # held in Redis (else in this process)
     concurrency: bool
+
+
+@dataclass(slots=True)
+class _Block:
+    """RPM tokens this process holds for one key in the current window."""
+
+    left: int = 0
+    expires: float = 0.0  # monotonic end of the window the tokens belong to
+    tpm_used: int = 0  # the window's TPM total at the last grant, plus ours since
+    refill: asyncio.Task[None] | None = None
+
+
+def lease_block(rpm: int) -> int:
+    """RPM tokens leased per Redis call: 1% of the limit, at most 1000. A block of 1
+    means no leasing (every request asks Redis), which keeps small limits exact."""
+    return max(1, min(1000, rpm // 100))
 
 
 class LocalLimiter:
@@ -150,8 +197,9 @@ class Limiter:
         self.spend = spend
         self.local = LocalLimiter()
         self.redis_up = redis is not None
-        self._acquire = redis.register_script(_ACQUIRE) if redis is not None else None
-        self._settle = redis.register_script(_SETTLE) if redis is not None else None
+        scripts = {"acquire": _ACQUIRE, "lease": _LEASE, "settle": _SETTLE}
+        self.scripts = ScriptBatcher(redis, scripts) if redis is not None else None
+        self.blocks: dict[str, _Block] = {}
         self._probe: asyncio.Task[None] | None = None
         metrics.redis_up.set(1 if self.redis_up else 0)
 
@@ -167,16 +215,25 @@ class Limiter:
         if lim.rpm is None and lim.tpm is None and lim.max_concurrent is None:
             return None
         concurrency = lim.max_concurrent is not None
-        if self._acquire is not None and self.redis_up:
-            args: list[str | int] = [
-                _arg(lim.rpm),
-                _arg(lim.tpm),
-                _arg(lim.max_concurrent),
-                request_id,
-                self.lease_ttl_ms,
-            ]
+        if (
+            self.scripts is not None
+            and self.redis_up
+            and not concurrency
+            and lim.rpm is not None
+            and lease_block(lim.rpm) > 1
+        ):
             try:
-                verdict, retry_ms = await self._acquire(keys=[f"xr:{{{key.name}}}"], args=args)
+                await self._leased(key, lim.rpm)
+            except (RedisError, OSError) as exc:
+                self._down(exc)
+            else:
+                return Lease(key, request_id, True, False)
+        if self.scripts is not None and self.redis_up:
+            spec = f"{_arg(lim.rpm)} {_arg(lim.tpm)} {_arg(lim.max_concurrent)} {self.lease_ttl_ms}"
+            try:
+                verdict, retry_ms = await self.scripts.call(
+                    "acquire", [f"xr:{{{key.name}}}"], [spec, request_id]
+                )
             except (RedisError, OSError) as exc:
                 self._down(exc)
             else:
@@ -190,18 +247,66 @@ class Limiter:
             raise self._reject(limit, retry)
         return Lease(key, request_id, False, concurrency)
 
-    async def settle(self, lease: Lease, tokens: int) -> None:
-        """Count the request's tokens and release its concurrency slot."""
+    async def _leased(self, key: KeyInfo, rpm: int) -> None:
+        """Admit from this process's block of RPM tokens, asking Redis for a new block
+        when it is used up (and refilling in the background when it runs low)."""
+        block = self.blocks.get(key.name)
+        now = time.monotonic()
+        if block is None or now >= block.expires or block.left <= 0:
+            if block is not None and block.refill is not None and now < block.expires:
+                await asyncio.shield(block.refill)
+                if not self.redis_up:
+                    raise ConnectionError("redis is down")
+            else:
+                block = self.blocks[key.name] = _Block()
+                await self._grant(key, block, rpm)
+        tpm = key.limits.tpm
+        if tpm is not None and block.tpm_used >= tpm:
+            raise self._reject("tpm", max(0.0, block.expires - now))
+        if block.left <= 0:
+            raise self._reject("rpm", max(0.0, block.expires - now))
+        block.left -= 1
+        size = lease_block(rpm)
+        if block.left <= size // 2 and block.refill is None:
+            block.refill = asyncio.get_running_loop().create_task(self._refill(key, block, rpm))
+
+    async def _grant(self, key: KeyInfo, block: _Block, rpm: int) -> None:
+        assert self.scripts is not None
+        spec = f"{rpm} {_arg(key.limits.tpm)} {lease_block(rpm)}"
+        granted, retry_ms, used = await self.scripts.call("lease", [f"xr:{{{key.name}}}"], [spec])
+        expires = time.monotonic() + int(retry_ms) / 1000
+        if expires > block.expires + 0.5:  # a new window: earlier tokens are void
+            block.left = 0
+        block.expires = expires
+        block.tpm_used = int(used)
+        if granted == -2:
+            block.tpm_used = max(block.tpm_used, key.limits.tpm or 0)
+        elif granted > 0:
+            block.left += int(granted)
+
+    async def _refill(self, key: KeyInfo, block: _Block, rpm: int) -> None:
+        try:
+            await self._grant(key, block, rpm)
+        except (RedisError, OSError) as exc:
+            self._down(exc)
+        finally:
+            block.refill = None
+
+    def settle(self, lease: Lease, tokens: int) -> None:
+        """Count the request's tokens and release its concurrency slot. Sent with the
+        next pipelined batch; not awaited (the response has already gone out)."""
         if not lease.remote:
             self.local.settle(lease.key, tokens, lease.concurrency)
             return
-        if self._settle is None or not self.redis_up or (tokens == 0 and not lease.concurrency):
+        if lease.key.limits.tpm is None:
+            tokens = 0  # nobody reads them
+        block = self.blocks.get(lease.key.name)
+        if block is not None:
+            block.tpm_used += tokens
+        if self.scripts is None or not self.redis_up or (tokens == 0 and not lease.concurrency):
             return
         args: list[str | int] = [tokens, lease.request_id if lease.concurrency else ""]
-        try:
-            await self._settle(keys=[f"xr:{{{lease.key.name}}}"], args=args)
-        except (RedisError, OSError) as exc:
-            self._down(exc)
+        self.scripts.send("settle", [f"xr:{{{lease.key.name}}}"], args)
 
     def _down(self, exc: BaseException) -> None:
         if self.redis_up:
@@ -238,6 +343,8 @@ class Limiter:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
+        if self.scripts is not None:
+            await self.scripts.aclose()
         if self.redis is not None:
             await self.redis.aclose()
 

@@ -4,6 +4,8 @@ or request ids ever become label values."""
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
@@ -13,11 +15,14 @@ _SLOW = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 3
 
 __all__ = ["CONTENT_TYPE_LATEST", "UNKNOWN", "Metrics"]
 
+M = TypeVar("M", Counter, Gauge, Histogram)
+
 
 class Metrics:
     """All the router's metrics, in their own registry (one per app instance)."""
 
     def __init__(self) -> None:
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "xrouter_requests", "Requests served", ["model", "provider", "status"], registry=r
@@ -73,6 +78,15 @@ class Metrics:
         self.config_reloads = Counter("xrouter_config_reloads", "Config reloads", ["result"], registry=r)
         self.redis_up = Gauge("xrouter_redis_up", "1 when Redis answers", registry=r)
         self.database_up = Gauge("xrouter_database_up", "1 when PostgreSQL answers", registry=r)
+
+    def child(self, metric: M, *labels: str) -> M:
+        """``metric.labels(*labels)``, cached: label values are bounded, and the lookup
+        is on the hot path."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

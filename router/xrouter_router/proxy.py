@@ -111,13 +111,22 @@ class Proxy:
     def __init__(self, app: App) -> None:
         self.app = app
         self.metrics = app.metrics
-        self.client = httpx.AsyncClient(
-            transport=_transport(),
-            timeout=httpx.Timeout(60.0),
-        )
+        # httpx's request/response API straight over the aiohttp transport: the
+        # AsyncClient layer (cookies, redirects, auth, URL merging) costs more than
+        # the rest of the hot path and does nothing for us.
+        self.transport = _transport()
+        self._urls: dict[str, httpx.URL] = {}
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.transport.aclose()
+
+    def _url(self, url: str) -> httpx.URL:
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) > 10_000:
+                self._urls.clear()
+            parsed = self._urls[url] = httpx.URL(url)
+        return parsed
 
     async def handle(self, kind: str, scope: Scope, receive: Receive, send: Send) -> None:
         app = self.app
@@ -153,7 +162,7 @@ class Proxy:
             self._finish(call, rt, record=call.model != UNKNOWN and exc.status in (429, 503))
             return
 
-        inflight = self.metrics.inflight.labels(call.model)
+        inflight = self.metrics.child(self.metrics.inflight, call.model)
         inflight.inc()
         task = asyncio.current_task()
         assert task is not None
@@ -169,7 +178,7 @@ class Proxy:
             watcher.cancel()
             inflight.dec()
             if lease is not None:
-                await app.limiter.settle(lease, call.usage.prompt + call.usage.completion)
+                app.limiter.settle(lease, call.usage.prompt + call.usage.completion)
             self._finish(call, rt, record=True)
 
     async def _serve(
@@ -259,16 +268,18 @@ class Proxy:
                 await self._answer(call, adapter, chunks, None, include_usage, began, send)
                 return
             url, headers, body = adapter.request(call.kind, payload, target.upstream_model, call.stream)
-            request = self.client.build_request(
-                "POST",
-                url,
-                headers=headers,
-                content=body,
-                timeout=httpx.Timeout(timeouts.connect, read=timeouts.first_byte, pool=timeouts.connect),
+            timeout = {
+                "connect": timeouts.connect,
+                "read": timeouts.first_byte,
+                "write": timeouts.connect,
+                "pool": timeouts.connect,
+            }
+            request = httpx.Request(
+                "POST", self._url(url), headers=headers, content=body, extensions={"timeout": timeout}
             )
             try:
                 async with asyncio.timeout(timeouts.total):
-                    resp = await self.client.send(request, stream=True)
+                    resp = await self.transport.handle_async_request(request)
                     try:
                         if resp.status_code != 200:
                             data = await resp.aread()
@@ -405,23 +416,23 @@ class Proxy:
         overhead = max(0.0, total - call.upstream_seconds)
         model, provider = call.model, call.provider
         status = call.status or 500
-        m.requests.labels(model, provider, str(status)).inc()
-        m.request_duration.labels(model, provider).observe(total)
-        m.overhead.labels(model).observe(overhead)
+        m.child(m.requests, model, provider, str(status)).inc()
+        m.child(m.request_duration, model, provider).observe(total)
+        m.child(m.overhead, model).observe(overhead)
         cost = 0.0
         if call.upstream_seconds:
-            m.upstream_duration.labels(model, provider).observe(call.upstream_seconds)
+            m.child(m.upstream_duration, model, provider).observe(call.upstream_seconds)
         if call.ttft is not None:
-            m.ttft.labels(model, provider).observe(call.ttft)
+            m.child(m.ttft, model, provider).observe(call.ttft)
         u = call.usage
         if u.prompt or u.completion:
-            m.tokens.labels(model, provider, "prompt").inc(u.prompt)
-            m.tokens.labels(model, provider, "completion").inc(u.completion)
+            m.child(m.tokens, model, provider, "prompt").inc(u.prompt)
+            m.child(m.tokens, model, provider, "completion").inc(u.completion)
             if u.cached:
-                m.tokens.labels(model, provider, "cached").inc(u.cached)
+                m.child(m.tokens, model, provider, "cached").inc(u.cached)
             cost = rt.cost(call.upstream_model, u)
             if cost:
-                m.cost.labels(model, provider).inc(cost)
+                m.child(m.cost, model, provider).inc(cost)
         key = call.key.name if call.key else None
         if record and key is not None:
             self.app.usage.record(

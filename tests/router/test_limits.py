@@ -150,3 +150,30 @@ def test_no_redis_means_per_process_limits(
     router = start_router(config)
     assert _ok(router, 5) == 3
     assert "per process" in httpx.get(router.url + "/ready").json()["redis"]
+
+
+async def test_leased_rpm_is_shared_and_never_exceeded(redis: RedisServer) -> None:
+    from redis.asyncio import Redis
+
+    from xrouter_router.errors import APIError
+    from xrouter_router.limits import Limiter, lease_block
+    from xrouter_router.metrics import Metrics
+
+    avoid_minute_boundary()
+    key = KeyInfo("leased", "0" * 64, Limits(rpm=1000))
+    assert lease_block(1000) == 10
+    # Two limiters on one Redis: two router processes, as far as Redis can tell.
+    limiters = [Limiter(Redis.from_url(redis.url), "open", Metrics(), 60, lambda _: 0.0) for _ in range(2)]
+    admitted = refused = 0
+    for i in range(1100):
+        try:
+            await limiters[i % 2].acquire(key, f"r{i}")
+            admitted += 1
+        except APIError as exc:
+            assert exc.status == 429
+            refused += 1
+    for lim in limiters:
+        await lim.aclose()
+    assert admitted <= 1000  # never over the limit
+    assert admitted >= 1000 - 2 * 15  # under by at most 1.5 blocks per process
+    assert refused == 1100 - admitted
