@@ -137,10 +137,21 @@ def _token_kubeconfig(cluster: Cluster, namespace: str, service_account: str, pa
     return path
 
 
-@pytest.fixture
-def local_operator(cluster: Cluster, namespace: str, release: str, tmp_path: Path) -> Iterator[int]:
-    """`helm install`; run the operator locally as the chart's ServiceAccount; yield its metrics port."""
-    notes = helm(cluster, "install", release, str(CHART), "--namespace", namespace).stdout
+@pytest.fixture(params=["all-namespaces", "watch-namespaces"])
+def local_operator(
+    request: pytest.FixtureRequest, cluster: Cluster, namespace: str, release: str, tmp_path: Path
+) -> Iterator[int]:
+    """`helm install`; run the operator locally as the chart's ServiceAccount; yield its metrics port.
+
+    all-namespaces: the default ClusterRole. watch-namespaces: operator.watchNamespaces=[namespace],
+    so the namespaced rules are a Role in that namespace and only the CRD watch is cluster-wide.
+    """
+    values = (
+        ["--set", f"operator.watchNamespaces={{{namespace}}}"] if request.param == "watch-namespaces" else []
+    )
+    notes = helm(cluster, "install", release, str(CHART), "--namespace", namespace, *values).stdout
+    if values:
+        assert get_json(cluster, "role", f"{release}-operator", "-n", namespace)["rules"]
     assert "kubectl get xrouters" in notes and "never upgraded" in notes, notes
     cluster.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
     deployment = get_json(cluster, "deployment", f"{release}-operator", "-n", namespace)
