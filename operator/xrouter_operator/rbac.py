@@ -40,7 +40,8 @@ RULES: list[tuple[str, list[str], list[str], str]] = [
         ["get", "list", "create", "patch", "delete"],
         "only used when the Prometheus operator CRDs exist",
     ),
-    ("apiextensions.k8s.io", ["customresourcedefinitions"], ["list", "watch"], "kopf watches for CRDs"),
+    ("", ["namespaces"], ["list", "watch"], "kopf observes namespaces, even when given a list"),
+    ("apiextensions.k8s.io", ["customresourcedefinitions"], ["list", "watch"], "kopf observes CRDs"),
 ]
 
 

@@ -27,6 +27,7 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "config" / "samples" / "xrouter.yaml"
 CRD = ROOT / "crds" / "xrouter.io_xrouters.yaml"
+ROLE = ROOT / "config" / "rbac" / "role.yaml"
 FIXTURES = ROOT / "tests" / "fixtures" / "status"
 OPERATOR = Path(sys.executable).parent / "xrouter-operator"
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
@@ -103,10 +104,10 @@ class Env:
         text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
         self.kubectl("apply", "-f", "-", input=text)
 
-    def start_operator(self) -> Operator:
+    def start_operator(self, kubeconfig: Path | None = None) -> Operator:
         metrics_port, health_port = free_port(), free_port()
         log = self.tmp / f"operator-{metrics_port}.log"
-        env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig)}
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig or self.cluster.kubeconfig)}
         with open(log, "wb") as out:
             proc = subprocess.Popen(
                 [
@@ -643,3 +644,52 @@ def test_monitoring_only_when_crds_exist(env: Env, cluster: Any) -> None:
     finally:
         for name in created:
             cluster.kubectl("delete", "crd", name, "--wait=false", check=False)
+
+
+def test_operator_works_with_only_its_cluster_role(env: Env, cluster: Any) -> None:
+    """Run as a ServiceAccount bound to config/rbac/role.yaml: the role is enough."""
+    cluster.kubectl("apply", "-f", str(ROLE))
+    env.kubectl("create", "serviceaccount", "operator")
+    binding = f"xrouter-operator-{env.ns}"
+    cluster.kubectl(
+        "create",
+        "clusterrolebinding",
+        binding,
+        "--clusterrole=xrouter-operator",
+        f"--serviceaccount={env.ns}:operator",
+    )
+    try:
+        token = env.kubectl("create", "token", "operator", "--duration=1h").stdout.strip()
+        admin = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+        server = admin["clusters"][0]
+        kubeconfig = env.tmp / "operator.kubeconfig"
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [server],
+                    "users": [{"name": "operator", "user": {"token": token}}],
+                    "contexts": [
+                        {"name": "operator", "context": {"cluster": server["name"], "user": "operator"}}
+                    ],
+                    "current-context": "operator",
+                }
+            )
+        )
+        op = env.start_operator(kubeconfig)
+        try:
+            env.apply(SAMPLE.read_text())
+            env.apply(sample_xr(autoscaling={"enabled": True}))
+            eventually("the HPA", lambda: env.get("hpa", "sample") is not None, timeout=15)
+            env.apply(sample_xr())
+            eventually("the HPA deleted", lambda: env.get("hpa", "sample") is None, timeout=10)
+            eventually("Ready 2/2", env.ready, timeout=30)
+            events = env.kubectl("get", "events", "--field-selector", "involvedObject.kind=XRouter").stdout
+            assert "Applied" in events
+        finally:
+            op.stop()
+        log = op.log.read_text()
+        assert "forbidden" not in log.lower(), log[-3000:]
+    finally:
+        cluster.kubectl("delete", "clusterrolebinding", binding, "--ignore-not-found", check=False)
