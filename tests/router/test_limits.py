@@ -132,7 +132,7 @@ def test_redis_outage_fail_open_and_recovery(
 def test_redis_outage_fail_closed(
     start_router: StartRouter, provider: FakeProvider, tmp_path: Path, redis: RedisServer
 ) -> None:
-    config = _limited(provider, tmp_path, "closed", rpm=1000)
+    config = _limited(provider, tmp_path, "closed", rpm=50)  # below leasing
     router = start_router(config, {"TEST_REDIS_URL": redis.url})
     assert _ok(router, 1) == 1
     redis.stop()
@@ -154,7 +154,6 @@ def test_no_redis_means_per_process_limits(
 
 async def test_leased_rpm_is_shared_and_never_exceeded(redis: RedisServer) -> None:
     from redis.asyncio import Redis
-
     from xrouter_router.errors import APIError
     from xrouter_router.limits import Limiter, lease_block
     from xrouter_router.metrics import Metrics
