@@ -241,3 +241,26 @@ def test_operator_flags_exist() -> None:
     for arg in args:
         flag = arg.split("=", 1)[0]
         assert flag in help_text, f"`xrouter-operator run` has no {flag}:\n{help_text}"
+
+
+def test_service_monitor_keeps_operator_namespace_label() -> None:
+    docs = template("--set", "metrics.serviceMonitor.enabled=true")
+    (monitor,) = by_kind(docs, "ServiceMonitor")
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == "metrics" and endpoint["honorLabels"] is True
+
+
+def test_existing_service_account_needs_a_name() -> None:
+    result = helm(
+        "template", "xrouter", str(CHART), *KUBE_VERSION, "--set", "serviceAccount.create=false", check=False
+    )
+    assert result.returncode != 0 and "serviceAccount.name is required" in result.stderr
+    docs = template("--set", "serviceAccount.create=false", "--set", "serviceAccount.name=platform-sa")
+    assert not by_kind(docs, "ServiceAccount")
+    (binding,) = by_kind(docs, "ClusterRoleBinding")
+    assert binding["subjects"][0]["name"] == "platform-sa"
+
+
+def test_kube_version_floor() -> None:
+    result = helm("template", "xrouter", str(CHART), "--kube-version", "1.27.0", check=False)
+    assert result.returncode != 0 and "kubeVersion" in result.stderr
