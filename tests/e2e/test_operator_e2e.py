@@ -340,7 +340,21 @@ def test_spec_change_rolls_pods(env: Env, operator: Operator) -> None:
         timeout=15,
     )
     assert rs
-    eventually("Ready after the rollout", env.ready, timeout=30)
+    saved: list[bool] = []
+
+    def ready_saving_rollout() -> bool:
+        obj = env.xr()
+        progressing = env.condition("Progressing")
+        if (
+            not saved
+            and progressing.get("reason") == "RollingOut"
+            and progressing.get("observedGeneration") == obj["metadata"].get("generation")
+        ):
+            env.save("progressing-rollout")  # best effort: kwok may finish first
+            saved.append(True)
+        return env.ready()
+
+    eventually("Ready after the rollout", ready_saving_rollout, timeout=30, interval=0.05)
     config = env.get("configmap", "sample-config")
     assert config is not None and "echo2" in config["data"]["config.json"]
 
