@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 
 from . import metrics
-from .kube import Kube
+from .kube import Kube, KubeError
 from .models import GROUP, PLURAL, VERSION
 from .reconcile import Reconciler
 from .render import INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER
@@ -120,8 +120,6 @@ class Queue:
 
 
 def _is_api_error(e: Exception) -> bool:
-    from .kube import KubeError
-
     return isinstance(e, KubeError | ConnectionError | TimeoutError)
 
 

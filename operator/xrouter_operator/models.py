@@ -14,7 +14,6 @@ Argo CD's diff.
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -622,7 +621,3 @@ def check_cron(expr: str) -> None:
                 v = names.get(bound.lower()) if not bound.isdigit() else int(bound)
                 if v is None or not lo <= v <= hi:
                     raise ValueError(f"spec.backup.schedule: {bound!r} is out of range in the {label} field")
-
-
-def is_valid_name(name: str) -> bool:
-    return bool(re.match(DNS_LABEL, name)) and len(name) <= 63

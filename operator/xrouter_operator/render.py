@@ -254,7 +254,7 @@ def _restricted_container_security() -> dict[str, Any]:
     }
 
 
-def _deployment(xr: XRouter, env: list[dict[str, Any]], checksum: str, inputs: RenderInputs) -> Manifest:
+def _deployment(xr: XRouter, env: list[dict[str, Any]], checksum: str) -> Manifest:
     spec = xr.spec
     name = xr.metadata.name
     pods = spec.pods
@@ -678,7 +678,7 @@ def render(xr: XRouter, inputs: RenderInputs | None = None) -> list[Manifest]:
         _admin_secret(xr, inputs),
         _config_map(xr, config_json),
         _service(xr),
-        _deployment(xr, env, checksum, inputs),
+        _deployment(xr, env, checksum),
     ]
     if spec.autoscaling.enabled:
         out.append(_hpa(xr))
