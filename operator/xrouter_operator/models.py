@@ -506,6 +506,17 @@ class XRouterSpec(_Model):
         return self
 
 
+def secret_refs(spec: XRouterSpec) -> list[tuple[str, SecretKeyRef]]:
+    """Every secretKeyRef in the spec, with the field path that names it."""
+    out = [(f"spec.providers[{p.name}].apiKeySecretRef", p.api_key_secret_ref) for p in spec.providers]
+    out += [(f"spec.keys[{k.name}].secretKeyRef", k.secret_key_ref) for k in spec.keys]
+    if spec.redis is not None:
+        out.append(("spec.redis.urlSecretRef", spec.redis.url_secret_ref))
+    if spec.database is not None:
+        out.append(("spec.database.urlSecretRef", spec.database.url_secret_ref))
+    return [(path, ref) for path, ref in out if ref is not None]
+
+
 XRouterSpec.model_config["json_schema_extra"] = _cel(
     (
         "self.models.all(m, m.targets.all(t, self.providers.exists(p, p.name == t.provider)))",

@@ -21,7 +21,7 @@ from typing import Any
 from . import metrics
 from .apply import first_difference, owned_by
 from .kube import Kube, KubeError
-from .models import API_VERSION, KIND, XRouter
+from .models import API_VERSION, KIND, XRouter, secret_refs
 from .render import (
     ADMIN_KEY_FIELD,
     INSTANCE_LABEL,
@@ -159,13 +159,16 @@ class Reconciler:
                     namespace, name, uid, {(m["kind"], m["metadata"]["name"]) for m in desired}, writes
                 )
 
+        missing = self._missing_secrets(xr) if xr is not None else []
         observed = self._observe(namespace, name, uid, live, foreign)
         status = compute_status(
             generation=generation,
             suspend=suspend,
             old=old_status,
             observed=observed,
-            problems=Problems(invalid=invalid, conflicts=conflicts, apply_errors=errors),
+            problems=Problems(
+                invalid=invalid, conflicts=conflicts, apply_errors=errors, missing_secrets=missing
+            ),
             endpoint=endpoint(xr) if xr else "",
             selector=selector_string(name),
             now=self.clock(),
@@ -178,8 +181,23 @@ class Reconciler:
         if errors:
             return Outcome("error", retry=True, status=status, writes=writes)
         result = "skipped" if suspend or invalid else "success"
-        # A foreign object going away makes no event we watch: look again later (reads only).
-        return Outcome(result, retry=bool(conflicts), status=status, writes=writes)
+        # A foreign object going away or a Secret appearing makes no event we watch: look
+        # again later (reads only).
+        return Outcome(result, retry=bool(conflicts or missing), status=status, writes=writes)
+
+    def _missing_secrets(self, xr: XRouter) -> list[str]:
+        """Referenced Secrets or keys that do not exist (names only; values are never read out)."""
+        secrets_: dict[str, Obj | None] = {}
+        missing = []
+        for path, ref in secret_refs(xr.spec):
+            if ref.name not in secrets_:
+                secrets_[ref.name] = self.kube.get("Secret", xr.metadata.namespace, ref.name)
+            sec = secrets_[ref.name]
+            if sec is None:
+                missing.append(f"{path}: Secret {ref.name} not found")
+            elif ref.key not in (sec.get("data") or {}):
+                missing.append(f"{path}: Secret {ref.name} has no key {ref.key}")
+        return missing
 
     def _apply(self, m: Obj, obj: Obj | None, writes: list[str]) -> Obj:
         kind, meta = m["kind"], m["metadata"]

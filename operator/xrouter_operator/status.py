@@ -29,6 +29,7 @@ class Problems:
     invalid: str | None = None  # the spec failed validation in the operator
     conflicts: list[str] = field(default_factory=list)  # objects we refuse to clobber
     apply_errors: list[str] = field(default_factory=list)
+    missing_secrets: list[str] = field(default_factory=list)  # referenced Secrets/keys that do not exist
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,8 @@ def compute_status(
         degraded = ("True", "OwnershipConflict", "; ".join(problems.conflicts))
     elif problems.apply_errors:
         degraded = ("True", "ApplyFailed", "; ".join(problems.apply_errors))
+    elif problems.missing_secrets:
+        degraded = ("True", "SecretMissing", "; ".join(problems.missing_secrets))
     elif stuck:
         degraded = ("True", "RolloutStuck", stuck)
     else:

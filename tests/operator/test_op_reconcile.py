@@ -215,3 +215,28 @@ def test_backup_and_monitoring_children() -> None:
     rec.reconcile("ns", "r")
     assert ("CronJob", "ns", "r-backup") not in kube.objects
     assert "lastBackup" not in kube.objects[("XRouter", "ns", "r")]["status"]
+
+
+def test_missing_secret_is_degraded_and_recovers() -> None:
+    ref = {"name": "keys", "key": "a"}
+    kube, rec = make(keys=[{"name": "team-a", "secretKeyRef": ref}])
+    out = rec.reconcile("ns", "r")
+    assert out.retry
+    degraded = cond(kube, "Degraded")
+    assert degraded["reason"] == "SecretMissing"
+    assert degraded["message"] == "spec.keys[team-a].secretKeyRef: Secret keys not found"
+    assert ("Deployment", "ns", "r") in kube.objects  # still applied: the pods wait for the Secret
+    kube.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "keys", "namespace": "ns"},
+            "data": {"b": ""},
+        }
+    )
+    rec.reconcile("ns", "r")
+    assert cond(kube, "Degraded")["message"] == "spec.keys[team-a].secretKeyRef: Secret keys has no key a"
+    kube.objects[("Secret", "ns", "keys")]["data"]["a"] = "c2VjcmV0"
+    out = rec.reconcile("ns", "r")
+    assert not out.retry and cond(kube, "Degraded")["status"] == "False"
+    assert "c2VjcmV0" not in str(kube.objects[("XRouter", "ns", "r")]["status"])
