@@ -5,6 +5,7 @@ Needs the helm binary that `make tools` builds (skips without it); the RBAC/CRD 
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,10 @@ def test_helm_lint_strict() -> None:
         "operator.watchNamespaces={team-a,team-b}",
         "--set",
         "metrics.serviceMonitor.enabled=true",
+        "--set",
+        "metrics.prometheusRule.enabled=true",
+        "--set",
+        "metrics.grafanaDashboard.enabled=true",
     )
 
 
@@ -264,3 +269,18 @@ def test_existing_service_account_needs_a_name() -> None:
 def test_kube_version_floor() -> None:
     result = helm("template", "xrouter", str(CHART), "--kube-version", "1.27.0", check=False)
     assert result.returncode != 0 and "kubeVersion" in result.stderr
+
+
+def test_chart_ships_the_same_alerts_and_dashboard() -> None:
+    docs = template(
+        "--set", "metrics.prometheusRule.enabled=true", "--set", "metrics.grafanaDashboard.enabled=true"
+    )
+    (rule,) = by_kind(docs, "PrometheusRule")
+    source = yaml.safe_load((REPO / "config" / "prometheus" / "rules.yaml").read_text())
+    assert rule["spec"] == source["spec"]
+    (dashboard,) = by_kind(docs, "ConfigMap")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["xrouter.json"]) == json.loads(
+        (REPO / "config" / "grafana" / "xrouter.json").read_text()
+    )
+    assert not by_kind(template(), "PrometheusRule"), "off by default: needs the Prometheus Operator CRDs"
