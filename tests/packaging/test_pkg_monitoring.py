@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
+import promql_parser
 import pytest
 import yaml
 from packaging_helpers import REPO
@@ -126,38 +127,44 @@ def exported_names() -> set[str]:
 
 # --- PromQL ------------------------------------------------------------------------------------------
 
-KEYWORDS = {
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "and",
-    "or",
-    "unless",
-    "bool",
-    "offset",
-    "inf",
-    "nan",
-}
+GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h"}
+
+
+def _selectors(node: Any) -> Iterator[promql_parser.VectorSelector]:
+    if isinstance(node, promql_parser.VectorSelector):
+        yield node
+    elif isinstance(node, promql_parser.MatrixSelector):
+        yield node.vector_selector
+    elif isinstance(node, promql_parser.BinaryExpr):
+        yield from _selectors(node.lhs)
+        yield from _selectors(node.rhs)
+    elif isinstance(node, promql_parser.AggregateExpr):
+        yield from _selectors(node.expr)
+        if node.param is not None:
+            yield from _selectors(node.param)
+    elif isinstance(node, promql_parser.Call):
+        for arg in node.args:
+            yield from _selectors(arg)
+    elif isinstance(node, (promql_parser.ParenExpr, promql_parser.UnaryExpr, promql_parser.SubqueryExpr)):
+        yield from _selectors(node.expr)
 
 
 def metric_names(expr: str) -> set[str]:
-    """Metric names in a PromQL expression (or a Grafana label_values() query)."""
-    assert expr.count("(") == expr.count(")"), f"unbalanced parentheses: {expr}"
-    assert expr.count("{") == expr.count("}"), f"unbalanced braces: {expr}"
-    text = re.sub(r'"(?:\\.|[^"\\])*"', '""', expr)  # string literals
-    text = re.sub(r"\{[^}]*\}", "", text)  # label matchers
-    text = re.sub(r"\[[^\]]*\]", "", text)  # range selectors, $__rate_interval
-    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
-    text = re.sub(r"label_values\(\s*([A-Za-z_:][\w:]*)\s*(,[^)]*)?\)", r"\1", text)
+    """Metric names in a PromQL expression (or a Grafana label_values() query), via a real parser:
+    a syntax error fails the test too."""
+    for variable, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(variable, value)
+    label_values = re.fullmatch(r"\s*label_values\((.*),\s*\w+\s*\)\s*", expr, re.S)
+    if label_values:
+        expr = label_values.group(1)
+    try:
+        ast = promql_parser.parse(expr)
+    except ValueError as exc:
+        raise AssertionError(f"invalid PromQL ({exc}): {expr}") from exc
     names = set()
-    for match in re.finditer(r"(?<![\w.$])[A-Za-z_:][\w:]*", text):
-        token = match.group(0)
-        if text[match.end() :].lstrip().startswith("(") or token.lower() in KEYWORDS:
-            continue  # a function or aggregation, or a keyword
-        names.add(token)
+    for selector in _selectors(ast):
+        assert selector.name, f"select metrics by name, not by __name__ matchers: {expr}"
+        names.add(selector.name)
     return names
 
 
@@ -169,6 +176,12 @@ def test_metric_names_parser() -> None:
     assert metric_names(expr) == {"xrouter_x_bucket", "up"}
     assert metric_names('label_values(xrouter_y{namespace=~"$namespace"}, model)') == {"xrouter_y"}
     assert metric_names("time() - xrouter_z > 26 * 3600") == {"xrouter_z"}
+    assert metric_names("max_over_time((-xrouter_a)[10m:1m]) or topk(3, xrouter_b)") == {
+        "xrouter_a",
+        "xrouter_b",
+    }
+    with pytest.raises(AssertionError, match="invalid PromQL"):
+        metric_names("sum(rate(xrouter_x[5m])")
 
 
 # --- the PrometheusRule --------------------------------------------------------------------------------
