@@ -516,7 +516,10 @@ class LocalCluster:
                 stderr=subprocess.STDOUT,
                 cwd=self.layout.root,
                 start_new_session=True,
-                preexec_fn=_set_pdeathsig if sys.platform.startswith("linux") else None,
+                # PR_SET_PDEATHSIG fires when the *thread* that forked exits, so only from the main thread.
+                preexec_fn=_set_pdeathsig
+                if sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread()
+                else None,
             )
         comp = Component(name, proc, log_path)
         self.components.append(comp)
