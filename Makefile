@@ -71,3 +71,7 @@ crds: venv
 # Regenerate tests/operator/golden/*.expected.yaml from the *.input.yaml next to them.
 golden: venv
 	XROUTER_UPDATE_GOLDEN=1 $(PY) -m pytest -q tests/operator/test_op_golden.py
+
+# Router benchmark: nginx direct vs xrouter vs LiteLLM proxy, side by side (see docs/router-performance.md).
+bench: venv deps
+	$(PY) bench/router_bench.py
