@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 import yaml
+from xrouter_dev.argocd import health
 from xrouter_dev.cluster import ExistingCluster, LocalCluster, free_port, tools_bin
 
 Cluster = LocalCluster | ExistingCluster
@@ -205,20 +206,7 @@ def _http_ok(url: str) -> bool:
 
 
 def argocd_health(obj: dict[str, Any]) -> str:
-    """config/argocd/health.lua on a live object, the way Argo CD runs it."""
-    import lupa
-
-    runtime = lupa.LuaRuntime()
-
-    def to_lua(value: Any) -> Any:
-        if isinstance(value, dict):
-            return runtime.table_from({k: to_lua(v) for k, v in value.items()})
-        if isinstance(value, list):
-            return runtime.table_from([to_lua(v) for v in value])
-        return value
-
-    runtime.globals().obj = to_lua(obj)
-    return str(runtime.execute((REPO / "config" / "argocd" / "health.lua").read_text())["status"])
+    return health(obj)["status"]
 
 
 def _api_writes(metrics_port: int) -> float:

@@ -12,12 +12,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import lupa
 import pytest
 import yaml
 from packaging_helpers import REPO
+from xrouter_dev.argocd import HEALTH_LUA, health
 
-HEALTH_LUA = REPO / "config" / "argocd" / "health.lua"
 ARGOCD_CM = REPO / "config" / "argocd" / "argocd-cm.yaml"
 CM_KEY = "resource.customizations.health.xrouter.io_XRouter"
 EXPECTED = {
@@ -31,22 +30,6 @@ FIXTURE_DIRS = [Path(__file__).parent / "fixtures" / "argocd", REPO / "tests" / 
 
 def _fixtures() -> list[Path]:
     return sorted(p for d in FIXTURE_DIRS if d.is_dir() for p in d.glob("*.json"))
-
-
-def _to_lua(runtime: lupa.LuaRuntime, value: Any) -> Any:
-    if isinstance(value, dict):
-        return runtime.table_from({k: _to_lua(runtime, v) for k, v in value.items()})
-    if isinstance(value, list):
-        return runtime.table_from([_to_lua(runtime, v) for v in value])
-    return value
-
-
-def health(obj: dict[str, Any]) -> dict[str, str]:
-    """Run health.lua the way Argo CD does: `obj` is a global, the chunk returns the table."""
-    runtime = lupa.LuaRuntime(unpack_returned_tuples=True)
-    runtime.globals().obj = _to_lua(runtime, obj)
-    result = runtime.execute(HEALTH_LUA.read_text())
-    return {k: v for k, v in result.items()}
 
 
 def test_argocd_cm_embeds_health_lua_verbatim() -> None:
