@@ -621,6 +621,8 @@ class LocalCluster:
             self.api_post("/api/v1/nodes", node_manifest(i, zone))
 
         def nodes_ready() -> bool:
+            # Ready, and the node-lifecycle controller has lifted its not-ready taint: until then
+            # the scheduler would leave new pods Pending.
             items = self.api_get("/api/v1/nodes")["items"]
             ready = [
                 n
@@ -629,10 +631,11 @@ class LocalCluster:
                     c["type"] == "Ready" and c["status"] == "True"
                     for c in n.get("status", {}).get("conditions", [])
                 )
+                and not n.get("spec", {}).get("taints")
             ]
             return len(ready) >= len(ZONES)
 
-        self._wait("fake nodes Ready", nodes_ready, 60)
+        self._wait("fake nodes Ready and untainted", nodes_ready, 60)
         self._log(f"{len(ZONES)} nodes Ready at {timer():.1f}s")
 
         def default_sa() -> bool:
