@@ -36,6 +36,12 @@ if TYPE_CHECKING:
 _RETRIABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 
 
+# A request still running after this long gets a task watching for the client going
+# away. Most upstream calls outlive it, but a fast one (a cache, a small model, the
+# benchmark's nginx) finishes first and never pays for a task; a client that left in
+# the meantime is noticed as soon as the watcher starts (receive() reports it at once).
+WATCH_AFTER = 0.02
+
 _TIMEOUT_TAIL = b'data: {"error":{"message":"upstream timed out","type":"timeout_error"}}\n\n'
 _BROKEN_TAIL = b'data: {"error":{"message":"upstream stream ended early","type":"upstream_error"}}\n\n'
 
@@ -78,6 +84,7 @@ class Call:
     usage: Usage = field(default_factory=Usage)
     answered: bool = False  # the final body has been handed to the server
     disconnected: bool = False
+    watcher: asyncio.Task[None] | None = None
 
     def meta(self, overhead: float) -> list[tuple[bytes, bytes]]:
         return [
@@ -94,6 +101,10 @@ def _retry_after(resp: httpx.Response) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None
+
+
+def _arm(receive: Receive, task: asyncio.Task[Any], call: Call) -> None:
+    call.watcher = asyncio.get_running_loop().create_task(_watch(receive, task, call))
 
 
 async def _watch(receive: Receive, task: asyncio.Task[Any], call: Call) -> None:
@@ -166,7 +177,7 @@ class Proxy:
         inflight.inc()
         task = asyncio.current_task()
         assert task is not None
-        watcher = asyncio.get_running_loop().create_task(_watch(receive, task, call))
+        timer = asyncio.get_running_loop().call_later(WATCH_AFTER, _arm, receive, task, call)
         try:
             await self._serve(call, rt, payload, scope, send)
         except asyncio.CancelledError:
@@ -175,7 +186,9 @@ class Proxy:
             task.uncancel()
             call.status = 499
         finally:
-            watcher.cancel()
+            timer.cancel()
+            if call.watcher is not None:
+                call.watcher.cancel()
             inflight.dec()
             if lease is not None:
                 app.limiter.settle(lease, call.usage.prompt + call.usage.completion)

@@ -23,12 +23,17 @@ def _body(payload: Json, upstream_model: str, stream: bool) -> bytes:
 
 
 class OpenAIAdapter(Adapter):
+    _headers: dict[str, str] | None = None  # built once: they never change per request
+
     def request(
         self, kind: str, payload: Json, upstream_model: str, stream: bool
     ) -> tuple[str, dict[str, str], bytes]:
-        headers = {"content-type": "application/json", "accept-encoding": "identity"}
-        if self.api_key:
-            headers["authorization"] = f"Bearer {self.api_key}"
+        headers = self._headers
+        if headers is None:
+            headers = {"content-type": "application/json", "accept-encoding": "identity"}
+            if self.api_key:
+                headers["authorization"] = f"Bearer {self.api_key}"
+            self._headers = headers
         return self.base_url + _PATHS[kind], headers, _body(payload, upstream_model, stream)
 
 

@@ -1,0 +1,104 @@
+"""Hot-path shortcuts keep their observable behaviour: the direct access-log write is
+byte for byte the formatter's line, and token counts batched for Redis all arrive."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from xrouter_router import logs
+from xrouter_router.auth import KeyInfo
+from xrouter_router.config import Limits
+from xrouter_router.limits import SETTLE_INTERVAL, Limiter
+from xrouter_router.metrics import Metrics
+
+from .servers import RedisServer
+
+FIELDS: dict[str, Any] = {
+    "request_id": "abc",
+    "key": "k",
+    "model": "gpt",
+    "provider": "fake",
+    "upstream_model": None,
+    "status": 200,
+    "stream": False,
+    "latency_ms": 1.5,
+    "overhead_ms": 0.25,
+    "prompt_tokens": 3,
+    "completion_tokens": 4,
+}
+
+
+def test_direct_access_line_matches_formatter(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        logs.setup("INFO")
+        monkeypatch.setattr(time, "time", lambda: 1700000000.1234)
+        logs.access(**FIELDS)
+        direct = capsys.readouterr().out
+        monkeypatch.setattr(logs, "_direct", None)  # through logging and the formatter
+        logs.access(**FIELDS)
+        formatted = capsys.readouterr().out
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        logging.getLogger("uvicorn.access").disabled = False
+    assert direct.count("\n") == 1
+    assert direct == formatted
+
+
+def test_direct_access_line_respects_level(capsys: pytest.CaptureFixture[str]) -> None:
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        logs.setup("WARNING")
+        logs.access(**FIELDS)
+        out = capsys.readouterr().out
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        logging.getLogger("uvicorn.access").disabled = False
+    assert out == ""
+
+
+def test_token_settles_are_batched_and_all_reach_redis(redis: RedisServer) -> None:
+    async def scenario() -> tuple[int, int, int]:
+        client = Redis.from_url(redis.url)
+        limiter = Limiter(client, "open", Metrics(), 10.0, lambda name: 0.0)
+        key = KeyInfo("batched", "0" * 64, Limits(rpm=100_000, tpm=10_000_000))
+        probe = Redis.from_url(redis.url)
+
+        async def tpm() -> int:
+            keys = await probe.keys("xr:{batched}:tpm:*")
+            total = 0
+            for k in keys:
+                total += int(await probe.get(k) or 0)
+            return total
+
+        for _ in range(5):
+            lease = await limiter.acquire(key, "rid")
+            assert lease is not None
+            limiter.settle(lease, 10)
+        await asyncio.sleep(SETTLE_INTERVAL * 4)
+        after_interval = await tpm()
+        for _ in range(7):
+            lease = await limiter.acquire(key, "rid")
+            assert lease is not None
+            limiter.settle(lease, 1)
+        await limiter.aclose()  # sends what is pending
+        after_close = await tpm()
+        blocks_used = limiter.blocks["batched"].tpm_used
+        await probe.aclose()
+        return after_interval, after_close, blocks_used
+
+    after_interval, after_close, local = asyncio.run(scenario())
+    assert after_interval == 50
+    assert after_close == 57
+    assert local >= 57
