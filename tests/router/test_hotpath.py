@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from redis.asyncio import Redis
 from xrouter_router import logs
@@ -16,7 +18,10 @@ from xrouter_router.config import Limits
 from xrouter_router.limits import SETTLE_INTERVAL, Limiter
 from xrouter_router.metrics import Metrics
 
-from .servers import RedisServer
+from .conftest import KEY, StartRouter, base_config
+from .servers import FakeProvider, RedisServer, free_port
+
+MSG: Any = [{"role": "user", "content": "hi"}]
 
 FIELDS: dict[str, Any] = {
     "request_id": "abc",
@@ -102,3 +107,45 @@ def test_token_settles_are_batched_and_all_reach_redis(redis: RedisServer) -> No
     assert after_interval == 50
     assert after_close == 57
     assert local >= 57
+
+
+def test_upstream_errors_read_as_before(
+    start_router: StartRouter, provider: FakeProvider, tmp_path: Path
+) -> None:
+    """The upstream client's failures map to the same statuses and messages as over
+    the httpx-aiohttp transport: an unreachable upstream, and a first byte later than
+    ``firstByte`` a 504 (in about ``firstByte``, not the upstream's 2 s)."""
+    config = base_config(provider.url, tmp_path)
+    config["providers"] += [
+        {
+            "name": "nowhere",
+            "type": "openai",
+            "baseUrl": f"http://127.0.0.1:{free_port()}/v1",
+            "maxRetries": 0,
+        },
+        {
+            "name": "impatient",
+            "type": "openai",
+            "baseUrl": provider.url + "/v1",
+            "maxRetries": 0,
+            "timeouts": {"connect": 1, "firstByte": 0.3, "total": 5},
+        },
+    ]
+    config["models"] += [
+        {"name": "nowhere", "targets": [{"provider": "nowhere", "model": "gpt-up"}]},
+        {"name": "impatient", "targets": [{"provider": "impatient", "model": "slow-2000"}]},
+    ]
+    router = start_router(config)
+    auth = {"authorization": f"Bearer {KEY}"}
+    url = router.url + "/v1/chat/completions"
+    r = httpx.post(url, headers=auth, json={"model": "nowhere", "messages": MSG}, timeout=10)
+    # httpx-aiohttp's mapping reads a refused connection as ConnectTimeout: a 504.
+    assert r.status_code == 504
+    assert r.json()["error"]["message"] == "upstream nowhere timed out"
+    began = time.monotonic()
+    r = httpx.post(url, headers=auth, json={"model": "impatient", "messages": MSG}, timeout=10)
+    assert r.status_code == 504
+    assert "upstream impatient timed out" in r.json()["error"]["message"]
+    assert time.monotonic() - began < 1.5
+    ok = httpx.post(url, headers=auth, json={"model": "gpt", "messages": MSG}, timeout=10)
+    assert ok.status_code == 200 and ok.json()["choices"][0]["message"]["content"] == "hi"
