@@ -19,7 +19,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic.alias_generators import to_camel
-from xrouter_router.config import Price, Timeouts
+from xrouter_router.config import CamelModel, Price, Timeouts
+from xrouter_router.config import Limits as RouterLimits
 
 GROUP = "xrouter.io"
 VERSION = "v1alpha1"
@@ -59,13 +60,8 @@ def _map_list(*keys: str) -> dict[str, Any]:
     return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": list(keys)}
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-    )
+class _Model(CamelModel):
+    """The router config's base: one set of wire conventions for both APIs."""
 
 
 class SecretKeyRef(_Model):
@@ -243,13 +239,11 @@ Route.model_config["json_schema_extra"] = _cel(
 )
 
 
-class Limits(_Model):
+# The router's own Limits, with allowedModels bounded so that the CRD's CEL rules stay
+# within the API server's cost budget.
+class Limits(RouterLimits):
     """Limits for an API key. Unset means unlimited."""
 
-    rpm: int | None = Field(default=None, ge=0, description="Requests per minute.")
-    tpm: int | None = Field(default=None, ge=0, description="Tokens per minute.")
-    max_concurrent: int | None = Field(default=None, ge=0)
-    budget_usd: float | None = Field(default=None, ge=0)
     allowed_models: list[Annotated[str, Field(max_length=MODEL_NAME_MAX)]] | None = Field(
         default=None, max_length=16
     )

@@ -21,7 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 
-class _Model(BaseModel):
+class CamelModel(BaseModel):
+    """The wire conventions shared by the router config and the operator's XRouter API:
+    camelCase on the wire, unknown fields refused, immutable."""
+
     model_config = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
@@ -30,7 +33,7 @@ class _Model(BaseModel):
     )
 
 
-class SecretSource(_Model):
+class SecretSource(CamelModel):
     """Where a secret value comes from: an env var or a file. Exactly one is set."""
 
     env: str | None = Field(default=None, min_length=1)
@@ -51,7 +54,7 @@ class ProviderType(str, Enum):  # noqa: UP042 (str() of members is part of the c
     MOCK = "mock"  # answers locally (echo); for make up and newcomers
 
 
-class Timeouts(_Model):
+class Timeouts(CamelModel):
     """Upstream timeouts in seconds."""
 
     connect: float = Field(default=5.0, gt=0)
@@ -59,7 +62,7 @@ class Timeouts(_Model):
     total: float = Field(default=600.0, gt=0)
 
 
-class Provider(_Model):
+class Provider(CamelModel):
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
     type: ProviderType
     base_url: str | None = None
@@ -84,13 +87,13 @@ class Strategy(str, Enum):  # noqa: UP042
     HASH = "hash"
 
 
-class Target(_Model):
+class Target(CamelModel):
     provider: str
     model: str = Field(min_length=1)  # the upstream model (or azure deployment) name
     weight: int = Field(default=1, ge=0)
 
 
-class Route(_Model):
+class Route(CamelModel):
     """A public model name and how requests for it are routed."""
 
     name: str = Field(min_length=1)
@@ -102,18 +105,18 @@ class Route(_Model):
     fallbacks: list[str] = []
 
 
-class Limits(_Model):
+class Limits(CamelModel):
     """Per-key limits. None means unlimited."""
 
-    rpm: int | None = Field(default=None, ge=0)
-    tpm: int | None = Field(default=None, ge=0)
+    rpm: int | None = Field(default=None, ge=0, description="Requests per minute.")
+    tpm: int | None = Field(default=None, ge=0, description="Tokens per minute.")
     max_concurrent: int | None = Field(default=None, ge=0)
     budget_usd: float | None = Field(default=None, ge=0)
     # None: every model; otherwise the public model names this key may call.
     allowed_models: list[str] | None = None
 
 
-class Key(_Model):
+class Key(CamelModel):
     """An API key declared in config. The raw key is never in the config: either
     a SecretSource the router reads and hashes at start-up, or its SHA-256 hex."""
 
@@ -129,7 +132,7 @@ class Key(_Model):
         return self
 
 
-class Price(_Model):
+class Price(CamelModel):
     """USD per million tokens for one upstream model."""
 
     input: float = Field(default=0.0, ge=0)
@@ -137,13 +140,13 @@ class Price(_Model):
     cached_input: float | None = Field(default=None, ge=0)
 
 
-class RedisConfig(_Model):
+class RedisConfig(CamelModel):
     # None: no Redis; limits are per process. The env var REDIS_URL overrides.
     url: SecretSource | None = None
     fail_mode: Literal["open", "closed"] = "open"
 
 
-class DatabaseConfig(_Model):
+class DatabaseConfig(CamelModel):
     # None: usage is not persisted. The env var DATABASE_URL overrides.
     url: SecretSource | None = None
     batch_size: int = Field(default=500, ge=1)
@@ -152,24 +155,24 @@ class DatabaseConfig(_Model):
     spill_dir: str = "/var/lib/xrouter/spill"
 
 
-class RetryPolicy(_Model):
+class RetryPolicy(CamelModel):
     base_delay_seconds: float = Field(default=0.1, ge=0)
     max_delay_seconds: float = Field(default=5.0, ge=0)
 
 
-class BreakerPolicy(_Model):
+class BreakerPolicy(CamelModel):
     failure_threshold: int = Field(default=5, ge=1)
     window_seconds: float = Field(default=30.0, gt=0)
     cooldown_seconds: float = Field(default=15.0, gt=0)
 
 
-class ServerConfig(_Model):
+class ServerConfig(CamelModel):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     drain_seconds: float = Field(default=30.0, ge=0)
     log_bodies: bool = False
 
 
-class RouterConfig(_Model):
+class RouterConfig(CamelModel):
     """The whole router config: what the operator renders into the ConfigMap."""
 
     providers: list[Provider] = Field(min_length=1)
