@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from router.servers import Postgres, RedisServer, free_port, wait_port  # noqa: E402
+from xrouter_dev import procs  # noqa: E402
 
 LITELLM = "litellm[proxy]==1.106.0"  # 1.106.10 needs a certifi newer than PyPI has here
 VENV = Path.home() / ".cache" / "xrouter" / "bench-venv"
@@ -240,11 +241,7 @@ def start_litellm(tmp: Path, upstream: str) -> tuple[subprocess.Popen[bytes], in
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    procs.stop(proc, timeout=20)
 
 
 def main() -> None:

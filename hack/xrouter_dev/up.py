@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+from xrouter_dev import procs
 from xrouter_dev.cluster import ExistingCluster, LocalCluster
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,13 +99,7 @@ def process(
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        procs.stop(proc, group=True)
 
 
 def examples(host: str, port: int, model: str, key_hint: str) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
+from xrouter_dev import procs
 from xrouter_dev.argocd import health
 from xrouter_dev.cluster import ExistingCluster, LocalCluster, free_port, tools_bin
 
@@ -187,12 +187,7 @@ def local_operator(
         assert proc.poll() is None, (tmp_path / "operator.log").read_text()
         yield metrics_port
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        procs.stop(proc, timeout=20)
         log.close()
         print((tmp_path / "operator.log").read_text()[-5000:])
 

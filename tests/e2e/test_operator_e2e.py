@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
+from xrouter_dev import procs
 from xrouter_dev.argocd import health
 
 pytestmark = pytest.mark.e2e
@@ -70,13 +71,7 @@ class Operator:
         )
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        procs.stop(self.proc)
 
 
 class Env:

@@ -22,6 +22,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 from packaging_helpers import REPO, build_image_venv, free_port, parse_dockerfile
+from xrouter_dev import procs
 
 DOCKERFILES = {"router": REPO / "Dockerfile.router", "operator": REPO / "Dockerfile.operator"}
 EXPECTED_ENTRYPOINT = {"router": ["xrouter-router"], "operator": ["xrouter-operator", "run"]}
@@ -179,12 +180,7 @@ def test_router_entrypoint_serves_health(image_venvs: dict[str, Path], tmp_path:
                 assert time.monotonic() < deadline, "router did not answer /health within 30 s"
                 time.sleep(0.3)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        procs.stop(proc, timeout=20)
     assert proc.returncode in (0, -signal.SIGTERM), f"router exit code on SIGTERM: {proc.returncode}"
 
 

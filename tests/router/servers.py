@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import yaml
+from xrouter_dev.procs import stop
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,17 +41,6 @@ def wait_port(port: int, timeout: float = 20.0, proc: subprocess.Popen[bytes] | 
     raise TimeoutError(f"nothing listening on {port}")
 
 
-def _stop(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 class RedisServer:
     def __init__(self) -> None:
         self.port = free_port()
@@ -68,7 +58,7 @@ class RedisServer:
         wait_port(self.port, proc=self.proc)
 
     def stop(self) -> None:
-        _stop(self.proc)
+        stop(self.proc)
 
 
 class Postgres:
@@ -130,7 +120,7 @@ class Postgres:
 
     def stop(self) -> None:
         # SIGINT: "fast" shutdown, which ends open sessions at once, as an outage would.
-        _stop(self.proc, signal.SIGINT)
+        stop(self.proc, sig=signal.SIGINT)
 
     def sql(self, query: str, db: str = "postgres") -> str:
         out = subprocess.run(
@@ -159,7 +149,7 @@ class FakeProvider:
         wait_port(self.port, proc=self.proc)
 
     def stop(self) -> None:
-        _stop(self.proc)
+        stop(self.proc)
 
     def stats(self) -> dict[str, int]:
         data: dict[str, int] = httpx.get(self.url + "/_stats").json()
@@ -207,8 +197,7 @@ class Router:
                 raise RuntimeError(f"router did not start: {exc}\n{self.log()[-3000:]}") from None
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
-        _stop(self.proc, sig, timeout)
-        return self.proc.returncode if self.proc else None
+        return stop(self.proc, sig=sig, timeout=timeout)
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
