@@ -133,7 +133,8 @@ class _Block:
     left: int = 0
     expires: float = 0.0  # monotonic end of the window the tokens belong to
     tpm_used: int = 0  # the window's TPM total at the last grant, plus ours since
-    refill: asyncio.Task[None] | None = None
+    exhausted: bool = False  # Redis has no RPM tokens left in this window
+    refill: asyncio.Task[None] | None = None  # the one grant in flight for this key
 
 
 def lease_block(rpm: int) -> int:
@@ -253,25 +254,34 @@ class Limiter:
 
     async def _leased(self, key: KeyInfo, rpm: int) -> None:
         """Admit from this process's block of RPM tokens, asking Redis for a new block
-        when it is used up (and refilling in the background when it runs low)."""
+        when it is used up (and refilling in the background when it runs low). At most
+        one grant per key is in flight: concurrent requests that find the block empty
+        wait for it instead of each leasing a block of their own, which would strand
+        all but one of those blocks and refuse that many requests early."""
         block = self.blocks.get(key.name)
-        now = time.monotonic()
-        if block is None or now >= block.expires or block.left <= 0:
-            if block is not None and block.refill is not None and now < block.expires:
+        if block is None:
+            block = self.blocks[key.name] = _Block()
+        tpm = key.limits.tpm
+        while True:
+            now = time.monotonic()
+            current = now < block.expires
+            if current and block.left > 0:
+                break
+            if block.refill is not None:
                 await asyncio.shield(block.refill)
                 if not self.redis_up:
                     raise ConnectionError("redis is down")
-            else:
-                block = self.blocks[key.name] = _Block()
-                await self._grant(key, block, rpm)
-        tpm = key.limits.tpm
+                continue
+            if current and (block.exhausted or (tpm is not None and block.tpm_used >= tpm)):
+                break  # refused below, until the window ends
+            block.refill = asyncio.get_running_loop().create_task(self._refill(key, block, rpm))
         if tpm is not None and block.tpm_used >= tpm:
             raise self._reject("tpm", max(0.0, block.expires - now))
         if block.left <= 0:
             raise self._reject("rpm", max(0.0, block.expires - now))
         block.left -= 1
         size = lease_block(rpm)
-        if block.left <= size // 2 and block.refill is None:
+        if block.left <= size // 2 and block.refill is None and not block.exhausted:
             block.refill = asyncio.get_running_loop().create_task(self._refill(key, block, rpm))
 
     async def _grant(self, key: KeyInfo, block: _Block, rpm: int) -> None:
@@ -281,10 +291,13 @@ class Limiter:
         expires = time.monotonic() + int(retry_ms) / 1000
         if expires > block.expires + 0.5:  # a new window: earlier tokens are void
             block.left = 0
+            block.exhausted = False
         block.expires = expires
         block.tpm_used = int(used)
         if granted == -2:
             block.tpm_used = max(block.tpm_used, key.limits.tpm or 0)
+        elif granted == -1:
+            block.exhausted = True
         elif granted > 0:
             block.left += int(granted)
 
