@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from . import limitscripts as lua
 from .auth import KeyInfo
 from .errors import APIError
 from .metrics import Metrics
@@ -41,73 +42,8 @@ from .redisbatch import ScriptBatcher
 
 log = logging.getLogger("xrouter.limits")
 
-_ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local minute = math.floor(now / 60000)
-local retry = 60000 - (now % 60000)
-local base = KEYS[1]
-local rpm, tpm, conc, ttl = string.match(ARGV[1], '(-?%d+) (-?%d+) (-?%d+) (%d+)')
-rpm, tpm, conc, ttl = tonumber(rpm), tonumber(tpm), tonumber(conc), tonumber(ttl)
-local rpm_key = base .. ':rpm:' .. minute
-local conc_key = base .. ':conc'
-if tpm >= 0 then
-  local used = tonumber(redis.call('GET', base .. ':tpm:' .. minute) or '0')
-  if used >= tpm then return {2, retry} end
-end
-if rpm >= 0 then
-  local n = tonumber(redis.call('GET', rpm_key) or '0')
-  if n >= rpm then return {1, retry} end
-end
-if conc >= 0 then
-  redis.call('ZREMRANGEBYSCORE', conc_key, '-inf', now)
-  if redis.call('ZCARD', conc_key) >= conc then return {3, 1000} end
-end
-if rpm >= 0 then
-  redis.call('INCR', rpm_key)
-  redis.call('PEXPIRE', rpm_key, 61000)
-end
-if conc >= 0 then
-  redis.call('ZADD', conc_key, now + ttl, ARGV[2])
-  redis.call('PEXPIRE', conc_key, ttl)
-end
-return {0, 0}
-"""
-
-# Grants up to ARGV[1]'s block of RPM tokens from the window's shared counter at
-# once; returns {granted (-1 rpm, -2 tpm refused), ms left in the window, tpm used}.
-_LEASE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local minute = math.floor(now / 60000)
-local retry = 60000 - (now % 60000)
-local rpm, tpm, block = string.match(ARGV[1], '(-?%d+) (-?%d+) (%d+)')
-rpm, tpm, block = tonumber(rpm), tonumber(tpm), tonumber(block)
-local used = tonumber(redis.call('GET', KEYS[1] .. ':tpm:' .. minute) or '0')
-if tpm >= 0 and used >= tpm then return {-2, retry, used} end
-local rpm_key = KEYS[1] .. ':rpm:' .. minute
-local n = tonumber(redis.call('GET', rpm_key) or '0')
-local grant = math.min(block, rpm - n)
-if grant <= 0 then return {-1, retry, used} end
-redis.call('INCRBY', rpm_key, grant)
-redis.call('PEXPIRE', rpm_key, 61000)
-return {grant, retry, used}
-"""
-
-_SETTLE = """
-local t = redis.call('TIME')
-local minute = math.floor((tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)) / 60000)
-local tokens = tonumber(ARGV[1])
-if tokens > 0 then
-  local k = KEYS[1] .. ':tpm:' .. minute
-  redis.call('INCRBY', k, tokens)
-  redis.call('PEXPIRE', k, 61000)
-end
-if ARGV[2] ~= '' then redis.call('ZREM', KEYS[1] .. ':conc', ARGV[2]) end
-return 0
-"""
-
 SETTLE_INTERVAL = 0.05  # seconds: how long settled token counts wait to be batched
+SLOT_MAX_SECONDS = 3600.0  # a concurrency slot is refreshed for at most this long
 
 _NAMES = {1: "rpm", 2: "tpm", 3: "concurrency"}
 _MESSAGES = {
@@ -192,20 +128,27 @@ class Limiter:
         metrics: Metrics,
         lease_ttl: float,
         spend: Callable[[str], float],
+        slot_grace: float = 5.0,
     ) -> None:
         self.redis = redis
         self.fail_mode = fail_mode
         self.metrics = metrics
-        self.lease_ttl_ms = str(int(lease_ttl * 1000) + 5000)
+        # A concurrency slot's TTL. Slots of live requests are refreshed every third of
+        # it (``_heartbeat``), so retries and fallbacks may run longer than this; it only
+        # bounds how long a crashed replica's slots keep counting.
+        self.lease_ttl_ms = str(int((lease_ttl + slot_grace) * 1000))
         self.spend = spend
         self.local = LocalLimiter()
         self.redis_up = redis is not None
-        scripts = {"acquire": _ACQUIRE, "lease": _LEASE, "settle": _SETTLE}
+        scripts = {"acquire": lua.ACQUIRE, "lease": lua.LEASE, "settle": lua.SETTLE, "touch": lua.TOUCH}
         self.scripts = ScriptBatcher(redis, scripts) if redis is not None else None
         self.blocks: dict[str, _Block] = {}
         self._unsent: dict[str, int] = {}  # settled tokens per key not yet sent to Redis
         self._tokens_timer: asyncio.TimerHandle | None = None
         self._probe: asyncio.Task[None] | None = None
+        # Live concurrency slots held in Redis: key name -> request id -> when acquired.
+        self._slots: dict[str, dict[str, float]] = {}
+        self._beat: asyncio.Task[None] | None = None
         metrics.redis_up.set(1 if self.redis_up else 0)
 
     def _reject(self, limit: str, retry_after: float | None) -> APIError:
@@ -244,6 +187,8 @@ class Limiter:
             else:
                 if verdict:
                     raise self._reject(_NAMES[int(verdict)], int(retry_ms) / 1000)
+                if concurrency:
+                    self._hold(key.name, request_id)
                 return Lease(key, request_id, True, concurrency)
         if self.redis is not None and self.fail_mode == "closed":
             raise APIError(503, "Rate limiting is unavailable (Redis is down)", code="limits_unavailable")
@@ -315,6 +260,8 @@ class Limiter:
         if not lease.remote:
             self.local.settle(lease.key, tokens, lease.concurrency)
             return
+        if lease.concurrency:
+            self._release(lease.key.name, lease.request_id)
         if lease.key.limits.tpm is None:
             tokens = 0  # nobody reads them
         block = self.blocks.get(lease.key.name)
@@ -329,12 +276,43 @@ class Limiter:
             name = lease.key.name
             self._unsent[name] = self._unsent.get(name, 0) + tokens
             if self._tokens_timer is None:
-                self._tokens_timer = asyncio.get_running_loop().call_later(
-                    SETTLE_INTERVAL, self._send_tokens
-                )
+                self._tokens_timer = asyncio.get_running_loop().call_later(SETTLE_INTERVAL, self._send_tokens)
             return
         args: list[str | int] = [tokens, lease.request_id]
         self.scripts.send("settle", [f"xr:{{{lease.key.name}}}"], args)
+
+    def _hold(self, name: str, request_id: str) -> None:
+        self._slots.setdefault(name, {})[request_id] = time.monotonic()
+        if self._beat is None or self._beat.done():
+            self._beat = asyncio.get_running_loop().create_task(self._heartbeat())
+
+    def _release(self, name: str, request_id: str) -> None:
+        held = self._slots.get(name)
+        if held is not None:
+            held.pop(request_id, None)
+            if not held:
+                del self._slots[name]
+
+    async def _heartbeat(self) -> None:
+        """Keep this process's live slots from expiring: one pipelined call per key
+        with live slots, every third of the TTL."""
+        while True:
+            await asyncio.sleep(int(self.lease_ttl_ms) / 3000)
+            if self.scripts is None or not self.redis_up:
+                continue
+            oldest = time.monotonic() - SLOT_MAX_SECONDS
+            for name, held in list(self._slots.items()):
+                # A slot never settled (a bug elsewhere) stops being refreshed at some
+                # point rather than holding the key's concurrency for ever.
+                for rid in [rid for rid, since in held.items() if since < oldest]:
+                    log.warning(
+                        "concurrency slot held for %.0f s without settling; letting it expire",
+                        SLOT_MAX_SECONDS,
+                    )
+                    self._release(name, rid)
+                ids = list(self._slots.get(name, {}))
+                if ids:
+                    self.scripts.send("touch", [f"xr:{{{name}}}"], [self.lease_ttl_ms, *ids])
 
     def _send_tokens(self) -> None:
         self._tokens_timer = None
@@ -376,10 +354,11 @@ class Limiter:
             self._down(exc)
 
     async def aclose(self) -> None:
-        if self._probe is not None:
-            self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._probe
+        for task in (self._probe, self._beat):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._tokens_timer is not None:
             self._tokens_timer.cancel()
             self._send_tokens()

@@ -225,3 +225,36 @@ async def test_concurrent_first_requests_share_one_lease(redis: RedisServer) -> 
     print(f"early refusals: {refused} of {limit} ({rate:.2%}) with 2 processes")
     assert int(sync.get(counter) or 0) <= limit  # never over the limit
     assert rate <= 2 * 0.015  # the documented bound: 1.5 % of the limit per process
+
+
+async def test_concurrency_slot_lives_as_long_as_its_request(redis: RedisServer) -> None:
+    import asyncio
+
+    from redis.asyncio import Redis
+    from xrouter_router.errors import APIError
+    from xrouter_router.limits import Limiter
+    from xrouter_router.metrics import Metrics
+
+    key = KeyInfo("slots", "0" * 64, Limits(max_concurrent=1))
+
+    def limiter() -> Limiter:  # slot TTL 0.6 s: far shorter than the request below
+        return Limiter(Redis.from_url(redis.url), "open", Metrics(), 0.6, lambda _: 0.0, slot_grace=0)
+
+    a, b = limiter(), limiter()
+    lease = await a.acquire(key, "long-request")
+    assert lease is not None
+    await asyncio.sleep(2.5)  # retries and fallbacks: the request runs past its TTL
+    with pytest.raises(APIError) as e:
+        await b.acquire(key, "other")
+    assert e.value.status == 429 and e.value.code == "concurrency_limit_exceeded"
+    a.settle(lease, 0)
+    await asyncio.sleep(0.2)  # the release rides on the next batch
+    held = await b.acquire(key, "other")
+    assert held is not None
+    # A replica that dies holding a slot (no settle, no heartbeat) frees it after the TTL.
+    await b.aclose()
+    with pytest.raises(APIError):
+        await a.acquire(key, "third")
+    await asyncio.sleep(1.0)
+    assert await a.acquire(key, "third") is not None
+    await a.aclose()
