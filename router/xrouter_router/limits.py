@@ -37,8 +37,11 @@ from redis.exceptions import RedisError
 from . import limitscripts as lua
 from .auth import KeyInfo
 from .errors import APIError
+from .locallimits import LocalLimiter
 from .metrics import Metrics
 from .redisbatch import ScriptBatcher
+
+__all__ = ["SETTLE_INTERVAL", "Lease", "Limiter", "LocalLimiter", "lease_block"]
 
 log = logging.getLogger("xrouter.limits")
 
@@ -79,47 +82,6 @@ def lease_block(rpm: int) -> int:
     return max(1, min(1000, rpm // 100))
 
 
-class LocalLimiter:
-    """The same limits, in this process only."""
-
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self._clock = clock
-        self._minute = -1
-        self._requests: dict[str, int] = {}
-        self._tokens: dict[str, int] = {}
-        self.concurrent: dict[str, int] = {}
-
-    def _roll(self) -> int:
-        now = self._clock()
-        minute = int(now // 60)
-        if minute != self._minute:
-            self._minute = minute
-            self._requests.clear()
-            self._tokens.clear()
-        return 60 - int(now % 60)
-
-    def acquire(self, key: KeyInfo) -> tuple[str | None, float]:
-        retry = self._roll()
-        lim, name = key.limits, key.name
-        if lim.tpm is not None and self._tokens.get(name, 0) >= lim.tpm:
-            return "tpm", retry
-        if lim.rpm is not None and self._requests.get(name, 0) >= lim.rpm:
-            return "rpm", retry
-        if lim.max_concurrent is not None and self.concurrent.get(name, 0) >= lim.max_concurrent:
-            return "concurrency", 1
-        self._requests[name] = self._requests.get(name, 0) + 1
-        if lim.max_concurrent is not None:
-            self.concurrent[name] = self.concurrent.get(name, 0) + 1
-        return None, 0
-
-    def settle(self, key: KeyInfo, tokens: int, concurrency: bool) -> None:
-        self._roll()
-        if tokens:
-            self._tokens[key.name] = self._tokens.get(key.name, 0) + tokens
-        if concurrency:
-            self.concurrent[key.name] = max(0, self.concurrent.get(key.name, 0) - 1)
-
-
 class Limiter:
     def __init__(
         self,
@@ -140,8 +102,9 @@ class Limiter:
         self.spend = spend
         self.local = LocalLimiter()
         self.redis_up = redis is not None
-        scripts = {"acquire": lua.ACQUIRE, "lease": lua.LEASE, "settle": lua.SETTLE, "touch": lua.TOUCH}
-        self.scripts = ScriptBatcher(redis, scripts) if redis is not None else None
+        self._sources = {"acquire": lua.ACQUIRE, "lease": lua.LEASE, "settle": lua.SETTLE, "touch": lua.TOUCH}
+        self.scripts = ScriptBatcher(redis, self._sources) if redis is not None else None
+        self._closing: set[asyncio.Task[None]] = set()
         self.blocks: dict[str, _Block] = {}
         self._unsent: dict[str, int] = {}  # settled tokens per key not yet sent to Redis
         self._tokens_timer: asyncio.TimerHandle | None = None
@@ -344,6 +307,23 @@ class Limiter:
             self.metrics.redis_up.set(1)
             return
 
+    def set_redis(self, redis: Redis | None) -> None:
+        """Use another Redis client from now on (``redis.url`` was rotated in its Secret).
+        Calls already batched go out on the old client, which is then closed."""
+        if redis is self.redis:
+            return
+        old, old_scripts = self.redis, self.scripts
+        self.redis = redis
+        self.scripts = ScriptBatcher(redis, self._sources) if redis is not None else None
+        self.redis_up = redis is not None
+        self.metrics.redis_up.set(1 if self.redis_up else 0)
+        loop = asyncio.get_running_loop()
+        jobs = [self.check(), *([_close(old, old_scripts)] if old is not None else [])]
+        for job in jobs:
+            task = loop.create_task(job)
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
     async def check(self) -> None:
         """Ping once at start-up so /ready tells the truth from the first request."""
         if self.redis is None:
@@ -362,10 +342,17 @@ class Limiter:
         if self._tokens_timer is not None:
             self._tokens_timer.cancel()
             self._send_tokens()
-        if self.scripts is not None:
-            await self.scripts.aclose()
+        if self._closing:
+            await asyncio.wait(self._closing, timeout=2)
         if self.redis is not None:
-            await self.redis.aclose()
+            await _close(self.redis, self.scripts)
+
+
+async def _close(redis: Redis, scripts: ScriptBatcher | None) -> None:
+    if scripts is not None:
+        await scripts.aclose()
+    with contextlib.suppress(RedisError, OSError):
+        await redis.aclose()
 
 
 def _arg(value: int | None) -> int:

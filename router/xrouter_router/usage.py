@@ -38,6 +38,7 @@ _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.Ti
 SPEND_REFRESH_SECONDS = 5.0
 WRITE_DRAIN_SECONDS = 10.0  # on shutdown, how long the batch being written may still take
 STREAM_CHECK_SECONDS = 1.0  # how often a replica looks for rows in the shared stream
+POOL_SWAP_RETRY_SECONDS = 10.0  # after a database.url rotation, how often to try the new URL
 STREAM_BATCHES_PER_ROUND = 20  # stream rows replayed per round, in batches (then new rows go first)
 
 
@@ -72,9 +73,27 @@ class UsageRecorder:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._pool_dsn = dsn  # the URL self.pool connects to
+        self._swap_tried = -POOL_SWAP_RETRY_SECONDS
         self._spend_checked = 0.0
         self._stream_checked = -STREAM_CHECK_SECONDS
         self._update_gauge()
+
+    def set_dsn(self, dsn: str | None) -> None:
+        """Write to this database URL from now on (``database.url`` was rotated in its
+        Secret). The writer switches pools between batches; until the new URL connects
+        it keeps the old pool, whose sessions outlive a password change."""
+        if dsn == self.dsn:
+            return
+        if dsn is None or self.dsn is None:
+            log.warning("database.url was added or removed; that takes effect on restart")
+            return
+        self.dsn = dsn
+        self._wake.set()
+
+    def set_redis(self, redis: Redis | None) -> None:
+        """Spill to this Redis client from now on (the limiter's, after a rotation)."""
+        self.stream = StreamSpill(redis) if self.dsn and redis is not None else None
 
     @property
     def spill_dir(self) -> Path | None:
@@ -121,9 +140,27 @@ class UsageRecorder:
         except _DB_ERRORS as exc:
             self._set_up(False, exc)
             return False
-        self.pool = pool
+        self.pool, self._pool_dsn = pool, self.dsn
         self._set_up(True)
         return True
+
+    async def _swap_pool(self) -> None:
+        if time.monotonic() - self._swap_tried < POOL_SWAP_RETRY_SECONDS:
+            return
+        self._swap_tried = time.monotonic()
+        assert self.dsn is not None and self.pool is not None
+        try:
+            pool = await db.connect(self.dsn)
+            await db.migrate(pool)
+        except _DB_ERRORS as exc:
+            log.warning(
+                "the new database.url does not connect yet; still on the old one: %s", type(exc).__name__
+            )
+            return
+        old, self.pool, self._pool_dsn = self.pool, pool, self.dsn
+        log.info("database.url changed; writing through the new one")
+        with contextlib.suppress(*_DB_ERRORS):
+            await asyncio.wait_for(old.close(), 5)
 
     def _set_up(self, up: bool, exc: BaseException | None = None) -> None:
         if up != self.db_up:
@@ -149,6 +186,8 @@ class UsageRecorder:
 
     async def flush(self) -> None:
         """Write what is queued (spilling on failure) and replay spilled rows."""
+        if self.pool is not None and self._pool_dsn != self.dsn:
+            await self._swap_pool()
         if self.stream is not None and time.monotonic() - self._stream_checked >= STREAM_CHECK_SECONDS:
             await self._check_stream()
         reachable = await self._reachable() if self.queue or self.spill_rows else self.db_up

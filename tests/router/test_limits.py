@@ -258,3 +258,35 @@ async def test_concurrency_slot_lives_as_long_as_its_request(redis: RedisServer)
     await asyncio.sleep(1.0)
     assert await a.acquire(key, "third") is not None
     await a.aclose()
+
+
+async def test_set_redis_moves_the_limits_to_the_new_url(redis: RedisServer) -> None:
+    import redis as redis_lib
+    from redis.asyncio import Redis
+    from xrouter_router.errors import APIError
+    from xrouter_router.limits import Limiter
+    from xrouter_router.metrics import Metrics
+
+    avoid_minute_boundary()
+    other = RedisServer()  # where the rotated redis.url points
+    other.start()
+    try:
+        key = KeyInfo("moved", "0" * 64, Limits(rpm=3))
+        metrics = Metrics()
+        lim = Limiter(Redis.from_url(redis.url), "closed", metrics, 60, lambda _: 0.0)
+        await lim.acquire(key, "a")
+        lim.set_redis(Redis.from_url(other.url))
+        for rid in ("b", "c", "d"):
+            await lim.acquire(key, rid)  # a fresh counter: 3 more fit
+        with pytest.raises(APIError):
+            await lim.acquire(key, "e")
+
+        def counted(url: str) -> list[bytes | None]:
+            r = redis_lib.Redis.from_url(url)
+            return [r.get(k) for k in r.keys("xr:{moved}:rpm:*")]
+
+        assert counted(redis.url) == [b"1"] and counted(other.url) == [b"3"]
+        assert metrics.registry.get_sample_value("xrouter_redis_up") == 1
+        await lim.aclose()
+    finally:
+        other.stop()

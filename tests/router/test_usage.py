@@ -263,3 +263,18 @@ async def test_shutdown_spills_a_write_stuck_past_the_deadline(
     await again.flush()
     await again.aclose()
     assert pg.sql("SELECT count(*), count(DISTINCT request_id) FROM xrouter_usage", name) == "10|10"
+
+
+async def test_set_dsn_writes_through_the_new_url(tmp_path: Path, database: tuple[Postgres, str]) -> None:
+    pg, name = database
+    rotated = name + "_rotated"  # stands in for the same database behind a new password
+    pg.sql(f"CREATE DATABASE {rotated}")
+    rec = UsageRecorder(pg.dsn(name), Metrics(), str(tmp_path / "spill"))
+    rec.record(_rows(1, "before")[0])
+    await rec.flush()
+    rec.set_dsn(pg.dsn(rotated))
+    rec.record(_rows(1, "after")[0])
+    await rec.flush()
+    await rec.aclose()
+    assert pg.sql("SELECT request_id FROM xrouter_usage", name) == "before0"
+    assert pg.sql("SELECT request_id FROM xrouter_usage", rotated) == "after0"
