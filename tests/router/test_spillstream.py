@@ -12,13 +12,19 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import httpx
+import pytest
 from redis.asyncio import Redis
 from xrouter_router.metrics import Metrics
 from xrouter_router.spillstream import STREAM
 from xrouter_router.usage import UsageRecorder, UsageRow
 
-from .servers import Postgres, RedisServer
+from .conftest import KEY, StartRouter, base_config
+from .servers import FakeProvider, Postgres, RedisServer
+
+MSG: Any = [{"role": "user", "content": "count me"}]
 
 # A process that records usage rows (as the router does per request), prints each
 # request id once recorded, and says "spilled" once nothing is left in its memory.
@@ -151,3 +157,48 @@ async def test_disk_is_the_last_resort(tmp_path: Path, redis: RedisServer) -> No
     assert sum(f.read_bytes().count(b"\n") for f in tmp_path.glob("usage-*.jsonl")) == 5
     assert rec.spill_rows == 5
     await client.aclose()
+
+
+@pytest.mark.xfail(
+    strict=True, reason="needs app.py to pass redis= to UsageRecorder (lead: wire, then drop this mark)"
+)
+def test_router_replaced_during_an_outage_loses_no_row(
+    start_router: StartRouter,
+    provider: FakeProvider,
+    tmp_path: Path,
+    database: tuple[Postgres, str],
+    redis: RedisServer,
+) -> None:
+    pg, name = database
+    env = {"TEST_DATABASE_URL": pg.dsn(name), "TEST_REDIS_URL": redis.url}
+
+    def config(spill: Path) -> dict[str, Any]:
+        return base_config(
+            provider.url,
+            tmp_path,
+            database={
+                "url": {"env": "TEST_DATABASE_URL"},
+                "spillDir": str(spill),
+                "flushIntervalSeconds": 0.2,
+            },
+            redis={"url": {"env": "TEST_REDIS_URL"}},
+        )
+
+    pg.stop()
+    old = start_router(config(tmp_path / "pod-a"), env)
+    served = []
+    with httpx.Client(headers={"authorization": f"Bearer {KEY}"}) as http:
+        for _ in range(50):
+            r = http.post(old.url + "/v1/chat/completions", json={"model": "echo", "messages": MSG})
+            assert r.status_code == 200
+            served.append(r.headers["x-request-id"])
+    time.sleep(1)  # flushed, and spilled
+    old.stop(sig=signal.SIGKILL)
+    shutil.rmtree(tmp_path / "pod-a", ignore_errors=True)  # the pod and its emptyDir are gone
+    pg.start()
+    start_router(config(tmp_path / "pod-b"), env)  # its replacement, on another node
+    deadline = time.monotonic() + 10
+    while pg.sql("SELECT count(*) FROM xrouter_usage", name) != "50":
+        assert time.monotonic() < deadline, "rows spilled by the replaced pod were lost"
+        time.sleep(0.2)
+    assert set(pg.sql("SELECT request_id FROM xrouter_usage", name).split()) == set(served)
