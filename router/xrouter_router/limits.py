@@ -295,9 +295,10 @@ class Limiter:
             self._probe = asyncio.get_running_loop().create_task(self._recover())
 
     async def _recover(self) -> None:
-        assert self.redis is not None
         while True:
             await asyncio.sleep(1.0)
+            if self.redis is None:  # Redis was configured away (``set_redis``)
+                return
             try:
                 await self.redis.ping()
             except (RedisError, OSError):
