@@ -114,8 +114,11 @@ def test_spill_survives_the_killed_process_and_its_disk(
 
 
 async def test_two_replicas_replay_the_stream_once(
-    tmp_path: Path, database: tuple[Postgres, str], redis: RedisServer
+    tmp_path: Path, database: tuple[Postgres, str], redis: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from xrouter_router import usage
+
+    monkeypatch.setattr(usage, "STREAM_CHECK_SECONDS", 0.0)  # look at the stream every round
     pg, name = database
     down = UsageRecorder(
         "postgresql://xrouter@127.0.0.1:1/none",
@@ -138,8 +141,6 @@ async def test_two_replicas_replay_the_stream_once(
     while any(r.spill_rows for r in replicas) or not all(r.db_up for r in replicas):
         assert time.monotonic() < deadline
         await asyncio.gather(*(r.flush() for r in replicas))
-        for r in replicas:
-            r._stream_checked = 0.0  # look again at once instead of once a second
     for r in replicas:
         await r.aclose()
     assert pg.sql("SELECT count(*), count(DISTINCT request_id) FROM xrouter_usage", name) == "1200|1200"
