@@ -5,14 +5,16 @@ With Redis, RPM/TPM/concurrency are enforced across every replica by one Lua scr
 per request, before the upstream call; calls made in the same event-loop tick share
 one pipelined round trip (``redisbatch.py``). Settling the request (adding its
 tokens, releasing its concurrency slot) rides on a later batch, after the response
-has been sent, off the client's critical path.
+has been sent, off the client's critical path. Concurrency slots expire after a TTL
+(so a dead replica's slots free themselves); a heartbeat keeps live ones fresh.
 
 RPM-only keys with limits of 200/min or more lease blocks of RPM tokens instead:
 1% of the limit (at most 1000) per Redis call, refilled in the background when half
-used, so most requests never wait on Redis. Tokens are taken from the shared
-counter atomically, so the limit is never exceeded; the bounded error is the other
-way: up to 1.5 blocks per process may sit unused, so the cluster may refuse up to
-1.5% of the limit per process early. TPM is then checked against the window's total
+used, so most requests never wait on Redis; one grant per key is in flight at a
+time, and requests that find the block empty wait for it. Tokens are taken from the
+shared counter atomically, so the limit is never exceeded; the bounded error is the
+other way: up to 1.5 blocks per process may sit unused, so the cluster may refuse
+up to 1.5% of the limit per process early. TPM is then checked against the window's total
 as of the last grant plus this process's own tokens since.
 
 Windows are fixed calendar minutes on Redis's clock. TPM is checked against tokens
