@@ -5,14 +5,16 @@ With Redis, RPM/TPM/concurrency are enforced across every replica by one Lua scr
 per request, before the upstream call; calls made in the same event-loop tick share
 one pipelined round trip (``redisbatch.py``). Settling the request (adding its
 tokens, releasing its concurrency slot) rides on a later batch, after the response
-has been sent, off the client's critical path.
+has been sent, off the client's critical path. Concurrency slots expire after a TTL
+(so a dead replica's slots free themselves); a heartbeat keeps live ones fresh.
 
 RPM-only keys with limits of 200/min or more lease blocks of RPM tokens instead:
 1% of the limit (at most 1000) per Redis call, refilled in the background when half
-used, so most requests never wait on Redis. Tokens are taken from the shared
-counter atomically, so the limit is never exceeded; the bounded error is the other
-way: up to 1.5 blocks per process may sit unused, so the cluster may refuse up to
-1.5% of the limit per process early. TPM is then checked against the window's total
+used, so most requests never wait on Redis; one grant per key is in flight at a
+time, and requests that find the block empty wait for it. Tokens are taken from the
+shared counter atomically, so the limit is never exceeded; the bounded error is the
+other way: up to 1.5 blocks per process may sit unused, so the cluster may refuse
+up to 1.5% of the limit per process early. TPM is then checked against the window's total
 as of the last grant plus this process's own tokens since.
 
 Windows are fixed calendar minutes on Redis's clock. TPM is checked against tokens
@@ -34,80 +36,19 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from . import limitscripts as lua
 from .auth import KeyInfo
 from .errors import APIError
+from .locallimits import LocalLimiter
 from .metrics import Metrics
 from .redisbatch import ScriptBatcher
 
+__all__ = ["SETTLE_INTERVAL", "Lease", "Limiter", "LocalLimiter", "lease_block"]
+
 log = logging.getLogger("xrouter.limits")
 
-_ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local minute = math.floor(now / 60000)
-local retry = 60000 - (now % 60000)
-local base = KEYS[1]
-local rpm, tpm, conc, ttl = string.match(ARGV[1], '(-?%d+) (-?%d+) (-?%d+) (%d+)')
-rpm, tpm, conc, ttl = tonumber(rpm), tonumber(tpm), tonumber(conc), tonumber(ttl)
-local rpm_key = base .. ':rpm:' .. minute
-local conc_key = base .. ':conc'
-if tpm >= 0 then
-  local used = tonumber(redis.call('GET', base .. ':tpm:' .. minute) or '0')
-  if used >= tpm then return {2, retry} end
-end
-if rpm >= 0 then
-  local n = tonumber(redis.call('GET', rpm_key) or '0')
-  if n >= rpm then return {1, retry} end
-end
-if conc >= 0 then
-  redis.call('ZREMRANGEBYSCORE', conc_key, '-inf', now)
-  if redis.call('ZCARD', conc_key) >= conc then return {3, 1000} end
-end
-if rpm >= 0 then
-  redis.call('INCR', rpm_key)
-  redis.call('PEXPIRE', rpm_key, 61000)
-end
-if conc >= 0 then
-  redis.call('ZADD', conc_key, now + ttl, ARGV[2])
-  redis.call('PEXPIRE', conc_key, ttl)
-end
-return {0, 0}
-"""
-
-# Grants up to ARGV[1]'s block of RPM tokens from the window's shared counter at
-# once; returns {granted (-1 rpm, -2 tpm refused), ms left in the window, tpm used}.
-_LEASE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local minute = math.floor(now / 60000)
-local retry = 60000 - (now % 60000)
-local rpm, tpm, block = string.match(ARGV[1], '(-?%d+) (-?%d+) (%d+)')
-rpm, tpm, block = tonumber(rpm), tonumber(tpm), tonumber(block)
-local used = tonumber(redis.call('GET', KEYS[1] .. ':tpm:' .. minute) or '0')
-if tpm >= 0 and used >= tpm then return {-2, retry, used} end
-local rpm_key = KEYS[1] .. ':rpm:' .. minute
-local n = tonumber(redis.call('GET', rpm_key) or '0')
-local grant = math.min(block, rpm - n)
-if grant <= 0 then return {-1, retry, used} end
-redis.call('INCRBY', rpm_key, grant)
-redis.call('PEXPIRE', rpm_key, 61000)
-return {grant, retry, used}
-"""
-
-_SETTLE = """
-local t = redis.call('TIME')
-local minute = math.floor((tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)) / 60000)
-local tokens = tonumber(ARGV[1])
-if tokens > 0 then
-  local k = KEYS[1] .. ':tpm:' .. minute
-  redis.call('INCRBY', k, tokens)
-  redis.call('PEXPIRE', k, 61000)
-end
-if ARGV[2] ~= '' then redis.call('ZREM', KEYS[1] .. ':conc', ARGV[2]) end
-return 0
-"""
-
 SETTLE_INTERVAL = 0.05  # seconds: how long settled token counts wait to be batched
+SLOT_MAX_SECONDS = 3600.0  # a concurrency slot is refreshed for at most this long
 
 _NAMES = {1: "rpm", 2: "tpm", 3: "concurrency"}
 _MESSAGES = {
@@ -133,54 +74,14 @@ class _Block:
     left: int = 0
     expires: float = 0.0  # monotonic end of the window the tokens belong to
     tpm_used: int = 0  # the window's TPM total at the last grant, plus ours since
-    refill: asyncio.Task[None] | None = None
+    exhausted: bool = False  # Redis has no RPM tokens left in this window
+    refill: asyncio.Task[None] | None = None  # the one grant in flight for this key
 
 
 def lease_block(rpm: int) -> int:
     """RPM tokens leased per Redis call: 1% of the limit, at most 1000. A block of 1
     means no leasing (every request asks Redis), which keeps small limits exact."""
     return max(1, min(1000, rpm // 100))
-
-
-class LocalLimiter:
-    """The same limits, in this process only."""
-
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self._clock = clock
-        self._minute = -1
-        self._requests: dict[str, int] = {}
-        self._tokens: dict[str, int] = {}
-        self.concurrent: dict[str, int] = {}
-
-    def _roll(self) -> int:
-        now = self._clock()
-        minute = int(now // 60)
-        if minute != self._minute:
-            self._minute = minute
-            self._requests.clear()
-            self._tokens.clear()
-        return 60 - int(now % 60)
-
-    def acquire(self, key: KeyInfo) -> tuple[str | None, float]:
-        retry = self._roll()
-        lim, name = key.limits, key.name
-        if lim.tpm is not None and self._tokens.get(name, 0) >= lim.tpm:
-            return "tpm", retry
-        if lim.rpm is not None and self._requests.get(name, 0) >= lim.rpm:
-            return "rpm", retry
-        if lim.max_concurrent is not None and self.concurrent.get(name, 0) >= lim.max_concurrent:
-            return "concurrency", 1
-        self._requests[name] = self._requests.get(name, 0) + 1
-        if lim.max_concurrent is not None:
-            self.concurrent[name] = self.concurrent.get(name, 0) + 1
-        return None, 0
-
-    def settle(self, key: KeyInfo, tokens: int, concurrency: bool) -> None:
-        self._roll()
-        if tokens:
-            self._tokens[key.name] = self._tokens.get(key.name, 0) + tokens
-        if concurrency:
-            self.concurrent[key.name] = max(0, self.concurrent.get(key.name, 0) - 1)
 
 
 class Limiter:
@@ -191,20 +92,28 @@ class Limiter:
         metrics: Metrics,
         lease_ttl: float,
         spend: Callable[[str], float],
+        slot_grace: float = 5.0,
     ) -> None:
         self.redis = redis
         self.fail_mode = fail_mode
         self.metrics = metrics
-        self.lease_ttl_ms = str(int(lease_ttl * 1000) + 5000)
+        # A concurrency slot's TTL. Slots of live requests are refreshed every third of
+        # it (``_heartbeat``), so retries and fallbacks may run longer than this; it only
+        # bounds how long a crashed replica's slots keep counting.
+        self.lease_ttl_ms = str(int((lease_ttl + slot_grace) * 1000))
         self.spend = spend
         self.local = LocalLimiter()
         self.redis_up = redis is not None
-        scripts = {"acquire": _ACQUIRE, "lease": _LEASE, "settle": _SETTLE}
-        self.scripts = ScriptBatcher(redis, scripts) if redis is not None else None
+        self._sources = {"acquire": lua.ACQUIRE, "lease": lua.LEASE, "settle": lua.SETTLE, "touch": lua.TOUCH}
+        self.scripts = ScriptBatcher(redis, self._sources) if redis is not None else None
+        self._closing: set[asyncio.Task[None]] = set()
         self.blocks: dict[str, _Block] = {}
         self._unsent: dict[str, int] = {}  # settled tokens per key not yet sent to Redis
         self._tokens_timer: asyncio.TimerHandle | None = None
         self._probe: asyncio.Task[None] | None = None
+        # Live concurrency slots held in Redis: key name -> request id -> when acquired.
+        self._slots: dict[str, dict[str, float]] = {}
+        self._beat: asyncio.Task[None] | None = None
         metrics.redis_up.set(1 if self.redis_up else 0)
 
     def _reject(self, limit: str, retry_after: float | None) -> APIError:
@@ -243,6 +152,8 @@ class Limiter:
             else:
                 if verdict:
                     raise self._reject(_NAMES[int(verdict)], int(retry_ms) / 1000)
+                if concurrency:
+                    self._hold(key.name, request_id)
                 return Lease(key, request_id, True, concurrency)
         if self.redis is not None and self.fail_mode == "closed":
             raise APIError(503, "Rate limiting is unavailable (Redis is down)", code="limits_unavailable")
@@ -253,25 +164,34 @@ class Limiter:
 
     async def _leased(self, key: KeyInfo, rpm: int) -> None:
         """Admit from this process's block of RPM tokens, asking Redis for a new block
-        when it is used up (and refilling in the background when it runs low)."""
+        when it is used up (and refilling in the background when it runs low). At most
+        one grant per key is in flight: concurrent requests that find the block empty
+        wait for it instead of each leasing a block of their own, which would strand
+        all but one of those blocks and refuse that many requests early."""
         block = self.blocks.get(key.name)
-        now = time.monotonic()
-        if block is None or now >= block.expires or block.left <= 0:
-            if block is not None and block.refill is not None and now < block.expires:
+        if block is None:
+            block = self.blocks[key.name] = _Block()
+        tpm = key.limits.tpm
+        while True:
+            now = time.monotonic()
+            current = now < block.expires
+            if current and block.left > 0:
+                break
+            if block.refill is not None:
                 await asyncio.shield(block.refill)
                 if not self.redis_up:
                     raise ConnectionError("redis is down")
-            else:
-                block = self.blocks[key.name] = _Block()
-                await self._grant(key, block, rpm)
-        tpm = key.limits.tpm
+                continue
+            if current and (block.exhausted or (tpm is not None and block.tpm_used >= tpm)):
+                break  # refused below, until the window ends
+            block.refill = asyncio.get_running_loop().create_task(self._refill(key, block, rpm))
         if tpm is not None and block.tpm_used >= tpm:
             raise self._reject("tpm", max(0.0, block.expires - now))
         if block.left <= 0:
             raise self._reject("rpm", max(0.0, block.expires - now))
         block.left -= 1
         size = lease_block(rpm)
-        if block.left <= size // 2 and block.refill is None:
+        if block.left <= size // 2 and block.refill is None and not block.exhausted:
             block.refill = asyncio.get_running_loop().create_task(self._refill(key, block, rpm))
 
     async def _grant(self, key: KeyInfo, block: _Block, rpm: int) -> None:
@@ -281,10 +201,13 @@ class Limiter:
         expires = time.monotonic() + int(retry_ms) / 1000
         if expires > block.expires + 0.5:  # a new window: earlier tokens are void
             block.left = 0
+            block.exhausted = False
         block.expires = expires
         block.tpm_used = int(used)
         if granted == -2:
             block.tpm_used = max(block.tpm_used, key.limits.tpm or 0)
+        elif granted == -1:
+            block.exhausted = True
         elif granted > 0:
             block.left += int(granted)
 
@@ -302,6 +225,8 @@ class Limiter:
         if not lease.remote:
             self.local.settle(lease.key, tokens, lease.concurrency)
             return
+        if lease.concurrency:
+            self._release(lease.key.name, lease.request_id)
         if lease.key.limits.tpm is None:
             tokens = 0  # nobody reads them
         block = self.blocks.get(lease.key.name)
@@ -316,12 +241,43 @@ class Limiter:
             name = lease.key.name
             self._unsent[name] = self._unsent.get(name, 0) + tokens
             if self._tokens_timer is None:
-                self._tokens_timer = asyncio.get_running_loop().call_later(
-                    SETTLE_INTERVAL, self._send_tokens
-                )
+                self._tokens_timer = asyncio.get_running_loop().call_later(SETTLE_INTERVAL, self._send_tokens)
             return
         args: list[str | int] = [tokens, lease.request_id]
         self.scripts.send("settle", [f"xr:{{{lease.key.name}}}"], args)
+
+    def _hold(self, name: str, request_id: str) -> None:
+        self._slots.setdefault(name, {})[request_id] = time.monotonic()
+        if self._beat is None or self._beat.done():
+            self._beat = asyncio.get_running_loop().create_task(self._heartbeat())
+
+    def _release(self, name: str, request_id: str) -> None:
+        held = self._slots.get(name)
+        if held is not None:
+            held.pop(request_id, None)
+            if not held:
+                del self._slots[name]
+
+    async def _heartbeat(self) -> None:
+        """Keep this process's live slots from expiring: one pipelined call per key
+        with live slots, every third of the TTL."""
+        while True:
+            await asyncio.sleep(int(self.lease_ttl_ms) / 3000)
+            if self.scripts is None or not self.redis_up:
+                continue
+            oldest = time.monotonic() - SLOT_MAX_SECONDS
+            for name, held in list(self._slots.items()):
+                # A slot never settled (a bug elsewhere) stops being refreshed at some
+                # point rather than holding the key's concurrency for ever.
+                for rid in [rid for rid, since in held.items() if since < oldest]:
+                    log.warning(
+                        "concurrency slot held for %.0f s without settling; letting it expire",
+                        SLOT_MAX_SECONDS,
+                    )
+                    self._release(name, rid)
+                ids = list(self._slots.get(name, {}))
+                if ids:
+                    self.scripts.send("touch", [f"xr:{{{name}}}"], [self.lease_ttl_ms, *ids])
 
     def _send_tokens(self) -> None:
         self._tokens_timer = None
@@ -341,9 +297,10 @@ class Limiter:
             self._probe = asyncio.get_running_loop().create_task(self._recover())
 
     async def _recover(self) -> None:
-        assert self.redis is not None
         while True:
             await asyncio.sleep(1.0)
+            if self.redis is None:  # Redis was configured away (``set_redis``)
+                return
             try:
                 await self.redis.ping()
             except (RedisError, OSError):
@@ -352,6 +309,23 @@ class Limiter:
             self.redis_up = True
             self.metrics.redis_up.set(1)
             return
+
+    def set_redis(self, redis: Redis | None) -> None:
+        """Use another Redis client from now on (``redis.url`` was rotated in its Secret).
+        Calls already batched go out on the old client, which is then closed."""
+        if redis is self.redis:
+            return
+        old, old_scripts = self.redis, self.scripts
+        self.redis = redis
+        self.scripts = ScriptBatcher(redis, self._sources) if redis is not None else None
+        self.redis_up = redis is not None
+        self.metrics.redis_up.set(1 if self.redis_up else 0)
+        loop = asyncio.get_running_loop()
+        jobs = [self.check(), *([_close(old, old_scripts)] if old is not None else [])]
+        for job in jobs:
+            task = loop.create_task(job)
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def check(self) -> None:
         """Ping once at start-up so /ready tells the truth from the first request."""
@@ -363,17 +337,25 @@ class Limiter:
             self._down(exc)
 
     async def aclose(self) -> None:
-        if self._probe is not None:
-            self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._probe
+        for task in (self._probe, self._beat):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._tokens_timer is not None:
             self._tokens_timer.cancel()
             self._send_tokens()
-        if self.scripts is not None:
-            await self.scripts.aclose()
+        if self._closing:
+            await asyncio.wait(self._closing, timeout=2)
         if self.redis is not None:
-            await self.redis.aclose()
+            await _close(self.redis, self.scripts)
+
+
+async def _close(redis: Redis, scripts: ScriptBatcher | None) -> None:
+    if scripts is not None:
+        await scripts.aclose()
+    with contextlib.suppress(RedisError, OSError):
+        await redis.aclose()
 
 
 def _arg(value: int | None) -> int:

@@ -80,22 +80,28 @@ class CompiledRoute:
         if len(targets) == 1:
             return [targets[0].state]
         strategy = self.strategy
-        if strategy is Strategy.WEIGHTED:
-            first = bisect.bisect_right(self._cum, random.random() * self._cum[-1])
-            first = min(first, len(targets) - 1)
+        if strategy is Strategy.WEIGHTED or (strategy is Strategy.HASH and hash_value is None):
+            # A hash route with nothing to hash (no user, no header) has no conversation
+            # to keep together, so it spreads by weight like ``weighted`` does.
+            first = self._weighted()
         elif strategy is Strategy.LEAST_INFLIGHT:
             first = _argmin([t.state.inflight for t in targets], targets)
         elif strategy is Strategy.LATENCY:
             first = _argmin([t.state.ewma_latency for t in targets], targets)
         else:
+            assert hash_value is not None
             first = self._ring_lookup(hash_value)
         rest = [t.state for i, t in enumerate(targets) if i != first and t.weight > 0]
         rest += [t.state for i, t in enumerate(targets) if i != first and t.weight == 0]
         return [targets[first].state, *rest]
 
-    def _ring_lookup(self, value: str | None) -> int:
-        if value is None:
+    def _weighted(self) -> int:
+        if self._cum[-1] <= 0:  # every weight is 0: no preference left to follow
             return random.randrange(len(self.targets))
+        first = bisect.bisect_right(self._cum, random.random() * self._cum[-1])
+        return min(first, len(self.targets) - 1)
+
+    def _ring_lookup(self, value: str) -> int:
         h = mmh3.hash(value, signed=False)
         pos = bisect.bisect_left(self._ring, h)
         if pos == len(self._ring):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .config import SecretSource
+from .config import RouterConfig, SecretSource
 
 
 class SecretError(ValueError):
@@ -32,3 +32,11 @@ def override(env_name: str, source: SecretSource | None, what: str) -> str | Non
     if value:
         return value
     return read_secret(source, what) if source is not None else None
+
+
+def secret_files(config: RouterConfig) -> list[Path]:
+    """Every file the config reads a secret from (mounted Secrets), in a stable order."""
+    sources: list[SecretSource | None] = [p.api_key for p in config.providers]
+    sources += [k.secret for k in config.keys]
+    sources += [config.admin_key, config.redis.url, config.database.url]
+    return sorted({Path(s.file) for s in sources if s is not None and s.file is not None})

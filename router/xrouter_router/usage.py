@@ -3,88 +3,49 @@ hot path.
 
 ``record`` only appends to an in-memory queue. A background task writes batches
 (COPY into a temporary table, then ``INSERT ... ON CONFLICT (request_id) DO NOTHING``,
-so a row written twice is stored once). When a batch cannot be written it is
-appended to a spill file (JSON lines, fsynced) and replayed when PostgreSQL is back;
-files are claimed by an atomic rename, so concurrent replays by several workers
-cannot lose them. On shutdown the queue is flushed, or spilled.
+so a row written twice is stored once). A batch that cannot be written is spilled:
+to a Redis stream shared by every replica when Redis is configured and answers
+(``spillstream.py``; it survives the pod), else to a local file (``spill.py``). Any
+replica replays the stream, and each replays its own files, once PostgreSQL is back.
+On shutdown the writer finishes the batch it is writing, then the queue is flushed
+or spilled; a write still stuck after ``WRITE_DRAIN_SECONDS`` is cancelled and its
+batch goes to disk.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
-import os
-import tempfile
 import time
-import uuid
 from collections import deque
-from dataclasses import astuple, dataclass
 from pathlib import Path
 
 import asyncpg
-import orjson
+from redis.asyncio import Redis
 
 from . import db
 from .metrics import Metrics
+from .spill import DiskSpill, encode
+from .spillstream import STREAM, StreamSpill
+from .usagerow import COLUMNS, UsageRow, record
+
+__all__ = ["SPEND_REFRESH_SECONDS", "UsageRecorder", "UsageRow"]
 
 log = logging.getLogger("xrouter.usage")
 
-_COLUMNS = (
-    "request_id",
-    "key_name",
-    "model",
-    "provider",
-    "upstream_model",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "cost_usd",
-    "status",
-    "latency_ms",
-    "created_at",
-)
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
 SPEND_REFRESH_SECONDS = 5.0
-
-
-@dataclass(slots=True)
-class UsageRow:
-    request_id: str
-    key_name: str
-    model: str
-    provider: str
-    upstream_model: str
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int
-    cost_usd: float
-    status: int
-    latency_ms: float
-    created_at: float  # unix time
-
-
-def _record(row: UsageRow) -> tuple[object, ...]:
-    # Field by field: ``dataclasses.astuple`` deep-copies every value, which cost more
-    # than the rest of the batch write.
-    return (
-        row.request_id,
-        row.key_name,
-        row.model,
-        row.provider,
-        row.upstream_model,
-        row.prompt_tokens,
-        row.completion_tokens,
-        row.cached_tokens,
-        row.cost_usd,
-        row.status,
-        row.latency_ms,
-        dt.datetime.fromtimestamp(row.created_at, dt.UTC),
-    )
+WRITE_DRAIN_SECONDS = 10.0  # on shutdown, how long the batch being written may still take
+STREAM_CHECK_SECONDS = 1.0  # how often a replica looks for rows in the shared stream
+POOL_SWAP_RETRY_SECONDS = 10.0  # after a database.url rotation, how often to try the new URL
+STREAM_BATCHES_PER_ROUND = 20  # stream rows replayed per round, in batches (then new rows go first)
 
 
 class UsageRecorder:
+    """``redis``, when given, is where failed batches go first (shared by replicas, so
+    they survive this pod); the recorder uses it but does not close it."""
+
     def __init__(
         self,
         dsn: str | None,
@@ -92,6 +53,7 @@ class UsageRecorder:
         spill_dir: str,
         batch_size: int = 500,
         flush_interval: float = 1.0,
+        redis: Redis | None = None,
     ) -> None:
         self.dsn = dsn
         self.metrics = metrics
@@ -100,35 +62,47 @@ class UsageRecorder:
         self.pool: asyncpg.Pool | None = None
         self.db_up = False
         self.queue: deque[UsageRow] = deque()
-        self.spill_dir = self._spill_dir(spill_dir) if dsn else None
-        self.spill_rows = self._count_spilled()
+        self.disk = DiskSpill(spill_dir, metrics) if dsn else None
+        self.stream = StreamSpill(redis) if dsn and redis is not None else None
+        self.disk_rows = self.disk.count() if self.disk else 0
+        self.stream_rows = 0  # rows in the shared stream (any replica's), as last seen
         self.pending_cost: dict[str, float] = {}
         self.db_spent: dict[str, float] = {}
         self.budget_keys: set[str] = set()
+        self._streamed_cost: dict[str, float] = {}  # part of pending_cost now in the stream
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._pool_dsn = dsn  # the URL self.pool connects to
+        self._swap_tried = -POOL_SWAP_RETRY_SECONDS
         self._spend_checked = 0.0
+        self._stream_checked = -STREAM_CHECK_SECONDS
         self._update_gauge()
 
-    @staticmethod
-    def _spill_dir(path: str) -> Path:
-        p = Path(path)
-        try:
-            p.mkdir(parents=True, exist_ok=True)
-            probe = p / f".probe-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-            return p
-        except OSError:
-            fallback = Path(tempfile.gettempdir()) / "xrouter-spill"
-            fallback.mkdir(parents=True, exist_ok=True)
-            log.warning("spill dir %s is not writable, using %s", path, fallback)
-            return fallback
+    def set_dsn(self, dsn: str | None) -> None:
+        """Write to this database URL from now on (``database.url`` was rotated in its
+        Secret). The writer switches pools between batches; until the new URL connects
+        it keeps the old pool, whose sessions outlive a password change."""
+        if dsn == self.dsn:
+            return
+        if dsn is None or self.dsn is None:
+            log.warning("database.url was added or removed; that takes effect on restart")
+            return
+        self.dsn = dsn
+        self._wake.set()
 
-    def _count_spilled(self) -> int:
-        if self.spill_dir is None:
-            return 0
-        return sum(f.read_bytes().count(b"\n") for f in self.spill_dir.glob("*.jsonl"))
+    def set_redis(self, redis: Redis | None) -> None:
+        """Spill to this Redis client from now on (the limiter's, after a rotation)."""
+        self.stream = StreamSpill(redis) if self.dsn and redis is not None else None
+
+    @property
+    def spill_dir(self) -> Path | None:
+        return self.disk.dir if self.disk else None
+
+    @property
+    def spill_rows(self) -> int:
+        """Rows spilled and not yet in PostgreSQL: local files plus the shared stream."""
+        return self.disk_rows + self.stream_rows
 
     def _update_gauge(self) -> None:
         self.metrics.usage_buffer_rows.set(len(self.queue) + self.spill_rows)
@@ -166,9 +140,27 @@ class UsageRecorder:
         except _DB_ERRORS as exc:
             self._set_up(False, exc)
             return False
-        self.pool = pool
+        self.pool, self._pool_dsn = pool, self.dsn
         self._set_up(True)
         return True
+
+    async def _swap_pool(self) -> None:
+        if time.monotonic() - self._swap_tried < POOL_SWAP_RETRY_SECONDS:
+            return
+        self._swap_tried = time.monotonic()
+        assert self.dsn is not None and self.pool is not None
+        try:
+            pool = await db.connect(self.dsn)
+            await db.migrate(pool)
+        except _DB_ERRORS as exc:
+            log.warning(
+                "the new database.url does not connect yet; still on the old one: %s", type(exc).__name__
+            )
+            return
+        old, self.pool, self._pool_dsn = self.pool, pool, self.dsn
+        log.info("database.url changed; writing through the new one")
+        with contextlib.suppress(*_DB_ERRORS):
+            await asyncio.wait_for(old.close(), 5)
 
     def _set_up(self, up: bool, exc: BaseException | None = None) -> None:
         if up != self.db_up:
@@ -183,7 +175,7 @@ class UsageRecorder:
         self.metrics.database_up.set(1 if up else 0)
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.flush_interval)
             self._wake.clear()
@@ -193,17 +185,30 @@ class UsageRecorder:
                 log.exception("usage flush failed")
 
     async def flush(self) -> None:
-        """Write what is queued (spilling on failure) and replay spill files."""
+        """Write what is queued (spilling on failure) and replay spilled rows."""
+        if self.pool is not None and self._pool_dsn != self.dsn:
+            await self._swap_pool()
+        if self.stream is not None and time.monotonic() - self._stream_checked >= STREAM_CHECK_SECONDS:
+            await self._check_stream()
         reachable = await self._reachable() if self.queue or self.spill_rows else self.db_up
         while self.queue:
             n = min(len(self.queue), self.batch_size)
             batch = [self.queue.popleft() for _ in range(n)]
-            if not (reachable and await self._write(batch)):
-                reachable = False
-                self._spill(batch)
+            try:
+                if not (reachable and await self._write(batch)):
+                    reachable = False
+                    await self._spill(batch)
+            except asyncio.CancelledError:
+                # Cancelled mid-write (a shutdown past its deadline): the batch is no
+                # longer queued, so it must land somewhere. Disk needs no await.
+                self._to_disk(batch)
+                raise
             self._update_gauge()
-        if self.spill_rows and reachable:
-            await self._replay()
+        if reachable and not self._closing:  # replays wait for the next start, not the drain
+            if self.disk_rows:
+                await self._replay()
+            if self.stream_rows:
+                await self._replay_stream()
         if self.db_up and self.budget_keys and time.monotonic() - self._spend_checked > SPEND_REFRESH_SECONDS:
             await self._refresh_spend()
 
@@ -220,7 +225,8 @@ class UsageRecorder:
         self._set_up(True)
         return True
 
-    async def _write(self, batch: list[UsageRow]) -> bool:
+    async def _write(self, batch: list[UsageRow], own: bool = True) -> bool:
+        """``own``: rows this process recorded (their cost moves from pending to spent)."""
         assert self.pool is not None
         try:
             async with self.pool.acquire() as conn, conn.transaction():
@@ -229,7 +235,7 @@ class UsageRecorder:
                     " (LIKE xrouter_usage INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
                 )
                 await conn.copy_records_to_table(
-                    "xrouter_usage_stage", records=[_record(r) for r in batch], columns=_COLUMNS
+                    "xrouter_usage_stage", records=[record(r) for r in batch], columns=COLUMNS
                 )
                 await conn.execute(
                     "INSERT INTO xrouter_usage SELECT * FROM xrouter_usage_stage ON CONFLICT DO NOTHING"
@@ -241,49 +247,88 @@ class UsageRecorder:
         self.metrics.usage_rows_written.inc(len(batch))
         for row in batch:
             if row.cost_usd:
-                left = self.pending_cost.get(row.key_name, 0.0) - row.cost_usd
-                self.pending_cost[row.key_name] = max(0.0, left)
+                if own:
+                    left = self.pending_cost.get(row.key_name, 0.0) - row.cost_usd
+                    self.pending_cost[row.key_name] = max(0.0, left)
                 self.db_spent[row.key_name] = self.db_spent.get(row.key_name, 0.0) + row.cost_usd
         return True
 
-    def _spill(self, batch: list[UsageRow]) -> None:
-        assert self.spill_dir is not None
-        path = self.spill_dir / f"usage-{os.getpid()}.jsonl"
-        data = b"".join(orjson.dumps(astuple(r)) + b"\n" for r in batch)
-        with open(path, "ab") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        self.spill_rows += len(batch)
+    async def _spill(self, batch: list[UsageRow]) -> None:
+        if self.stream is not None and await self.stream.add([encode(r) for r in batch]):
+            self.stream_rows += len(batch)
+            for row in batch:
+                if row.cost_usd:
+                    name = row.key_name
+                    self._streamed_cost[name] = self._streamed_cost.get(name, 0.0) + row.cost_usd
+            return
+        self._to_disk(batch)
+
+    def _to_disk(self, batch: list[UsageRow]) -> None:
+        assert self.disk is not None
+        self.disk.append(batch)
+        self.disk_rows += len(batch)
 
     async def _replay(self) -> None:
-        assert self.spill_dir is not None
-        mine = f"replay-{os.getpid()}-"
-        for path in sorted(self.spill_dir.glob("*.jsonl")):
-            if not path.name.startswith(mine):
-                # Claim it by an atomic rename: another worker may be replaying it. Files
-                # claimed by a process that died are taken over (rows are idempotent).
-                if path.name.startswith("replay-") and _alive(path.name.split("-")[1]):
-                    continue
-                claimed = path.with_name(f"{mine}{uuid.uuid4().hex[:8]}-{path.name}")
-                try:
-                    path.rename(claimed)
-                except FileNotFoundError:
-                    continue
-                path = claimed
+        assert self.disk is not None
+        for path in self.disk.claim():
             if not await self._replay_file(path):
                 return
 
     async def _replay_file(self, path: Path) -> bool:
-        rows = [UsageRow(*orjson.loads(line)) for line in path.read_bytes().splitlines() if line.strip()]
+        assert self.disk is not None
+        rows, bad = self.disk.read(path)
         for i in range(0, len(rows), self.batch_size):
             if not await self._write(rows[i : i + self.batch_size]):
                 return False  # keep the claimed file; the next round retries it whole
+        if bad:
+            self.disk.quarantine(bad, path.name)
         path.unlink(missing_ok=True)
-        self.spill_rows = max(0, self.spill_rows - len(rows))
+        self.disk_rows = max(0, self.disk_rows - len(rows) - len(bad))
         self._update_gauge()
         log.info("replayed %d spilled usage rows", len(rows))
         return True
+
+    async def _check_stream(self) -> None:
+        assert self.stream is not None
+        self._stream_checked = time.monotonic()
+        n = await self.stream.length()
+        if n is None:
+            return
+        self.stream_rows = n
+        if n == 0 and self._streamed_cost:
+            # Whoever replayed our rows, they are in PostgreSQL now: the spend refresh
+            # counts them, so they leave this process's pending cost.
+            for name, cost in self._streamed_cost.items():
+                self.pending_cost[name] = max(0.0, self.pending_cost.get(name, 0.0) - cost)
+            self._streamed_cost.clear()
+        self._update_gauge()
+
+    async def _replay_stream(self) -> None:
+        assert self.stream is not None and self.disk is not None
+        if not await self.stream.lock():
+            return  # another replica is replaying it
+        replayed = 0
+        try:
+            for _ in range(STREAM_BATCHES_PER_ROUND):
+                entries = await self.stream.take(self.batch_size)
+                if not entries:
+                    break
+                rows = [row for _, row, _ in entries if row is not None]
+                if rows and not await self._write(rows, own=False):
+                    break
+                bad = [raw for _, row, raw in entries if row is None]
+                if bad:
+                    self.disk.quarantine(bad, STREAM)
+                if not await self.stream.drop([ident for ident, _, _ in entries]):
+                    break
+                replayed += len(rows)
+                self.stream_rows = max(0, self.stream_rows - len(entries))
+                self._update_gauge()
+        finally:
+            await self.stream.unlock()
+        if replayed:
+            log.info("replayed %d usage rows from the shared spill stream", replayed)
+        await self._check_stream()
 
     async def _refresh_spend(self) -> None:
         assert self.pool is not None
@@ -300,25 +345,17 @@ class UsageRecorder:
         self.db_spent.update({r["key_name"]: float(r["spent"]) for r in rows})
 
     async def aclose(self) -> None:
-        """Stop the writer, then flush everything (or spill it)."""
+        """Let the writer finish the batch it is writing, then flush everything that is
+        left (or spill it)."""
+        self._closing = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._wake.set()
+            try:
+                await asyncio.wait_for(self._task, WRITE_DRAIN_SECONDS)
+            except TimeoutError:  # wait_for cancelled it; its batch went to disk
+                log.warning("usage write still running %.0f s into shutdown; spilled", WRITE_DRAIN_SECONDS)
         if self.dsn is not None:
             await self.flush()
         if self.pool is not None:
             with contextlib.suppress(*_DB_ERRORS):
                 await asyncio.wait_for(self.pool.close(), 5)
-
-
-def _alive(pid: str) -> bool:
-    if not pid.isdigit() or int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

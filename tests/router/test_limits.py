@@ -176,3 +176,117 @@ async def test_leased_rpm_is_shared_and_never_exceeded(redis: RedisServer) -> No
     assert admitted <= 1000  # never over the limit
     assert admitted >= 1000 - 2 * 15  # under by at most 1.5 blocks per process
     assert refused == 1100 - admitted
+
+
+async def test_concurrent_first_requests_share_one_lease(redis: RedisServer) -> None:
+    import asyncio
+
+    import redis as redis_lib
+    from redis.asyncio import Redis
+    from xrouter_router.errors import APIError
+    from xrouter_router.limits import Limiter, lease_block
+    from xrouter_router.metrics import Metrics
+
+    avoid_minute_boundary(20)
+    limit, burst = 100_000, 32
+    block = lease_block(limit)
+    key = KeyInfo("burst", "0" * 64, Limits(rpm=limit))
+    # Two limiters on one Redis: two router processes, as far as Redis can tell.
+    limiters = [Limiter(Redis.from_url(redis.url), "open", Metrics(), 60, lambda _: 0.0) for _ in range(2)]
+    sync = redis_lib.Redis.from_url(redis.url)
+    refused = 0
+    sent = 0
+
+    async def one(lim: Limiter) -> None:
+        nonlocal refused, sent
+        sent += 1
+        try:
+            await lim.acquire(key, f"r{sent}")
+        except APIError as exc:
+            assert exc.status == 429
+            refused += 1
+
+    # The window's first requests arrive together: one lease, not one per request.
+    await asyncio.gather(*(one(limiters[0]) for _ in range(burst)))
+    [counter] = sync.keys("xr:{burst}:rpm:*")
+    assert int(sync.get(counter) or 0) == block
+    await asyncio.gather(*(one(limiters[1]) for _ in range(burst)))
+    assert int(sync.get(counter) or 0) == 2 * block
+    # Then exactly the limit's worth of requests in bursts of 32 to both processes:
+    # every refusal is an early one.
+    i = 0
+    while sent < limit:
+        n = min(burst, limit - sent)
+        await asyncio.gather(*(one(limiters[i % 2]) for _ in range(n)))
+        i += 1
+    for lim in limiters:
+        await lim.aclose()
+    rate = refused / limit
+    print(f"early refusals: {refused} of {limit} ({rate:.2%}) with 2 processes")
+    assert int(sync.get(counter) or 0) <= limit  # never over the limit
+    assert rate <= 2 * 0.015  # the documented bound: 1.5 % of the limit per process
+
+
+async def test_concurrency_slot_lives_as_long_as_its_request(redis: RedisServer) -> None:
+    import asyncio
+
+    from redis.asyncio import Redis
+    from xrouter_router.errors import APIError
+    from xrouter_router.limits import Limiter
+    from xrouter_router.metrics import Metrics
+
+    key = KeyInfo("slots", "0" * 64, Limits(max_concurrent=1))
+
+    def limiter() -> Limiter:  # slot TTL 0.6 s: far shorter than the request below
+        return Limiter(Redis.from_url(redis.url), "open", Metrics(), 0.6, lambda _: 0.0, slot_grace=0)
+
+    a, b = limiter(), limiter()
+    lease = await a.acquire(key, "long-request")
+    assert lease is not None
+    await asyncio.sleep(2.5)  # retries and fallbacks: the request runs past its TTL
+    with pytest.raises(APIError) as e:
+        await b.acquire(key, "other")
+    assert e.value.status == 429 and e.value.code == "concurrency_limit_exceeded"
+    a.settle(lease, 0)
+    await asyncio.sleep(0.2)  # the release rides on the next batch
+    held = await b.acquire(key, "other")
+    assert held is not None
+    # A replica that dies holding a slot (no settle, no heartbeat) frees it after the TTL.
+    await b.aclose()
+    with pytest.raises(APIError):
+        await a.acquire(key, "third")
+    await asyncio.sleep(1.0)
+    assert await a.acquire(key, "third") is not None
+    await a.aclose()
+
+
+async def test_set_redis_moves_the_limits_to_the_new_url(redis: RedisServer) -> None:
+    import redis as redis_lib
+    from redis.asyncio import Redis
+    from xrouter_router.errors import APIError
+    from xrouter_router.limits import Limiter
+    from xrouter_router.metrics import Metrics
+
+    avoid_minute_boundary()
+    other = RedisServer()  # where the rotated redis.url points
+    other.start()
+    try:
+        key = KeyInfo("moved", "0" * 64, Limits(rpm=3))
+        metrics = Metrics()
+        lim = Limiter(Redis.from_url(redis.url), "closed", metrics, 60, lambda _: 0.0)
+        await lim.acquire(key, "a")
+        lim.set_redis(Redis.from_url(other.url))
+        for rid in ("b", "c", "d"):
+            await lim.acquire(key, rid)  # a fresh counter: 3 more fit
+        with pytest.raises(APIError):
+            await lim.acquire(key, "e")
+
+        def counted(url: str) -> list[bytes | None]:
+            r = redis_lib.Redis.from_url(url)
+            return [r.get(k) for k in r.keys("xr:{moved}:rpm:*")]
+
+        assert counted(redis.url) == [b"1"] and counted(other.url) == [b"3"]
+        assert metrics.registry.get_sample_value("xrouter_redis_up") == 1
+        await lim.aclose()
+    finally:
+        other.stop()

@@ -80,3 +80,55 @@ def test_invalid_reload_is_refused(start_router: StartRouter, provider: FakeProv
         client(router).chat.completions.create(model="echo", messages=MSG).choices[0].message.content == "hi"
     )
     assert router.metric("xrouter_config_reloads_total", result="success") == 0
+
+
+def _project_secret(mount: Path, files: dict[str, str]) -> None:
+    """Write a Secret volume the way the kubelet does: the files live in a timestamped
+    directory, ``..data`` points at it, and each key is a symlink through ``..data``.
+    An update writes a new directory and swaps ``..data`` with one atomic rename."""
+    mount.mkdir(exist_ok=True)
+    version = mount / f"..{time.time_ns()}"
+    version.mkdir()
+    for name, value in files.items():
+        (version / name).write_text(value)
+    tmp = mount / "..data_tmp"
+    tmp.symlink_to(version.name)
+    old = (mount / "..data").resolve() if (mount / "..data").exists() else None
+    tmp.replace(mount / "..data")
+    for name in files:
+        if not (mount / name).is_symlink():
+            (mount / name).symlink_to(f"..data/{name}")
+    if old is not None:
+        for f in old.iterdir():
+            f.unlink()
+        old.rmdir()
+
+
+def test_secret_files_rotate_without_restart(
+    start_router: StartRouter, provider: FakeProvider, tmp_path: Path
+) -> None:
+    mount = tmp_path / "secrets"
+    _project_secret(mount, {"client-key": "sk-client-old", "provider-key": "sk-upstream-old"})
+    config = base_config(provider.url, tmp_path)
+    config["providers"][0]["apiKey"] = {"file": str(mount / "provider-key")}
+    config["keys"][0]["secret"] = {"file": str(mount / "client-key")}
+    router = start_router(config)
+    pid = router.proc.pid if router.proc else None
+    client(router, "sk-client-old").chat.completions.create(model="gpt", messages=MSG)
+    assert provider.last()["headers"]["authorization"] == "Bearer sk-upstream-old"
+
+    _project_secret(mount, {"client-key": "sk-client-new", "provider-key": "sk-upstream-new"})
+    _wait_metric(router, "success", 1)
+    with pytest.raises(openai.AuthenticationError):
+        client(router, "sk-client-old").chat.completions.create(model="gpt", messages=MSG)
+    out = client(router, "sk-client-new").chat.completions.create(model="gpt", messages=MSG)
+    assert out.choices[0].message.content
+    assert provider.last()["headers"]["authorization"] == "Bearer sk-upstream-new"
+    assert router.proc is not None and router.proc.pid == pid and router.proc.poll() is None
+    log = router.log()
+    assert "sk-client-" not in log and "sk-upstream-" not in log
+    # A Secret whose key disappears is refused like a bad config; the running keys stay.
+    _project_secret(mount, {"provider-key": "sk-upstream-new"})
+    (mount / "client-key").unlink()
+    _wait_metric(router, "failure", 1)
+    assert client(router, "sk-client-new").chat.completions.create(model="gpt", messages=MSG).choices

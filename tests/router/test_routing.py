@@ -50,3 +50,16 @@ def test_consistent_hash_is_sticky_and_spread() -> None:
     smaller = CompiledRoute("r", Strategy.HASH, "user", _targets(1, 1, 1, 1)[:3], [])
     moved = [u for u, m in first.items() if m != "m3" and smaller.order(u)[0].upstream_model != m]
     assert moved == []
+
+
+def test_hash_without_a_value_follows_weights() -> None:
+    # No user and no header: nothing to keep together, so the pick is by weight and a
+    # weight-0 backup is only ever tried after the others.
+    route = CompiledRoute("r", Strategy.HASH, "user", _targets(3, 1, 0), [])
+    n = 4000
+    picks = Counter(route.order(None)[0].upstream_model for _ in range(n))
+    assert picks["m2"] == 0
+    assert 0.68 < picks["m0"] / n < 0.82  # 0.75 expected; ±0.07 is over 10 standard deviations
+    assert all(route.order(None)[-1].upstream_model == "m2" for _ in range(50))
+    # With a value it still sticks to the ring.
+    assert len({route.order("user-7")[0].upstream_model for _ in range(50)}) == 1

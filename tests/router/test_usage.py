@@ -122,7 +122,7 @@ async def test_spill_replays_idempotently(tmp_path: Path, database: tuple[Postgr
     copy = spill / "usage-copy.jsonl"
     shutil.copy(spilled, copy)  # the same rows twice, as after a crash mid-replay
     rec.dsn = pg.dsn(name)
-    rec.spill_rows = 20
+    rec.disk_rows = 20  # the copy was made behind its back
     await rec.flush()
     await rec.aclose()
     assert not list(spill.glob("*.jsonl"))
@@ -190,3 +190,91 @@ def test_migrations_under_concurrent_start(database: tuple[Postgres, str]) -> No
 
     assert asyncio.run(many()) == [len(db.MIGRATIONS)] * 5
     assert pg.sql("SELECT count(*) FROM xrouter_schema", name) == str(len(db.MIGRATIONS))
+
+
+def _rows(n: int, prefix: str = "r") -> list[UsageRow]:
+    return [
+        UsageRow(f"{prefix}{i}", "k", "m", "p", "u", 1, 2, 0, 0.5, 200, 1.0, time.time()) for i in range(n)
+    ]
+
+
+async def _lock_usage_table(dsn: str) -> Any:
+    """Another session holding an exclusive lock: writes wait on it, as on a slow database."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    tx = conn.transaction()
+    await tx.start()
+    await conn.execute("LOCK TABLE xrouter_usage IN ACCESS EXCLUSIVE MODE")
+    return conn
+
+
+async def _wait_popped(rec: UsageRecorder) -> None:
+    deadline = time.monotonic() + 5
+    while rec.queue:
+        assert time.monotonic() < deadline, "the writer did not pick up the batch"
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)  # the writer is inside its write, waiting on the lock
+
+
+async def test_shutdown_finishes_the_batch_being_written(
+    tmp_path: Path, database: tuple[Postgres, str]
+) -> None:
+    pg, name = database
+    spill = tmp_path / "spill"
+    rec = UsageRecorder(pg.dsn(name), Metrics(), str(spill), flush_interval=0.05)
+    await rec.start()
+    blocker = await _lock_usage_table(pg.dsn(name))
+    for r in _rows(10):
+        rec.record(r)
+    await _wait_popped(rec)
+
+    async def release() -> None:
+        await asyncio.sleep(1)
+        await blocker.close()
+
+    releasing = asyncio.create_task(release())
+    await rec.aclose()  # shutdown while the batch is being written
+    await releasing
+    assert pg.sql("SELECT count(*) FROM xrouter_usage", name) == "10"
+    assert not list(spill.glob("*.jsonl"))  # written, not spilled
+
+
+async def test_shutdown_spills_a_write_stuck_past_the_deadline(
+    tmp_path: Path, database: tuple[Postgres, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xrouter_router import usage
+
+    monkeypatch.setattr(usage, "WRITE_DRAIN_SECONDS", 0.5, raising=False)
+    pg, name = database
+    spill = tmp_path / "spill"
+    rec = UsageRecorder(pg.dsn(name), Metrics(), str(spill), flush_interval=0.05)
+    await rec.start()
+    blocker = await _lock_usage_table(pg.dsn(name))
+    for r in _rows(10):
+        rec.record(r)
+    await _wait_popped(rec)
+    began = time.monotonic()
+    await rec.aclose()
+    assert time.monotonic() - began < 8  # the deadline, then the pool's own close
+    await blocker.close()
+    assert sum(f.read_bytes().count(b"\n") for f in spill.glob("*.jsonl")) == 10
+    again = UsageRecorder(pg.dsn(name), Metrics(), str(spill))
+    await again.flush()
+    await again.aclose()
+    assert pg.sql("SELECT count(*), count(DISTINCT request_id) FROM xrouter_usage", name) == "10|10"
+
+
+async def test_set_dsn_writes_through_the_new_url(tmp_path: Path, database: tuple[Postgres, str]) -> None:
+    pg, name = database
+    rotated = name + "_rotated"  # stands in for the same database behind a new password
+    pg.sql(f"CREATE DATABASE {rotated}")
+    rec = UsageRecorder(pg.dsn(name), Metrics(), str(tmp_path / "spill"))
+    rec.record(_rows(1, "before")[0])
+    await rec.flush()
+    rec.set_dsn(pg.dsn(rotated))
+    rec.record(_rows(1, "after")[0])
+    await rec.flush()
+    await rec.aclose()
+    assert pg.sql("SELECT request_id FROM xrouter_usage", name) == "before0"
+    assert pg.sql("SELECT request_id FROM xrouter_usage", rotated) == "after0"
