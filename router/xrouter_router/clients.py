@@ -12,6 +12,15 @@ from httpx_aiohttp import AiohttpTransport
 LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
 
 
+class _NoCookies(httpx.Cookies):
+    """A jar that keeps nothing. The router's client is shared by every user's
+    requests: a cookie an upstream sets for one must never ride along on another's
+    (and parsing Set-Cookie on every response is wasted work)."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
 class Clients:
     """Clients by provider name. They outlive config reloads (a reload must not drop
     warm connections) and are closed once, at shutdown."""
@@ -31,6 +40,7 @@ class Clients:
                 # the provider's baseUrl, as configured.
                 trust_env=False,
             )
+            client._cookies = _NoCookies()  # the public setter copies into a plain jar
         return client
 
     async def aclose(self) -> None:

@@ -42,8 +42,16 @@ class Clock:
     def progress(self) -> None:
         """Something arrived: the next silence may last ``streamIdle``."""
         self.started = True
-        assert self.timeout is not None
-        self.timeout.reschedule(min(self._end, self._loop.time() + self.timeouts.stream_idle))
+        timeout = self.timeout
+        assert timeout is not None
+        idle = self.timeouts.stream_idle
+        deadline = min(self._end, self._loop.time() + idle)
+        when = timeout.when()
+        # Moving a deadline costs a timer handle; a stream sends many events a second.
+        # Always tighten; extend only by a useful step, so a silence is cut off after
+        # at least 95 % of streamIdle.
+        if when is None or deadline < when or deadline - when > idle * 0.05:
+            timeout.reschedule(deadline)
 
     def count(self, call: Call) -> float:
         """Add this attempt's upstream time so far to the call (once); returns it."""

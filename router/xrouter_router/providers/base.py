@@ -85,10 +85,10 @@ class Adapter:
         self._extensions: dict[str, Any] = {
             "timeout": {"connect": t.connect, "read": None, "write": None, "pool": t.connect}
         }
-        # Built once: they never change per request (the credential is in them).
-        self._headers = httpx.Headers(
-            {"content-type": "application/json", "accept-encoding": "identity", **self.auth_headers()}
-        )
+        # Built once, already encoded: they never change per request (the credential
+        # is in them); only content-length is added per request.
+        static = {"content-type": "application/json", "accept-encoding": "identity", **self.auth_headers()}
+        self._headers = [(k.encode("ascii"), v.encode("latin-1")) for k, v in static.items()]
         self._urls: dict[tuple[str, str], httpx.URL] = {}
 
     def supports(self, kind: str) -> bool:
@@ -112,9 +112,16 @@ class Adapter:
             if len(self._urls) > 1000:
                 self._urls.clear()
             url = self._urls[(kind, upstream_model)] = httpx.URL(self.url(kind, upstream_model))
+        # stream= rather than content=: the headers are complete here, so httpx need not
+        # re-derive and re-normalise them (content-length, host) on every request.
         request = httpx.Request(
-            "POST", url, headers=self._headers, content=content, extensions=self._extensions
+            "POST",
+            url,
+            headers=[*self._headers, (b"content-length", str(len(content)).encode())],
+            stream=httpx.ByteStream(content),
+            extensions=self._extensions,
         )
+        request.read()  # in memory already: lets the transport send it as one body
         return await self._clients.get(self.name).send(request, stream=True)
 
     def response(self, kind: str, body: bytes) -> tuple[bytes, Usage]:
