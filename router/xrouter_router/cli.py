@@ -10,6 +10,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from . import logs
+from .clients import Clients
 from .config import load_config
 from .metrics import Metrics
 from .reload import _short
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     logs.setup(args.log_level.upper())
     try:
         config = load_config(args.config)
-        build(config, TargetRegistry(Metrics()))  # fail fast on missing secrets
+        build(config, TargetRegistry(Metrics()), Clients())  # fail fast on missing secrets
     except (ValidationError, ValueError, OSError) as exc:
         print(f"xrouter-router: invalid config {args.config}: {_short(exc)}", file=sys.stderr)
         raise SystemExit(2) from None
