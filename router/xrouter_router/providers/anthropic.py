@@ -11,6 +11,7 @@ import orjson
 from .. import sse
 from ..errors import bad_request, error_body
 from .base import Adapter, Json, StreamTranslator, Usage
+from .passthrough import MessagesPassStream, anthropic_usage
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -287,8 +288,11 @@ class AnthropicStream(StreamTranslator):
 
 
 class AnthropicAdapter(Adapter):
+    """Chat completions are translated; ``messages`` (the router's own
+    ``/v1/messages``) passes through."""
+
     def supports(self, kind: str) -> bool:
-        return kind == "chat"
+        return kind in ("chat", "messages")
 
     def auth_headers(self) -> dict[str, str]:
         headers = {"anthropic-version": ANTHROPIC_VERSION}
@@ -300,6 +304,8 @@ class AnthropicAdapter(Adapter):
         return self.base_url + ("/messages" if self.base_url.endswith("/v1") else "/v1/messages")
 
     def body(self, kind: str, payload: Json, upstream_model: str, stream: bool) -> bytes:
+        if kind == "messages":
+            return orjson.dumps({**payload, "model": upstream_model})
         return orjson.dumps(to_anthropic(payload, upstream_model, stream))
 
     def response(self, kind: str, body: bytes) -> tuple[bytes, Usage]:
@@ -309,6 +315,8 @@ class AnthropicAdapter(Adapter):
             raise self.garbage("invalid JSON") from None
         if not isinstance(data, dict):
             raise self.garbage("an unexpected answer")
+        if kind == "messages":
+            return body, anthropic_usage(data.get("usage"))
         try:
             out, usage = from_anthropic(data, str(data.get("model", "")))
         except (AttributeError, TypeError, ValueError):  # a shape the Messages API never sends
@@ -316,6 +324,8 @@ class AnthropicAdapter(Adapter):
         return orjson.dumps(out), usage
 
     def translator(self, kind: str, include_usage: bool, public_model: str) -> StreamTranslator:
+        if kind == "messages":
+            return MessagesPassStream(include_usage)
         return AnthropicStream(include_usage, public_model)
 
     def error_body(self, status: int, body: bytes) -> bytes:
