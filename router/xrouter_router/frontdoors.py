@@ -42,8 +42,11 @@ def anthropic_error(status: int, body: bytes) -> bytes:
     try:
         err = orjson.loads(body).get("error")
         message = str(err.get("message") or "error") if isinstance(err, dict) else "error"
+        param = err.get("param") if isinstance(err, dict) else None
     except (orjson.JSONDecodeError, AttributeError):
-        message = f"error {status}"
+        message, param = f"error {status}", None
+    if isinstance(param, str) and param and param not in message:
+        message = f"{param}: {message}"  # Anthropic's shape has no field for it
     return orjson.dumps({"type": "error", "error": {"type": anthropic_type(status), "message": message}})
 
 
