@@ -180,9 +180,15 @@ async def openai_chat(request: web.Request) -> web.StreamResponse:
     return await _sse(request, model, events)
 
 
-async def _chat_tool_call(request: web.Request, body: Json, cid: str, now: int, usage: Json) -> web.StreamResponse:
+async def _chat_tool_call(
+    request: web.Request, body: Json, cid: str, now: int, usage: Json
+) -> web.StreamResponse:
     name = body["tools"][0]["function"]["name"]
-    call = {"id": "call_fake1", "type": "function", "function": {"name": name, "arguments": '{"city": "Paris"}'}}
+    call = {
+        "id": "call_fake1",
+        "type": "function",
+        "function": {"name": name, "arguments": '{"city": "Paris"}'},
+    }
     base = {"id": cid, "created": now, "model": body["model"]}
     if not body.get("stream"):
         message = {"role": "assistant", "content": None, "tool_calls": [call]}
@@ -211,7 +217,7 @@ def _input_text(items: Any) -> str:
             content = item.get("content")
             if isinstance(content, str):
                 return content
-            return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+            return " ".join(str(p.get("text", "")) for p in content or [] if isinstance(p, dict))
     return ""
 
 
@@ -267,11 +273,27 @@ async def openai_responses(request: web.Request) -> web.StreamResponse:
 
     started = {**done, "status": "in_progress", "output": [], "usage": None}
     events = [ev("response.created", response=started), ev("response.in_progress", response=started)]
-    events.append(ev("response.output_item.added", output_index=0, item={**item, "status": "in_progress", "content": []}))
-    events.append(ev("response.content_part.added", item_id=mid, output_index=0, content_index=0, part={**part, "text": ""}))
+    events.append(
+        ev(
+            "response.output_item.added",
+            output_index=0,
+            item={**item, "status": "in_progress", "content": []},
+        )
+    )
+    events.append(
+        ev(
+            "response.content_part.added",
+            item_id=mid,
+            output_index=0,
+            content_index=0,
+            part={**part, "text": ""},
+        )
+    )
     for i, w in enumerate(text.split(" ")):
         delta = w if i == 0 else " " + w
-        events.append(ev("response.output_text.delta", item_id=mid, output_index=0, content_index=0, delta=delta))
+        events.append(
+            ev("response.output_text.delta", item_id=mid, output_index=0, content_index=0, delta=delta)
+        )
     events.append(ev("response.output_text.done", item_id=mid, output_index=0, content_index=0, text=text))
     events.append(ev("response.content_part.done", item_id=mid, output_index=0, content_index=0, part=part))
     events.append(ev("response.output_item.done", output_index=0, item=item))

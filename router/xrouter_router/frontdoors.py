@@ -152,9 +152,17 @@ class ResponseRetrieve:
             if resp.status_code in (401, 403):
                 failed = True  # the router's credential, refused: never the upstream's message
                 continue
-            body = resp.content if resp.status_code == 200 else adapter.error_body(resp.status_code, resp.content)
+            body = (
+                resp.content
+                if resp.status_code == 200
+                else adapter.error_body(resp.status_code, resp.content)
+            )
             await respond(send, resp.status_code, body)
             return
         if failed:
-            raise APIError(502, "a provider that may hold this response could not be asked", code="upstream_error")
-        raise APIError(404, f"No response found with id '{response_id}'", param="response_id", code="not_found")
+            raise APIError(
+                502, "a provider that may hold this response could not be asked", code="upstream_error"
+            )
+        raise APIError(
+            404, f"No response found with id '{response_id}'", param="response_id", code="not_found"
+        )

@@ -27,7 +27,11 @@ def _system(system: Any) -> str:
         return system
     texts = []
     for i, block in enumerate(system):
-        if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(block.get("text"), str):
+        if (
+            not isinstance(block, dict)
+            or block.get("type") != "text"
+            or not isinstance(block.get("text"), str)
+        ):
             raise bad_request("system blocks must be text blocks", f"system[{i}]")
         texts.append(block["text"])
     return "\n\n".join(texts)
@@ -80,7 +84,13 @@ def _message(msg: Json, param: str) -> list[Json]:
             if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
                 raise bad_request("tool_use needs id and name", where)
             arguments = orjson.dumps(block.get("input") or {}).decode()
-            calls.append({"id": block["id"], "type": "function", "function": {"name": block["name"], "arguments": arguments}})
+            calls.append(
+                {
+                    "id": block["id"],
+                    "type": "function",
+                    "function": {"name": block["name"], "arguments": arguments},
+                }
+            )
         elif kind == "tool_result" and role == "user":
             if not isinstance(block.get("tool_use_id"), str):
                 raise bad_request("tool_result needs tool_use_id", f"{where}.tool_use_id")
@@ -91,7 +101,9 @@ def _message(msg: Json, param: str) -> list[Json]:
         elif kind in _DROPPED:
             continue
         else:
-            raise bad_request(f"content block type {kind!r} cannot be translated for this model's provider", where)
+            raise bad_request(
+                f"content block type {kind!r} cannot be translated for this model's provider", where
+            )
     out = results
     if role == "assistant":
         text = "".join(p["text"] for p in parts)
@@ -110,7 +122,10 @@ def _tools(tools: list[Any]) -> list[Json]:
     out = []
     for i, tool in enumerate(tools):
         if tool.get("type") not in (None, "custom") or not isinstance(tool.get("name"), str):
-            raise bad_request("only client tools (name, input_schema) can be translated for this model's provider", f"tools[{i}]")
+            raise bad_request(
+                "only client tools (name, input_schema) can be translated for this model's provider",
+                f"tools[{i}]",
+            )
         fn: Json = {"name": tool["name"], "parameters": tool.get("input_schema") or {"type": "object"}}
         if isinstance(tool.get("description"), str):
             fn["description"] = tool["description"]

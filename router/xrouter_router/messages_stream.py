@@ -52,7 +52,7 @@ class MessagesStream(ChatChunks):
 
     def _start(self, model: str) -> bytes:
         self.started = True
-        message = {
+        message: Json = {
             "id": new_id(),
             "type": "message",
             "role": "assistant",
@@ -87,7 +87,12 @@ class MessagesStream(ChatChunks):
             if isinstance(text, str) and text:
                 if self.block != "text" or self.index < 0:
                     out.append(self._open("text", {"type": "text", "text": ""}))
-                out.append(event("content_block_delta", {"index": self.index, "delta": {"type": "text_delta", "text": text}}))
+                out.append(
+                    event(
+                        "content_block_delta",
+                        {"index": self.index, "delta": {"type": "text_delta", "text": text}},
+                    )
+                )
             for call in delta.get("tool_calls") or []:
                 if isinstance(call, dict):
                     out.append(self._tool(call))
@@ -100,7 +105,12 @@ class MessagesStream(ChatChunks):
         n = call.get("index", 0)
         fn = call.get("function") or {}
         if n not in self.tools:
-            block = {"type": "tool_use", "id": call.get("id") or "", "name": fn.get("name") or "", "input": {}}
+            block: Json = {
+                "type": "tool_use",
+                "id": call.get("id") or "",
+                "name": fn.get("name") or "",
+                "input": {},
+            }
             out = self._open("tool_use", block)
             self.tools[n] = self.index
         piece = fn.get("arguments")

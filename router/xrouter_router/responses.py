@@ -105,7 +105,9 @@ def _messages(payload: Json) -> list[Json]:
             text = output if isinstance(output, str) else _text_of(output, f"{param}.output")
             messages.append({"role": "tool", "tool_call_id": call_id, "content": text})
         else:
-            raise bad_request(f"input item type {kind!r} cannot be translated for this model's provider", param)
+            raise bad_request(
+                f"input item type {kind!r} cannot be translated for this model's provider", param
+            )
     if not messages:
         raise bad_request("'input' is empty", "input")
     return messages
@@ -114,9 +116,13 @@ def _messages(payload: Json) -> list[Json]:
 def _tools(tools: Any) -> list[Json]:
     out = []
     for i, tool in enumerate(tools):
-        if not isinstance(tool, dict) or tool.get("type") != "function" or not isinstance(tool.get("name"), str):
+        if (
+            not isinstance(tool, dict)
+            or tool.get("type") != "function"
+            or not isinstance(tool.get("name"), str)
+        ):
             raise bad_request(
-                "only function tools (type 'function' with a name) can be translated for this model's provider",
+                "only function tools (type 'function' with a name) translate for this model's provider",
                 f"tools[{i}]",
             )
         fn: Json = {"name": tool["name"], "parameters": tool.get("parameters") or {"type": "object"}}
@@ -179,7 +185,9 @@ class ResponsesFront:
         for call in message.get("tool_calls") or []:
             fn = call.get("function") or {}
             output.append(
-                call_item(new_id("fc"), str(call.get("id")), str(fn.get("name")), str(fn.get("arguments") or ""))
+                call_item(
+                    new_id("fc"), str(call.get("id")), str(fn.get("name")), str(fn.get("arguments") or "")
+                )
             )
         usage = data.get("usage") or {}
         details = usage.get("prompt_tokens_details") or {}

@@ -150,7 +150,9 @@ class ResponsesStream(ChatChunks):
         fn = call.get("function") or {}
         item = self.calls.get(n)
         if item is None:
-            item = call_item(new_id("fc"), str(call.get("id") or ""), str(fn.get("name") or ""), "", "in_progress")
+            item = call_item(
+                new_id("fc"), str(call.get("id") or ""), str(fn.get("name") or ""), "", "in_progress"
+            )
             self.calls[n] = item
             out = self._open(item)
         piece = fn.get("arguments")
@@ -181,7 +183,11 @@ class ResponsesStream(ChatChunks):
                 logprobs=[],
             )
             out += self._ev(
-                "response.content_part.done", item_id=item["id"], output_index=index, content_index=0, part=part
+                "response.content_part.done",
+                item_id=item["id"],
+                output_index=index,
+                content_index=0,
+                part=part,
             )
         else:
             out = self._ev(

@@ -125,7 +125,10 @@ def test_translated_tools_tool_results_and_images(router: Router, provider: Fake
         tools=TOOLS,
         messages=[
             *ask,
-            {"role": "assistant", "content": [{"type": "tool_use", "id": use.id, "name": "weather", "input": use.input}]},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": use.id, "name": "weather", "input": use.input}],
+            },
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "sunny"}]},
         ],
     )
@@ -135,7 +138,11 @@ def test_translated_tools_tool_results_and_images(router: Router, provider: Fake
         "role": "assistant",
         "content": None,
         "tool_calls": [
-            {"id": use.id, "type": "function", "function": {"name": "weather", "arguments": '{"city":"Paris"}'}}
+            {
+                "id": use.id,
+                "type": "function",
+                "function": {"name": "weather", "arguments": '{"city":"Paris"}'},
+            }
         ],
     }
     assert chat[2] == {"role": "tool", "tool_call_id": use.id, "content": "sunny"}
@@ -182,7 +189,9 @@ def test_pass_through_to_anthropic(router: Router, provider: FakeProvider) -> No
     assert sent["headers"]["x-api-key"] == "sk-upstream-secret"  # never the client's key
     assert sent["headers"]["anthropic-version"]
     with c.messages.stream(
-        model="claude", max_tokens=100, messages=[{"role": "user", "content": [{"type": "text", "text": "a b c"}]}]
+        model="claude",
+        max_tokens=100,
+        messages=[{"role": "user", "content": [{"type": "text", "text": "a b c"}]}],
     ) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
@@ -212,7 +221,9 @@ def test_errors_in_anthropic_shape(router: Router, provider: FakeProvider) -> No
     assert nf.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
     with pytest.raises(anthropic.PermissionDeniedError):
         ac(router, KEY2).messages.create(model="gpt", max_tokens=5, messages=ask)
-    raw = httpx.post(router.url + "/v1/messages", headers={"x-api-key": KEY}, json={"model": "gpt", "messages": ask})
+    raw = httpx.post(
+        router.url + "/v1/messages", headers={"x-api-key": KEY}, json={"model": "gpt", "messages": ask}
+    )
     assert raw.status_code == 400
     assert raw.json()["type"] == "error" and raw.json()["error"]["type"] == "invalid_request_error"
     assert "max_tokens" in raw.json()["error"]["message"]
@@ -220,7 +231,9 @@ def test_errors_in_anthropic_shape(router: Router, provider: FakeProvider) -> No
         c.messages.create(
             model="gpt",
             max_tokens=5,
-            messages=[{"role": "user", "content": [{"type": "document", "source": {"type": "text", "data": "x"}}]}],  # type: ignore[list-item]
+            messages=[
+                {"role": "user", "content": [{"type": "document", "source": {"type": "text", "data": "x"}}]}
+            ],  # type: ignore[list-item]
         )
     assert "messages[0].content[0]" in bad.value.message
     with pytest.raises(anthropic.InternalServerError) as down:
@@ -228,9 +241,12 @@ def test_errors_in_anthropic_shape(router: Router, provider: FakeProvider) -> No
     assert down.value.status_code == 502 and down.value.body["error"]["type"] == "api_error"  # type: ignore[index]
     assert provider.stats()["fail"] == 3  # retried as for any endpoint
     # The upstream broke after the stream started: an error event, no retry.
-    with pytest.raises(anthropic.APIStatusError) as broken:
-        with c.messages.stream(model="breakstream", max_tokens=5, messages=[{"role": "user", "content": "a b c d"}]) as s:
-            list(s.text_stream)
+    ask = [{"role": "user", "content": "a b c d"}]
+    with (
+        pytest.raises(anthropic.APIStatusError) as broken,
+        c.messages.stream(model="breakstream", max_tokens=5, messages=ask) as s,
+    ):
+        list(s.text_stream)
     assert "ended early" in str(broken.value)
     assert provider.stats()["breakstream"] == 1
 

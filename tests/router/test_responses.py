@@ -84,7 +84,12 @@ def test_translated_tools_for_anthropic(router: Router, provider: FakeProvider) 
         tools=TOOLS,
         input=[
             {"role": "user", "content": "weather in Paris"},
-            {"type": "function_call", "call_id": call.call_id, "name": "weather", "arguments": call.arguments},
+            {
+                "type": "function_call",
+                "call_id": call.call_id,
+                "name": "weather",
+                "arguments": call.arguments,
+            },
             {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"},
         ],
     )
@@ -172,9 +177,8 @@ def test_retries_and_no_retry_once_streaming(router: Router, provider: FakeProvi
         c.responses.create(model="rfail", input="x")
     assert e.value.status_code == 502 and provider.stats()["fail"] == 3  # maxRetries 2
     # Bytes went out before the upstream broke: the stream ends with an error, no retry.
-    with pytest.raises(openai.APIError) as err:
-        with c.responses.stream(model="breakstream", input="a b c d") as stream:
-            list(stream)
+    with pytest.raises(openai.APIError) as err, c.responses.stream(model="breakstream", input="a b c d") as s:
+        list(s)
     assert "ended early" in err.value.message
     assert provider.stats()["breakstream"] == 1
 
@@ -191,7 +195,9 @@ def test_errors_in_openai_shape(router: Router) -> None:
         c.responses.create(model="echo", input="x", tools=[{"type": "web_search"}])  # type: ignore[list-item]
     assert bad.value.param == "tools[0]"
     with pytest.raises(openai.BadRequestError) as bad:
-        c.responses.create(model="echo", input=[{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}])
+        c.responses.create(
+            model="echo", input=[{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]
+        )
     assert bad.value.param == "input[0].content[0]"
     with pytest.raises(openai.PermissionDeniedError):
         client(router, KEY2).responses.create(model="gpt", input="x")
@@ -218,5 +224,7 @@ def test_usage_rows_and_budget(
         name,
     )
     assert row == "alpha|gpt|fake|gpt-up|2|200|t"
-    streamed = pg.sql("SELECT model, provider, completion_tokens FROM xrouter_usage WHERE key_name = 'beta'", name)
+    streamed = pg.sql(
+        "SELECT model, provider, completion_tokens FROM xrouter_usage WHERE key_name = 'beta'", name
+    )
     assert streamed == "echo|mock|2"
