@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+from urllib.parse import parse_qsl, urlencode
 
 import httpx
 import orjson
@@ -30,6 +31,9 @@ _ANTHROPIC_TYPES = {
     529: "overloaded_error",
 }
 _ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
+# What a retrieval may ask of the provider; the rest of the query (an api-version,
+# say) is the router's to set, and streaming a stored response is not offered.
+_QUERY = frozenset({"include", "include[]"})
 
 
 def anthropic_type(status: int) -> str:
@@ -139,10 +143,12 @@ class ResponseRetrieve:
                 param="response_id",
                 code="invalid_request",
             )
+        pairs = parse_qsl(scope.get("query_string", b"").decode("latin-1"))
+        query = urlencode([(k, v) for k, v in pairs if k in _QUERY]).encode()
         failed = False
         for adapter in providers:
             try:
-                resp = await adapter.retrieve(response_id, scope.get("query_string", b""))
+                resp = await adapter.retrieve(response_id, query)
             except httpx.HTTPError as exc:
                 log.warning("retrieving a response from %s failed: %s", adapter.name, type(exc).__name__)
                 failed = True

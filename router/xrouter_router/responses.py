@@ -77,8 +77,11 @@ def _messages(payload: Json) -> list[Json]:
             if role not in ("user", "assistant", "system", "developer"):
                 raise bad_request("'role' must be user, assistant, system or developer", f"{param}.role")
             content = _parts(item.get("content"), f"{param}.content")
-            if role in ("system", "developer") and not isinstance(content, str):
-                content = _text_of(item.get("content"), f"{param}.content")
+            if role != "user" and not isinstance(content, str):
+                # Only user turns carry images; the others are plain text in chat.
+                if any(p["type"] != "text" for p in content):
+                    raise bad_request(f"{role} content can only be text", f"{param}.content")
+                content = "".join(p["text"] for p in content)
             messages.append({"role": role, "content": content})
         elif kind == "function_call":
             call_id, name = item.get("call_id"), item.get("name")
@@ -91,10 +94,8 @@ def _messages(payload: Json) -> list[Json]:
                 "function": {"name": name, "arguments": arguments if isinstance(arguments, str) else "{}"},
             }
             last = messages[-1] if messages else None
-            if last is not None and last["role"] == "assistant" and "tool_calls" in last:
-                last["tool_calls"].append(call)
-            elif last is not None and last["role"] == "assistant" and isinstance(last["content"], str):
-                last["tool_calls"] = [call]
+            if last is not None and last["role"] == "assistant":  # the calls of that same turn
+                last.setdefault("tool_calls", []).append(call)
             else:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
         elif kind == "function_call_output":

@@ -150,8 +150,9 @@ def test_azure_responses_path(start_router: StartRouter, provider: FakeProvider,
     sent = provider.last()
     assert sent["path"] == "/openai/responses" and sent["query"] == {"api-version": "2024-06-01"}
     assert sent["body"]["model"] == "my-deployment" and sent["headers"]["api-key"] == "sk-upstream-secret"
-    got = client(router).responses.retrieve(out.id)
+    got = client(router).responses.retrieve(out.id, extra_query={"api-version": "evil", "x": "y"})
     assert got.output_text == "via azure" and provider.last()["path"] == f"/openai/responses/{out.id}"
+    assert provider.last()["query"] == {"api-version": "2024-06-01"}  # the client's query is not ours to pass
 
 
 def test_state_the_router_cannot_honour(router: Router, provider: FakeProvider) -> None:
