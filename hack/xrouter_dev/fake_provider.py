@@ -86,7 +86,7 @@ async def _read(request: web.Request) -> Json:
         headers={
             k.lower(): v
             for k, v in request.headers.items()
-            if k.lower() in ("authorization", "api-key", "x-api-key", "anthropic-version")
+            if k.lower() in ("authorization", "api-key", "x-api-key", "anthropic-version", "anthropic-beta")
         },
         body=body,
     )

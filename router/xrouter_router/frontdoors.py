@@ -11,10 +11,11 @@ from urllib.parse import parse_qsl, urlencode
 import httpx
 import orjson
 
-from .asgi import Message, Receive, Scope, Send, respond
+from .asgi import Message, Receive, Scope, Send, header, respond
 from .auth import bearer
 from .errors import APIError
 from .providers.openai import ResponsesPassThrough
+from .providers.passthrough import ANTHROPIC_BETA, beta_header
 from .state import State
 
 log = logging.getLogger("xrouter.frontdoors")
@@ -69,7 +70,7 @@ def _stream_error(body: bytes) -> bytes:
 class AnthropicErrors:
     """Pure ASGI wrapper: every error answer from the wrapped endpoint, and the
     router's own mid-stream error event, in Anthropic's shape. Success bytes pass
-    untouched."""
+    untouched. Also hands the client's ``anthropic-beta`` header to a pass-through."""
 
     def __init__(self, app: object) -> None:
         self.app = app
@@ -101,7 +102,11 @@ class AnthropicErrors:
                 message = {**message, "body": _stream_error(body)}
             await send(message)
 
-        await self.app(scope, receive, shaped)  # type: ignore[operator]
+        token = ANTHROPIC_BETA.set(beta_header(header(scope, b"anthropic-beta")))
+        try:
+            await self.app(scope, receive, shaped)  # type: ignore[operator]
+        finally:
+            ANTHROPIC_BETA.reset(token)
 
 
 class ResponseRetrieve:

@@ -187,7 +187,7 @@ def test_pass_through_to_anthropic(router: Router, provider: FakeProvider) -> No
     assert sent["path"] == "/v1/messages"
     assert sent["body"]["model"] == "claude-up" and sent["body"]["top_k"] == 5  # untouched otherwise
     assert sent["headers"]["x-api-key"] == "sk-upstream-secret"  # never the client's key
-    assert sent["headers"]["anthropic-version"]
+    assert sent["headers"]["anthropic-version"] and "anthropic-beta" not in sent["headers"]
     with c.messages.stream(
         model="claude",
         max_tokens=100,
@@ -198,6 +198,19 @@ def test_pass_through_to_anthropic(router: Router, provider: FakeProvider) -> No
     assert text == "a b c" and final.usage.output_tokens == 3
     assert router.metric("xrouter_tokens_total", model="claude", provider="claude", kind="cached") == 8
     assert router.metric("xrouter_tokens_total", model="claude", provider="claude", kind="prompt") == 28
+    # The client's beta features reach Anthropic; a translated provider never sees them.
+    beta = c.beta.messages.create(
+        model="claude",
+        max_tokens=5,
+        betas=["feature-a", "feature-b"],
+        messages=[{"role": "user", "content": "x"}],
+    )
+    assert beta.content
+    assert provider.last()["headers"]["anthropic-beta"] == "feature-a,feature-b"
+    c.beta.messages.create(
+        model="gpt", max_tokens=5, betas=["feature-a"], messages=[{"role": "user", "content": "x"}]
+    )
+    assert "anthropic-beta" not in provider.last()["headers"]
 
 
 def test_keys_as_x_api_key_or_bearer(router: Router) -> None:

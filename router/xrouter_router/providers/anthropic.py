@@ -6,12 +6,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
 import orjson
 
 from .. import sse
 from ..errors import bad_request, error_body
 from .base import Adapter, Json, StreamTranslator, Usage
-from .passthrough import MessagesPassStream, anthropic_usage
+from .passthrough import ANTHROPIC_BETA, MessagesPassStream, anthropic_usage
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -293,6 +294,22 @@ class AnthropicAdapter(Adapter):
 
     def supports(self, kind: str) -> bool:
         return kind in ("chat", "messages")
+
+    async def open(self, kind: str, payload: Json, upstream_model: str, stream: bool) -> httpx.Response:
+        beta = ANTHROPIC_BETA.get() if kind == "messages" else None
+        if beta is None:
+            return await super().open(kind, payload, upstream_model, stream)
+        content = self.body(kind, payload, upstream_model, stream)
+        headers = [*self._headers, (b"anthropic-beta", beta), (b"content-length", str(len(content)).encode())]
+        request = httpx.Request(
+            "POST",
+            self.url(kind, upstream_model),
+            headers=headers,
+            stream=httpx.ByteStream(content),
+            extensions=self._extensions,
+        )
+        request.read()
+        return await self._clients.get(self.name).send(request, stream=True)
 
     def auth_headers(self) -> dict[str, str]:
         headers = {"anthropic-version": ANTHROPIC_VERSION}

@@ -5,11 +5,27 @@ the stream is watched for its terminal event."""
 
 from __future__ import annotations
 
+import re
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
 
 from .base import Json, StreamTranslator, Usage
+
+# The client's ``anthropic-beta`` header on ``/v1/messages``, for the pass-through to
+# an Anthropic provider (the features it names change what the API accepts). Set per
+# request by the endpoint; a context variable, as the request's task runs it all.
+ANTHROPIC_BETA: ContextVar[bytes | None] = ContextVar("anthropic_beta", default=None)
+_BETA = re.compile(rb"[A-Za-z0-9._-]+(\s*,\s*[A-Za-z0-9._-]+)*")
+
+
+def beta_header(value: bytes | None) -> bytes | None:
+    """The header's value if it is a plain list of feature names, else None."""
+    if value is None or len(value) > 1000 or not _BETA.fullmatch(value.strip()):
+        return None
+    return value.strip()
+
 
 # The events that end a Responses stream (it has no ``[DONE]``).
 _RESPONSES_END = frozenset({"response.completed", "response.incomplete", "response.failed", "error"})
