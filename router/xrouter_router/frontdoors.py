@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, urlencode
 import httpx
 import orjson
 
-from .asgi import Message, Receive, Scope, Send, header, respond
+from .asgi import ASGIApp, Message, Receive, Scope, Send, header, respond
 from .auth import bearer
 from .errors import APIError
 from .providers.openai import ResponsesPassThrough
@@ -72,7 +72,7 @@ class AnthropicErrors:
     router's own mid-stream error event, in Anthropic's shape. Success bytes pass
     untouched. Also hands the client's ``anthropic-beta`` header to a pass-through."""
 
-    def __init__(self, app: object) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -104,7 +104,7 @@ class AnthropicErrors:
 
         token = ANTHROPIC_BETA.set(beta_header(header(scope, b"anthropic-beta")))
         try:
-            await self.app(scope, receive, shaped)  # type: ignore[operator]
+            await self.app(scope, receive, shaped)
         finally:
             ANTHROPIC_BETA.reset(token)
 
