@@ -48,20 +48,28 @@ def _image(block: Json, param: str) -> Json:
     raise bad_request("an image needs a base64 or url source", f"{param}.source")
 
 
-def _result_text(content: Any, param: str) -> str | list[Json]:
+def _result(content: Any, param: str) -> tuple[str, list[Json]]:
+    """A tool_result's text, and its images: a chat ``tool`` message carries only
+    text, so the images follow in the user turn."""
     if content is None:
-        return ""
+        return "", []
     if isinstance(content, str):
-        return content
+        return content, []
     if not isinstance(content, list):
         raise bad_request("tool_result content must be a string or a list of blocks", param)
-    texts = []
+    texts: list[str] = []
+    images: list[Json] = []
     for j, block in enumerate(content):
-        if isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str):
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text" and isinstance(block.get("text"), str):
             texts.append(block["text"])
+        elif kind == "image":
+            images.append(_image(block, f"{param}[{j}]"))
         else:
-            raise bad_request("only text blocks can be translated in a tool_result", f"{param}[{j}]")
-    return "\n".join(texts)
+            raise bad_request(
+                "only text and image blocks can be translated in a tool_result", f"{param}[{j}]"
+            )
+    return "\n".join(texts), images
 
 
 def _message(msg: Json, param: str) -> list[Json]:
@@ -94,10 +102,11 @@ def _message(msg: Json, param: str) -> list[Json]:
         elif kind == "tool_result" and role == "user":
             if not isinstance(block.get("tool_use_id"), str):
                 raise bad_request("tool_result needs tool_use_id", f"{where}.tool_use_id")
-            text = _result_text(block.get("content"), f"{where}.content")
-            if block.get("is_error") and isinstance(text, str):
+            text, images = _result(block.get("content"), f"{where}.content")
+            if block.get("is_error"):
                 text = "Error: " + text
             results.append({"role": "tool", "tool_call_id": block["tool_use_id"], "content": text})
+            parts.extend(images)
         elif kind in _DROPPED:
             continue
         else:

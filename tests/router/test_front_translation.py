@@ -130,6 +130,14 @@ def test_messages_request_to_chat() -> None:
                     "role": "user",
                     "content": [
                         {"type": "tool_result", "tool_use_id": "t1", "content": "bad", "is_error": True},
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": "t2",
+                            "content": [
+                                {"type": "text", "text": "shot"},
+                                {"type": "image", "source": {"type": "url", "url": "https://x/i.png"}},
+                            ],
+                        },
                         {"type": "text", "text": "then?"},
                     ],
                 },
@@ -152,7 +160,15 @@ def test_messages_request_to_chat() -> None:
             ],
         },
         {"role": "tool", "tool_call_id": "t1", "content": "Error: bad"},
-        {"role": "user", "content": "then?"},
+        # A tool message carries text only: the result's image follows in the user turn.
+        {"role": "tool", "tool_call_id": "t2", "content": "shot"},
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": "https://x/i.png"}},
+                {"type": "text", "text": "then?"},
+            ],
+        },
     ]
     assert chat["max_completion_tokens"] == 9 and chat["stop"] == ["END"] and chat["user"] == "u"
     assert chat["tool_choice"] == {"type": "function", "function": {"name": "w"}}
