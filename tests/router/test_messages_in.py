@@ -302,3 +302,67 @@ def test_usage_rows(
         name,
     )
     assert streamed == "claude|claude-up|14|2|4"
+
+
+BAD_MESSAGES: Any = [
+    ({"max_tokens": "5", "messages": [{"role": "user", "content": "x"}]}, "max_tokens"),
+    ({"max_tokens": 5, "messages": []}, "messages"),
+    ({"max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}, "messages[0].role"),
+    ({"max_tokens": 5, "messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+    ({"max_tokens": 5, "messages": [{"role": "user", "content": [{"text": "x"}]}]}, "messages[0].content[0]"),
+    ({"max_tokens": 5, "system": 5, "messages": [{"role": "user", "content": "x"}]}, "system"),
+    (
+        {"max_tokens": 5, "system": [{"type": "image"}], "messages": [{"role": "user", "content": "x"}]},
+        "system[0]",
+    ),
+    (
+        {"max_tokens": 5, "tools": [{"description": "x"}], "messages": [{"role": "user", "content": "x"}]},
+        "tools[0]",
+    ),
+    (
+        {"max_tokens": 5, "stop_sequences": [1], "messages": [{"role": "user", "content": "x"}]},
+        "stop_sequences",
+    ),
+    (
+        {
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "file"}}]}],
+        },
+        "messages[0].content[0].source",
+    ),
+    (
+        {
+            "max_tokens": 5,
+            "messages": [{"role": "assistant", "content": [{"type": "tool_use", "name": "w"}]}],
+        },
+        "messages[0].content[0]",
+    ),
+    (
+        {
+            "max_tokens": 5,
+            "tools": [{"name": "w"}],
+            "tool_choice": {"type": "maybe"},
+            "messages": [{"role": "user", "content": "x"}],
+        },
+        "tool_choice.type",
+    ),
+    (
+        {
+            "max_tokens": 5,
+            "tools": [{"type": "web_search_20250305", "name": "web_search"}],
+            "messages": [{"role": "user", "content": "x"}],
+        },
+        "tools[0]",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "param"), BAD_MESSAGES)
+def test_bad_requests_name_the_field(router: Router, body: dict[str, Any], param: str) -> None:
+    """Malformed or untranslatable requests get a 400 in Anthropic's shape whose
+    message names the field, never a 500."""
+    resp = httpx.post(router.url + "/v1/messages", headers={"x-api-key": KEY}, json={"model": "gpt", **body})
+    assert resp.status_code == 400, resp.text
+    err = resp.json()
+    assert err["type"] == "error" and err["error"]["type"] == "invalid_request_error"
+    assert err["error"]["message"].startswith(param + ":") or param in err["error"]["message"], err

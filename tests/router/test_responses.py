@@ -9,10 +9,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
-from .conftest import KEY2, StartRouter, base_config, client
+from .conftest import KEY, KEY2, StartRouter, base_config, client
 from .servers import FakeProvider, Postgres, Router
 from .test_usage import _db_config, _wait_drained
 
@@ -229,3 +230,35 @@ def test_usage_rows_and_budget(
         "SELECT model, provider, completion_tokens FROM xrouter_usage WHERE key_name = 'beta'", name
     )
     assert streamed == "echo|mock|2"
+
+
+BAD_RESPONSES: Any = [
+    ({"input": 5}, "input"),
+    ({"input": [5]}, "input[0]"),
+    ({"input": "x", "max_output_tokens": 0}, "max_output_tokens"),
+    ({"input": "x", "tools": [{"name": "w"}]}, "tools[0]"),
+    ({"input": [{"role": "robot", "content": "x"}]}, "input[0].role"),
+    ({"input": [{"role": "user", "content": 5}]}, "input[0].content"),
+    ({"input": [{"type": "function_call", "name": "w"}]}, "input[0]"),
+    ({"input": [{"type": "function_call_output", "output": "x"}]}, "input[0].call_id"),
+    (
+        {"input": [{"role": "assistant", "content": [{"type": "input_image", "image_url": "u"}]}]},
+        "input[0].content",
+    ),
+    ({"input": "x", "tools": [{"type": "function", "name": "w"}], "tool_choice": "sometimes"}, "tool_choice"),
+    ({"input": "x", "text": {"format": {"type": "yaml"}}}, "text.format.type"),
+    ({"input": "x", "conversation": "conv_1"}, "conversation"),
+]
+
+
+@pytest.mark.parametrize(("body", "param"), BAD_RESPONSES)
+def test_bad_requests_name_the_field(router: Router, body: dict[str, Any], param: str) -> None:
+    """Malformed or untranslatable requests get a 400 naming the field, never a 500."""
+    for model in ("echo", "claude"):
+        resp = httpx.post(
+            router.url + "/v1/responses",
+            headers={"authorization": f"Bearer {KEY}"},
+            json={"model": model, **body},
+        )
+        assert resp.status_code == 400, (model, resp.text)
+        assert resp.json()["error"]["param"] == param
