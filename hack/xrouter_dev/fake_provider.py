@@ -435,6 +435,11 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     return await _sse(request, model, events)
 
 
+async def anthropic_count_tokens(request: web.Request) -> web.Response:
+    body = await _read(request)
+    return web.json_response({"input_tokens": len(json.dumps(body.get("messages", [])).split())})
+
+
 async def azure_chat(request: web.Request) -> web.StreamResponse:
     return await openai_chat(request)
 
@@ -460,6 +465,7 @@ def make_app() -> web.Application:
     app.router.add_post("/v1/completions", openai_completions)
     app.router.add_post("/v1/embeddings", openai_embeddings)
     app.router.add_post("/v1/messages", anthropic_messages)
+    app.router.add_post("/v1/messages/count_tokens", anthropic_count_tokens)
     app.router.add_post("/v1/responses", openai_responses)
     app.router.add_get("/v1/responses/{id}", openai_response_get)
     app.router.add_post("/openai/responses", openai_responses)

@@ -22,7 +22,7 @@ from .asgi import Boundary
 from .config import RouterConfig, load_config
 from .endpoints import Ops
 from .errors import APIError, error_body
-from .frontdoors import AnthropicErrors, ResponseRetrieve
+from .frontdoors import AnthropicErrors, CountTokens, ResponseRetrieve
 from .proxy import LLMEndpoint
 from .reload import Reloader
 from .state import State
@@ -94,6 +94,7 @@ def build_app(state: State, config_path: str | None = None) -> Starlette:
         Route("/v1/responses", LLMEndpoint(state, "responses"), methods=["POST"]),
         Route("/v1/responses/{response_id}", ResponseRetrieve(state), methods=["GET"]),
         Route("/v1/messages", AnthropicErrors(LLMEndpoint(state, "messages")), methods=["POST"]),
+        Route("/v1/messages/count_tokens", AnthropicErrors(CountTokens(state)), methods=["POST"]),
         Route("/v1/models", ops.models, methods=["GET"]),
         Route("/health", ops.health, methods=["GET"]),
         Route("/ready", ops.ready, methods=["GET"]),

@@ -11,12 +11,14 @@ from urllib.parse import parse_qsl, urlencode
 import httpx
 import orjson
 
-from .asgi import ASGIApp, Message, Receive, Scope, Send, header, respond
+from .asgi import ASGIApp, Message, Receive, Scope, Send, header, read_body, respond
 from .auth import bearer
-from .errors import APIError
+from .errors import APIError, bad_request
+from .providers.anthropic import AnthropicAdapter
 from .providers.openai import ResponsesPassThrough
 from .providers.passthrough import ANTHROPIC_BETA, beta_header
 from .state import State
+from .validate import parse
 
 log = logging.getLogger("xrouter.frontdoors")
 
@@ -177,3 +179,60 @@ class ResponseRetrieve:
         raise APIError(
             404, f"No response found with id '{response_id}'", param="response_id", code="not_found"
         )
+
+
+class CountTokens:
+    """``POST /v1/messages/count_tokens``: passed to the model's first Anthropic
+    target; for a model with none, an estimate (a token per four bytes of the
+    request's JSON: the chat providers have no counting endpoint). Nothing is
+    generated, so no usage row and no rate limit; the key and its models apply."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._serve(scope, receive, send)
+        except APIError as exc:
+            await respond(send, exc.status, exc.body(), exc.headers()[1:])
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = self.state
+        rt = state.runtime
+        raw = bearer(scope["headers"])
+        key = state.keys.lookup(raw) if raw else None
+        if key is None:
+            raise APIError(401, "Invalid or missing API key", code="invalid_api_key")
+        payload = parse(await read_body(scope, receive, rt.config.server.max_body_bytes), "count_tokens")
+        model = payload["model"]
+        if model not in rt.routes:
+            raise APIError(404, f"The model '{model}' does not exist", param="model", code="model_not_found")
+        if not key.may_use(model):
+            raise APIError(403, f"This key may not use the model '{model}'", param="model")
+        if not isinstance(payload.get("messages"), list):
+            raise bad_request("'messages' is required and must be a list", "messages")
+        tried = False
+        for target in rt.routes[model].targets:
+            adapter = rt.adapters[target.state.provider]
+            if isinstance(adapter, AnthropicAdapter):
+                tried = True
+                try:
+                    resp = await adapter.count_tokens(payload, target.state.upstream_model)
+                except httpx.HTTPError as exc:
+                    log.warning("counting tokens at %s failed: %s", adapter.name, type(exc).__name__)
+                    continue
+                if resp.status_code in (401, 403) or resp.status_code >= 500:
+                    continue  # never the upstream's message for a refused credential
+                body = (
+                    resp.content
+                    if resp.status_code == 200
+                    else adapter.error_body(resp.status_code, resp.content)
+                )
+                await respond(send, resp.status_code, body)
+                return
+        if tried:
+            raise APIError(
+                502, f"no Anthropic provider of '{model}' could count the tokens", code="upstream_error"
+            )
+        counted = {k: payload.get(k) for k in ("system", "messages", "tools")}
+        await respond(send, 200, orjson.dumps({"input_tokens": max(1, len(orjson.dumps(counted)) // 4)}))

@@ -5,6 +5,7 @@ OpenAI-type providers and the mock; errors in Anthropic's shape."""
 from __future__ import annotations
 
 import base64
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -262,6 +263,27 @@ def test_errors_in_anthropic_shape(router: Router, provider: FakeProvider) -> No
         list(s.text_stream)
     assert "ended early" in str(broken.value)
     assert provider.stats()["breakstream"] == 1
+
+
+def test_count_tokens(router: Router, provider: FakeProvider) -> None:
+    c = ac(router)
+    ask: Any = [{"role": "user", "content": "one two three"}]
+    counted = c.messages.count_tokens(model="claude", messages=ask)
+    sent = provider.last()
+    assert sent["path"] == "/v1/messages/count_tokens" and sent["body"]["model"] == "claude-up"
+    assert sent["headers"]["x-api-key"] == "sk-upstream-secret"
+    assert counted.input_tokens == len(json.dumps(ask).split())  # the provider's own count
+    # A chat provider has no counting endpoint: an estimate, a token per four bytes.
+    provider.reset()
+    estimate = c.messages.count_tokens(model="gpt", messages=ask)
+    assert 5 <= estimate.input_tokens <= 30
+    assert provider.last() == {}  # nothing was sent
+    with pytest.raises(anthropic.NotFoundError):
+        c.messages.count_tokens(model="nope", messages=ask)
+    with pytest.raises(anthropic.PermissionDeniedError):
+        ac(router, KEY2).messages.count_tokens(model="claude", messages=ask)
+    with pytest.raises(anthropic.AuthenticationError):
+        ac(router, "sk-wrong").messages.count_tokens(model="claude", messages=ask)
 
 
 def test_limits_apply(start_router: StartRouter, provider: FakeProvider, tmp_path: Path) -> None:

@@ -320,6 +320,17 @@ class AnthropicAdapter(Adapter):
     def url(self, kind: str, upstream_model: str) -> str:
         return self.base_url + ("/messages" if self.base_url.endswith("/v1") else "/v1/messages")
 
+    async def count_tokens(self, payload: Json, upstream_model: str) -> httpx.Response:
+        """``/v1/messages/count_tokens`` passed through (body read)."""
+        request = httpx.Request(
+            "POST",
+            self.url("messages", upstream_model) + "/count_tokens",
+            headers=self._headers,
+            content=orjson.dumps({**payload, "model": upstream_model}),
+            extensions=self._extensions,
+        )
+        return await self._clients.get(self.name).send(request)
+
     def body(self, kind: str, payload: Json, upstream_model: str, stream: bool) -> bytes:
         if kind == "messages":
             return orjson.dumps({**payload, "model": upstream_model})
