@@ -305,10 +305,17 @@ async def openai_response_get(request: web.Request) -> web.Response:
     LAST.clear()
     headers = {k.lower(): v for k, v in request.headers.items() if k.lower() in ("authorization", "api-key")}
     LAST.update(path=request.path, query=dict(request.query), headers=headers, body=None)
-    found = RESPONSES.get(request.match_info["id"])
+    rid = request.match_info["id"]
+    found = RESPONSES.get(rid)
     if found is None:
         error = {"message": "No response found", "type": "invalid_request_error", "code": "not_found"}
         return web.json_response({"error": error}, status=404)
+    if request.method == "DELETE":
+        del RESPONSES[rid]
+        return web.json_response({"id": rid, "object": "response.deleted", "deleted": True})
+    if request.path.endswith("/input_items"):
+        item = {"type": "message", "id": "msg_in", "role": "user", "status": "completed", "content": []}
+        return web.json_response({"object": "list", "data": [item], "has_more": False})
     return web.json_response(found)
 
 
@@ -468,6 +475,8 @@ def make_app() -> web.Application:
     app.router.add_post("/v1/messages/count_tokens", anthropic_count_tokens)
     app.router.add_post("/v1/responses", openai_responses)
     app.router.add_get("/v1/responses/{id}", openai_response_get)
+    app.router.add_delete("/v1/responses/{id}", openai_response_get)
+    app.router.add_get("/v1/responses/{id}/input_items", openai_response_get)
     app.router.add_post("/openai/responses", openai_responses)
     app.router.add_get("/openai/responses/{id}", openai_response_get)
     app.router.add_post("/openai/deployments/{name}/chat/completions", azure_chat)

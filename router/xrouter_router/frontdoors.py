@@ -36,7 +36,9 @@ _ANTHROPIC_TYPES = {
 _ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
 # What a retrieval may ask of the provider; the rest of the query (an api-version,
 # say) is the router's to set, and streaming a stored response is not offered.
-_QUERY = frozenset({"include", "include[]"})
+_QUERY = frozenset({"include", "include[]", "after", "before", "limit", "order"})
+# The requests about a stored response: (method, what follows the id).
+_STORED = frozenset({("GET", ""), ("DELETE", ""), ("GET", "/input_items"), ("POST", "/cancel")})
 
 
 def anthropic_type(status: int) -> str:
@@ -112,9 +114,10 @@ class AnthropicErrors:
 
 
 class ResponseRetrieve:
-    """``GET /v1/responses/{response_id}``: asked of each provider that keeps
-    response state and that the key reaches through a model it may use, in config
-    order, until one knows the id. The providers served by translation keep none."""
+    """``GET``/``DELETE /v1/responses/{response_id}``, ``GET .../input_items`` and
+    ``POST .../cancel``: asked of each provider that keeps response state and that
+    the key reaches through a model it may use, in config order, until one knows the
+    id. The providers served by translation keep none."""
 
     def __init__(self, state: State) -> None:
         self.state = state
@@ -132,6 +135,10 @@ class ResponseRetrieve:
         if key is None:
             raise APIError(401, "Invalid or missing API key", code="invalid_api_key")
         response_id = str(scope["path_params"]["response_id"])
+        suffix = "/" + str(scope["path_params"]["action"]) if "action" in scope["path_params"] else ""
+        method = str(scope["method"])
+        if (method, suffix) not in _STORED:
+            raise APIError(404, f"Unknown path {scope['path']}", code="not_found")
         if not _ID.fullmatch(response_id):
             raise APIError(400, "not a response id", param="response_id", code="invalid_request")
         providers: list[ResponsesPassThrough] = []
@@ -155,7 +162,7 @@ class ResponseRetrieve:
         failed = False
         for adapter in providers:
             try:
-                resp = await adapter.retrieve(response_id, query)
+                resp = await adapter.stored(method, response_id + suffix, query)
             except httpx.HTTPError as exc:
                 log.warning("retrieving a response from %s failed: %s", adapter.name, type(exc).__name__)
                 failed = True

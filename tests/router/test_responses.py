@@ -130,6 +130,12 @@ def test_pass_through_create_retrieve_and_previous_id(router: Router, provider: 
     assert e.value.param == "previous_response_id"  # the provider's own refusal, passed on
     with pytest.raises(openai.NotFoundError):
         c.responses.retrieve("resp_nope")
+    items = c.responses.input_items.list(out.id)
+    assert [i.type for i in items.data] == ["message"]
+    assert provider.last()["path"] == f"/v1/responses/{out.id}/input_items"
+    c.responses.delete(out.id)
+    with pytest.raises(openai.NotFoundError):
+        c.responses.retrieve(out.id)  # deleted at the provider
 
 
 def test_pass_through_stream(router: Router, provider: FakeProvider) -> None:

@@ -50,15 +50,17 @@ class ResponsesPassThrough(Adapter):
             return ResponsesPassStream(include_usage)
         return super().translator(kind, include_usage, public_model)
 
-    def retrieve_url(self, response_id: str) -> str:
+    def retrieve_url(self, path: str) -> str:
+        """The URL of ``/responses/{path}``."""
         raise NotImplementedError
 
-    async def retrieve(self, response_id: str, query: bytes) -> httpx.Response:
-        """``GET`` a stored response by id (body read)."""
-        url = self.retrieve_url(response_id)
+    async def stored(self, method: str, path: str, query: bytes) -> httpx.Response:
+        """A request about a stored response (``GET``/``DELETE /responses/{id}``,
+        ``GET /responses/{id}/input_items``, ``POST /responses/{id}/cancel``); body read."""
+        url = self.retrieve_url(path)
         if query:
             url += ("&" if "?" in url else "?") + query.decode("latin-1")
-        request = httpx.Request("GET", url, headers=self.auth_headers(), extensions=self._extensions)
+        request = httpx.Request(method, url, headers=self.auth_headers(), extensions=self._extensions)
         return await self._clients.get(self.name).send(request)
 
 
@@ -72,8 +74,8 @@ class OpenAIAdapter(ResponsesPassThrough):
     def body(self, kind: str, payload: Json, upstream_model: str, stream: bool) -> bytes:
         return _body(payload, upstream_model, stream, kind)
 
-    def retrieve_url(self, response_id: str) -> str:
-        return f"{self.base_url}/responses/{response_id}"
+    def retrieve_url(self, path: str) -> str:
+        return f"{self.base_url}/responses/{path}"
 
 
 class AzureAdapter(ResponsesPassThrough):
@@ -94,5 +96,5 @@ class AzureAdapter(ResponsesPassThrough):
     def body(self, kind: str, payload: Json, upstream_model: str, stream: bool) -> bytes:
         return _body(payload, upstream_model, stream, kind)
 
-    def retrieve_url(self, response_id: str) -> str:
-        return f"{self.base_url}/openai/responses/{response_id}?api-version={self.provider.api_version}"
+    def retrieve_url(self, path: str) -> str:
+        return f"{self.base_url}/openai/responses/{path}?api-version={self.provider.api_version}"
