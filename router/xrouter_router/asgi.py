@@ -4,8 +4,8 @@ and the top-level boundary every HTTP request passes through."""
 from __future__ import annotations
 
 import logging
+import os
 import traceback
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -86,7 +86,7 @@ class Boundary:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = uuid.uuid4().hex
+        rid = os.urandom(16).hex()  # uuid4().hex's format, without building a UUID
         scope[REQUEST_ID] = rid
         rid_header = (b"x-request-id", rid.encode())
         progress = [False, False]  # response started, response complete

@@ -22,6 +22,14 @@ from .sse import SSEParser
 _BROKEN_TAIL = b'data: {"error":{"message":"upstream stream ended early","type":"upstream_error"}}\n\n'
 
 
+async def _read(resp: httpx.Response) -> bytes:
+    """The whole body. ``resp.stream`` is the transport's byte stream: what
+    ``aread``/``aiter_raw`` wrap in three more generator layers (decoding, chunking,
+    byte counting) that a proxy asking for ``identity`` never needs."""
+    parts = [part async for part in resp.stream]  # type: ignore[union-attr]
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
 class Clock:
     """The deadlines of one attempt, kept on one ``asyncio.Timeout`` that is moved
     forward as the answer makes progress."""
@@ -82,7 +90,7 @@ async def answer(
 ) -> None:
     if not call.stream:
         clock.progress()  # the headers are in; the body may take up to streamIdle
-        data = await resp.aread()
+        data = await _read(resp)
         target.observe_latency(clock.count(call))
         out, call.usage = adapter.response(call.kind, data)
         call.status = 200
@@ -108,7 +116,7 @@ async def answer(
     started = False
     broken = False
     try:
-        async for chunk in resp.aiter_raw():
+        async for chunk in resp.stream:  # type: ignore[union-attr]  # see _read
             try:
                 out = b"".join(translator.feed(ev.event, ev.data, ev.raw) for ev in parser.feed(chunk))
             except Exception:  # the translator choked on what the upstream sent
