@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from . import bodylog
+from . import bodylog, sse
 from .call import Call
 from .config import Timeouts
 from .errors import UpstreamFailure
@@ -19,7 +19,7 @@ from .providers import Adapter
 from .routing import TargetState
 from .sse import SSEParser
 
-_BROKEN_TAIL = b'data: {"error":{"message":"upstream stream ended early","type":"upstream_error"}}\n\n'
+_BROKEN_TAIL = sse.encode(b'{"error":{"message":"upstream stream ended early","type":"upstream_error"}}')
 
 
 async def _read(resp: httpx.Response) -> bytes:
