@@ -3,6 +3,7 @@ and the top-level boundary every HTTP request passes through."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import traceback
@@ -116,5 +117,6 @@ class Boundary:
             if not progress[0]:
                 body = error_body(500, f"internal error (request id {rid})", code="internal_error")
                 await respond(send_with_id, 500, body)
-            elif not progress[1]:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            elif not progress[1]:  # mid-answer: end it (the client may be gone already)
+                with contextlib.suppress(Exception):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
