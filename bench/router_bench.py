@@ -1,4 +1,5 @@
-"""Side-by-side throughput and added latency: nginx direct, XRouter, LiteLLM proxy.
+"""Side-by-side throughput and added latency: nginx direct, XRouter before and
+after (the code at ``--before``, default 54f51b1, and this checkout), LiteLLM proxy.
 
 One static nginx upstream on loopback serves a canned chat completion. wrk drives
 each server in turn with the same POST: requests/s at 32 connections, and latency
@@ -6,11 +7,12 @@ p50/p99 at 1 connection (added latency = server's minus nginx-direct's).
 
 XRouter runs with 1 worker and everything on: key auth, Redis limits (RPM and TPM,
 leased from Redis in blocks), usage rows to PostgreSQL, one JSON log line per
-request (to a file). LiteLLM's
-proxy (pinned, installed from PyPI into its own venv) runs with 1 worker and a
-master key.
+request (to a file). The "before" router is the same program from an exported copy
+of the ``--before`` commit (``git archive``), run from this venv with that copy
+first on ``PYTHONPATH``. LiteLLM's proxy (pinned, installed from PyPI into its own
+venv) runs with 1 worker and a master key.
 
-    python bench/router_bench.py [--duration 10] [--skip-litellm]
+    python bench/router_bench.py [--duration 10] [--before REF] [--skip-before] [--skip-litellm]
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from router.servers import Postgres, RedisServer, free_port, wait_port  # noqa: E402
 from xrouter_dev import procs  # noqa: E402
 
+BEFORE = "54f51b1"  # the last commit on aiohttp directly, before Starlette + httpx
 LITELLM = "litellm[proxy]==1.106.0"  # 1.106.10 needs a certifi newer than PyPI has here
 VENV = Path.home() / ".cache" / "xrouter" / "bench-venv"
 KEY = "sk-bench-key"
@@ -148,9 +151,21 @@ def _ms(text: str) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
-def measure(name: str, url: str, duration: int, tmp: Path, auth: str | None) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(
+    name: str, url: str, duration: int, tmp: Path, auth: str | None, pid: int | None = None
+) -> dict[str, Any]:
+    load = os.getloadavg()[0]
     wrk(url, 8, 2, tmp, auth)  # warm up connection pools and code paths
+    cpu = cpu_seconds(pid) if pid else 0.0
     many = wrk(url, 32, duration, tmp, auth)
+    # CPU per request: what the server spent, whatever else the shared machine ran.
+    cpu_us = (cpu_seconds(pid) - cpu) / max(many["rps"] * duration, 1) * 1e6 if pid else 0.0
     # Let the server finish the throughput run's after-work (XRouter writes that run's
     # last second of usage rows, ~4,000, to PostgreSQL) so it does not land in the
     # first tenth of a second of the latency run and set its p99.
@@ -162,14 +177,28 @@ def measure(name: str, url: str, duration: int, tmp: Path, auth: str | None) -> 
         "p50_1": one["p50"],
         "p99_1": one["p99"],
         "errors": many["errors"] + one["errors"],
+        "load": load,
+        "cpu_us": cpu_us,
     }
     print(f"  {name}: {result}", flush=True)
     return result
 
 
+def export(ref: str, tmp: Path) -> Path:
+    """The router package as of ``ref``, exported into ``tmp``; the dir for PYTHONPATH."""
+    dest = tmp / f"before-{ref}"
+    dest.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref, "router"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest / "router"
+
+
 def start_router(
-    tmp: Path, upstream: str, redis: RedisServer, pg: Postgres
+    tmp: Path, upstream: str, redis: RedisServer, pg: Postgres, db: str, code: Path | None = None
 ) -> tuple[subprocess.Popen[bytes], int]:
+    """``xrouter-router`` from this venv; ``code``: a router package dir to run instead."""
     port = free_port()
     config = {
         "providers": [{"name": "nginx", "type": "openai-compatible", "baseUrl": upstream + "/v1"}],
@@ -189,14 +218,16 @@ def start_router(
         **os.environ,
         "BENCH_KEY": KEY,
         "REDIS_URL": redis.url,
-        "DATABASE_URL": pg.dsn(),
+        "DATABASE_URL": pg.dsn(db),
         "XROUTER_LOG_LEVEL": "INFO",
     }
+    if code is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(code), *filter(None, [os.environ.get("PYTHONPATH")])])
     exe = Path(sys.executable).parent / "xrouter-router"
     proc = subprocess.Popen(
         [str(exe), "--config", str(tmp / "router.json"), "--port", str(port), "--workers", "1"],
         env=env,
-        stdout=(tmp / "router.log").open("wb"),
+        stdout=(tmp / f"router-{db}.log").open("wb"),
         stderr=subprocess.STDOUT,
     )
     wait_port(port, proc=proc)
@@ -248,9 +279,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--skip-litellm", action="store_true")
+    parser.add_argument("--before", default=BEFORE, help="the commit to compare against")
+    parser.add_argument("--skip-before", action="store_true")
     args = parser.parse_args()
     ensure_debs()
     tmp = Path(tempfile.mkdtemp(prefix="xrouter-bench-"))
+    before = None if args.skip_before else export(args.before, tmp)
     procs: list[subprocess.Popen[bytes]] = []
     redis, pg = RedisServer(), Postgres()
     results = []
@@ -267,22 +301,30 @@ def main() -> None:
         results.append(measure("nginx direct", upstream + path, args.duration, tmp, None))
         redis.start()
         pg.start()
-        router, router_port = start_router(tmp, upstream, redis, pg)
-        procs.append(router)
-        results.append(
-            measure(
-                "xrouter (1 worker, auth+redis limits+usage)",
-                f"http://127.0.0.1:{router_port}{path}",
-                args.duration,
-                tmp,
-                KEY,
+        versions: list[tuple[str, Path | None]] = [("after", None)]
+        if before is not None:
+            versions.insert(0, (f"before {args.before}", before))
+        for label, code in versions:
+            db = label.split(" ")[0]
+            pg.sql(f"CREATE DATABASE {db}")
+            subprocess.run(["redis-cli", "-u", redis.url, "flushall"], check=True, capture_output=True)
+            router, router_port = start_router(tmp, upstream, redis, pg, db, code)
+            procs.append(router)
+            results.append(
+                measure(
+                    f"xrouter {label} (1 worker, auth+redis limits+usage)",
+                    f"http://127.0.0.1:{router_port}{path}",
+                    args.duration,
+                    tmp,
+                    KEY,
+                    router.pid,
+                )
             )
-        )
-        time.sleep(2)  # one flush interval and then some
-        rows = pg.sql("SELECT count(*) FROM xrouter_usage")
-        print(f"  usage rows written by xrouter: {rows}", flush=True)
-        stop(router)
-        procs.remove(router)
+            time.sleep(2)  # one flush interval and then some
+            rows = pg.sql("SELECT count(*) FROM xrouter_usage", db)
+            print(f"  usage rows written by xrouter {label}: {rows}", flush=True)
+            stop(router)
+            procs.remove(router)
         if not args.skip_litellm:
             litellm, litellm_port = start_litellm(tmp, upstream)
             procs.append(litellm)
@@ -293,6 +335,7 @@ def main() -> None:
                     args.duration,
                     tmp,
                     KEY,
+                    litellm.pid,
                 )
             )
     finally:
@@ -308,28 +351,46 @@ def main() -> None:
 def report(results: list[dict[str, Any]]) -> None:
     base = results[0]
     print()
-    print("| server | req/s @32 conns | p50 @1 conn | p99 @1 conn | added p50 | added p99 | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| server | req/s @32 conns | p50 @1 conn | p99 @1 conn | added p50 | added p99 | errors "
+        "| CPU per request | load avg before |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         added50 = r["p50_1"] - base["p50_1"]
         added99 = r["p99_1"] - base["p99_1"]
+        cpu = f"{r['cpu_us']:.0f} µs" if r["cpu_us"] else "-"
         print(
             f"| {r['server']} | {r['rps32']:,.0f} | {r['p50_1']:.3f} ms | {r['p99_1']:.3f} ms | "
-            f"{added50:.3f} ms | {added99:.3f} ms | {r['errors']:.0f} |"
+            f"{added50:.3f} ms | {added99:.3f} ms | {r['errors']:.0f} | {cpu} | {r['load']:.1f} |"
         )
     print()
-    names = {r["server"].split(" ")[0]: r for r in results}
-    if "xrouter" in names:
-        x = names["xrouter"]
-        print(f"xrouter / nginx throughput: {x['rps32'] / base['rps32']:.2f}")
-        if "litellm" in names:
-            lite = names["litellm"]
-            print(f"xrouter / litellm throughput: {x['rps32'] / max(lite['rps32'], 1e-9):.1f}x")
-            lite_added = max(lite["p50_1"] - base["p50_1"], 1e-9)
-            print(
-                f"litellm / xrouter added p50 latency: "
-                f"{lite_added / max(x['p50_1'] - base['p50_1'], 1e-9):.1f}x"
-            )
+    named = {" ".join(r["server"].split(" ")[:2]): r for r in results}
+    after = named.get("xrouter after")
+    before = next((r for k, r in named.items() if k.startswith("xrouter before")), None)
+    lite = next((r for k, r in named.items() if k.startswith("litellm")), None)
+
+    def added(r: dict[str, Any]) -> float:
+        return max(r["p50_1"] - base["p50_1"], 1e-9)
+
+    if after is None:
+        return
+    print(f"xrouter after / nginx throughput: {after['rps32'] / base['rps32']:.3f}")
+    if before is not None:
+        print(f"xrouter after / before throughput: {after['rps32'] / max(before['rps32'], 1e-9):.2f}x")
+        print(
+            f"xrouter CPU per request, before -> after: {before['cpu_us']:.0f} µs -> {after['cpu_us']:.0f} µs"
+        )
+        print(f"xrouter added p50, before -> after: {added(before):.3f} ms -> {added(after):.3f} ms")
+    if lite is not None:
+        ratio = after["rps32"] / max(lite["rps32"], 1e-9)
+        verdict = "met" if ratio >= 25 else "NOT met"
+        print(f"xrouter after / litellm throughput: {ratio:.1f}x (target >= 25x: {verdict})")
+        if before is not None:
+            print(f"xrouter before / litellm throughput: {before['rps32'] / max(lite['rps32'], 1e-9):.1f}x")
+        print(f"litellm / xrouter after added p50 latency: {added(lite) / added(after):.1f}x")
+    verdict = "met" if added(after) < 0.6 else "NOT met"
+    print(f"xrouter after added p50 at 1 conn: {added(after):.3f} ms (target < 0.6 ms: {verdict})")
 
 
 if __name__ == "__main__":

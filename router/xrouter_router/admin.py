@@ -1,4 +1,5 @@
-"""The admin API for database keys, under the admin key:
+"""The admin API for database keys, under the admin key, on Starlette's
+Request/Response:
 
 - ``POST /admin/keys`` ``{"name", "limits"?}`` creates a key and returns it once;
 - ``GET /admin/keys`` lists keys (never their secrets);
@@ -14,21 +15,23 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import asyncpg
 import orjson
 from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
 
 from . import db
-from .asgi import Receive, Scope, Send, read_body, respond_json
 from .auth import bearer, hash_key
 from .config import Limits
+from .endpoints import json_response
 from .errors import APIError, bad_request
-
-if TYPE_CHECKING:
-    from .app import App
+from .state import State
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+MAX_BODY = 64 * 1024
 
 
 def _limits(data: Any) -> dict[str, Any]:
@@ -41,52 +44,66 @@ def _limits(data: Any) -> dict[str, Any]:
     return limits.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-async def handle(app: App, scope: Scope, receive: Receive, send: Send) -> None:
-    rt = app.runtime
-    raw = bearer(scope["headers"])
-    if rt.admin_sha256 is None:
-        raise APIError(404, "The admin API is disabled (no adminKey in the config)")
-    if raw is None or not hmac.compare_digest(hash_key(raw), rt.admin_sha256):
-        raise APIError(401, "Invalid admin key", code="invalid_api_key")
-    pool = app.usage.pool
-    if pool is None:
-        raise APIError(503, "The admin API needs the database")
-    method, path = scope["method"], scope["path"].rstrip("/")
-    if path == "/admin/keys" and method == "GET":
-        await respond_json(send, 200, {"object": "list", "data": await db.list_keys(pool)})
-        return
-    body = await read_body(scope, receive, 64 * 1024) if method in ("POST", "PATCH") else b""
+async def _json(request: Request) -> dict[str, Any]:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise APIError(413, f"request body exceeds {MAX_BODY} bytes", code="body_too_large")
     try:
         data = orjson.loads(body) if body else {}
     except orjson.JSONDecodeError:
         raise bad_request("request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise bad_request("request body must be a JSON object")
-    if path == "/admin/keys" and method == "POST":
+    return data
+
+
+class Admin:
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def _pool(self, request: Request) -> asyncpg.Pool:
+        rt = self.state.runtime
+        if rt.admin_sha256 is None:
+            raise APIError(404, "The admin API is disabled (no adminKey in the config)")
+        raw = bearer(request.scope["headers"])
+        if raw is None or not hmac.compare_digest(hash_key(raw), rt.admin_sha256):
+            raise APIError(401, "Invalid admin key", code="invalid_api_key")
+        pool = self.state.usage.pool
+        if pool is None:
+            raise APIError(503, "The admin API needs the database")
+        return pool
+
+    async def keys(self, request: Request) -> Response:
+        """``GET`` lists the keys, ``POST`` creates one."""
+        pool = self._pool(request)
+        if request.method == "GET":
+            return json_response(200, {"object": "list", "data": await db.list_keys(pool)})
+        data = await _json(request)
         name = data.get("name")
         if not isinstance(name, str) or not _NAME.match(name):
             raise bad_request("'name' must be 1-63 letters, digits, '.', '_' or '-'", "name")
         limits = _limits(data.get("limits"))
-        if name in app.keys.names():
+        if name in self.state.keys.names():
             raise APIError(409, f"a config key is already named {name!r}", param="name")
         key = "sk-xr-" + secrets.token_urlsafe(32)
         if not await db.create_key(pool, name, hash_key(key), limits):
             raise APIError(409, f"a key named {name!r} already exists", param="name")
-        await app.refresh_db_keys()
-        await respond_json(send, 201, {"name": name, "key": key, "limits": limits})
-        return
-    name = path.removeprefix("/admin/keys/")
-    if path.startswith("/admin/keys/") and method == "DELETE":
-        if not await db.revoke_key(pool, name):
-            raise APIError(404, f"no active key named {name!r}")
-        await app.refresh_db_keys()
-        await respond_json(send, 200, {"name": name, "revoked": True})
-        return
-    if path.startswith("/admin/keys/") and method == "PATCH":
-        limits = _limits(data.get("limits"))
+        await self.state.refresh_db_keys()
+        return json_response(201, {"name": name, "key": key, "limits": limits})
+
+    async def key(self, request: Request) -> Response:
+        """``PATCH`` sets a key's limits, ``DELETE`` revokes it."""
+        pool = self._pool(request)
+        name = request.path_params["name"]
+        if request.method == "DELETE":
+            if not await db.revoke_key(pool, name):
+                raise APIError(404, f"no active key named {name!r}")
+            await self.state.refresh_db_keys()
+            return json_response(200, {"name": name, "revoked": True})
+        limits = _limits((await _json(request)).get("limits"))
         if not await db.set_limits(pool, name, limits):
             raise APIError(404, f"no active key named {name!r}")
-        await app.refresh_db_keys()
-        await respond_json(send, 200, {"name": name, "limits": limits})
-        return
-    raise APIError(404, f"no admin route {method} {path}")
+        await self.state.refresh_db_keys()
+        return json_response(200, {"name": name, "limits": limits})

@@ -1,18 +1,28 @@
-"""Small ASGI helpers for the hot path: no Request/Response objects, no extra tasks."""
+"""Small ASGI helpers for the hot path (no Request/Response objects, no extra tasks)
+and the top-level boundary every HTTP request passes through."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import traceback
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
 
-from .errors import APIError
+from .errors import APIError, error_body
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# The scope key under which Boundary leaves the request's id for the endpoints.
+REQUEST_ID = "xrouter.request_id"
+log = logging.getLogger("xrouter.app")
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:
@@ -61,3 +71,52 @@ async def respond_json(
     send: Send, status: int, data: Any, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
     await respond(send, status, orjson.dumps(data), headers)
+
+
+class Boundary:
+    """Pure ASGI middleware: gives every HTTP request an id (``x-request-id`` on the
+    response, ``scope[REQUEST_ID]`` for the endpoints) and turns anything unexpected
+    into an OpenAI-shaped 500 carrying that id. The log line names the exception's
+    type and where it was raised, never its message or locals, which may hold a
+    credential or a prompt."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = os.urandom(16).hex()  # uuid4().hex's format, without building a UUID
+        scope[REQUEST_ID] = rid
+        rid_header = (b"x-request-id", rid.encode())
+        progress = [False, False]  # response started, response complete
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                progress[0] = True
+                message["headers"] = [*message.get("headers", ()), rid_header]
+            elif not message.get("more_body", False):
+                progress[1] = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            where = [
+                f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}"
+                for f in traceback.extract_tb(exc.__traceback__)
+            ]
+            fields = {
+                "msg": "unexpected error",
+                "request_id": rid,
+                "error": type(exc).__name__,
+                "where": where[-8:],
+            }
+            log.error("unexpected error", extra={"fields": fields})
+            if not progress[0]:
+                body = error_body(500, f"internal error (request id {rid})", code="internal_error")
+                await respond(send_with_id, 500, body)
+            elif not progress[1]:  # mid-answer: end it (the client may be gone already)
+                with contextlib.suppress(Exception):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})

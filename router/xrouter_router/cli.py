@@ -10,6 +10,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from . import logs
+from .clients import Clients
 from .config import load_config
 from .metrics import Metrics
 from .reload import _short
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     logs.setup(args.log_level.upper())
     try:
         config = load_config(args.config)
-        build(config, TargetRegistry(Metrics()))  # fail fast on missing secrets
+        build(config, TargetRegistry(Metrics()), Clients())  # fail fast on missing secrets
     except (ValidationError, ValueError, OSError) as exc:
         print(f"xrouter-router: invalid config {args.config}: {_short(exc)}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -48,6 +49,9 @@ def main(argv: list[str] | None = None) -> None:
         log_config=None,
         access_log=False,
         server_header=False,
+        # The router never reads the client's address, so uvicorn's X-Forwarded-*
+        # rewriting (a middleware layer on every request) would buy nothing.
+        proxy_headers=False,
         timeout_graceful_shutdown=int(config.server.drain_seconds + 0.999) or None,
         backlog=2048,
     )

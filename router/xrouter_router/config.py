@@ -55,11 +55,22 @@ class ProviderType(str, Enum):  # noqa: UP042 (str() of members is part of the c
 
 
 class Timeouts(CamelModel):
-    """Upstream timeouts in seconds."""
+    """Upstream timeouts in seconds, per attempt."""
 
-    connect: float = Field(default=5.0, gt=0)
-    first_byte: float = Field(default=60.0, gt=0)
-    total: float = Field(default=600.0, gt=0)
+    connect: float = Field(default=5.0, gt=0, description="Opening the connection.")
+    first_byte: float = Field(
+        default=60.0,
+        gt=0,
+        description="From sending the request to the answer starting: its headers, and for a stream "
+        "its first event.",
+    )
+    stream_idle: float = Field(
+        default=60.0,
+        gt=0,
+        description="The longest silence allowed once the answer has started (between stream events, "
+        "or while reading a body).",
+    )
+    total: float = Field(default=600.0, gt=0, description="The whole attempt.")
 
 
 class Provider(CamelModel):
@@ -169,6 +180,8 @@ class BreakerPolicy(CamelModel):
 class ServerConfig(CamelModel):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     drain_seconds: float = Field(default=30.0, ge=0)
+    # Log request and response bodies (logger xrouter.bodies, at debug level), with
+    # credentials redacted. Bodies hold prompts and completions: for debugging only.
     log_bodies: bool = False
 
 

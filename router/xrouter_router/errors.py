@@ -63,3 +63,39 @@ def error_body(status: int, message: str, *, param: str | None = None, code: str
 
 def bad_request(message: str, param: str | None = None) -> APIError:
     return APIError(400, message, param=param, code="invalid_request")
+
+
+class UpstreamFailure(Exception):
+    """An attempt failed in a way that allows trying again (or elsewhere).
+
+    ``breaker``: the failure counts against the target's circuit breaker.
+    ``retry``: the same target may be tried again (False: go straight to the next
+    target, e.g. when the provider refused the router's own credential)."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        breaker: bool,
+        retry: bool = True,
+        retry_after: float | None = None,
+        code: str = "upstream_error",
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.breaker = breaker
+        self.retry = retry
+        self.retry_after = retry_after
+        self.code = code
+
+
+class UpstreamRefusal(Exception):
+    """The upstream refused the request itself (4xx other than 401/403/408/409/429):
+    passed to the client, never retried."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body

@@ -48,6 +48,9 @@ def setup(level: str = "INFO") -> None:
         logger.handlers[:] = []
         logger.propagate = True
     logging.getLogger("uvicorn.access").disabled = True  # we log each request ourselves
+    # httpx logs every upstream request at INFO: a second line per request, with the
+    # upstream URL; our access line already says which provider answered.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
 
 
 def access(**fields: Any) -> None:

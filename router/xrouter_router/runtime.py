@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from .auth import KeyInfo, hash_key
 from .breaker import Breaker
+from .clients import Clients
 from .config import Price, RouterConfig
 from .metrics import Metrics
 from .providers import Adapter, Usage, make_adapter
@@ -63,13 +64,14 @@ class TargetRegistry:
         return state
 
 
-def build(config: RouterConfig, targets: TargetRegistry) -> Runtime:
+def build(config: RouterConfig, targets: TargetRegistry, clients: Clients) -> Runtime:
     """Compile a config. Raises ValueError (e.g. a missing secret) without side effects
-    on the running runtime."""
+    on the running runtime. Adapters share ``clients`` (one per provider name), so a
+    reload keeps the upstream connections."""
     adapters: dict[str, Adapter] = {}
     for p in config.providers:
         key = read_secret(p.api_key, f"providers[{p.name}].apiKey") if p.api_key else None
-        adapters[p.name] = make_adapter(p, key)
+        adapters[p.name] = make_adapter(p, key, clients)
     routes = {
         r.name: CompiledRoute(
             r.name,

@@ -11,7 +11,7 @@ from typing import Any
 import openai
 import pytest
 
-from .servers import FakeProvider, Postgres, RedisServer, Router
+from .servers import FakeProvider, Postgres, RedisServer, Router, ScriptedUpstream
 
 KEY = "sk-test-alpha"
 KEY2 = "sk-test-beta"
@@ -154,3 +154,11 @@ def start_router(tmp_path: Path) -> Iterator[StartRouter]:
 
 def client(router: Router, key: str = KEY, **kw: Any) -> openai.OpenAI:
     return openai.OpenAI(base_url=router.url + "/v1", api_key=key, max_retries=0, **kw)
+
+
+@pytest.fixture
+def scripted() -> Iterator[ScriptedUpstream]:
+    server = ScriptedUpstream()
+    server.start()
+    yield server
+    server.stop()

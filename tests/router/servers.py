@@ -4,6 +4,7 @@ the fake provider and router processes. Each can be stopped and started again.""
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 import signal
@@ -215,3 +216,100 @@ class Router:
             if all(f'{k}="{v}"' in head for k, v in labels.items()):
                 total += float(value)
         return total
+
+
+class ScriptedUpstream:
+    """A provider that misbehaves on purpose, in a thread of the test process (on
+    loopback). The requested model picks the behaviour:
+
+    - ``refuse-401``/``refuse-403``: refuses the router's credential, quoting it;
+    - ``garbage``: 200 with a body that is not JSON;
+    - ``trickle-<ms>``: a chat stream whose first event comes at once and the next
+      ones ``<ms>`` apart;
+    - anything else: a normal chat completion answering "ok".
+    """
+
+    QUOTED = "Incorrect API key provided: sk-upstream-secret"
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+        from collections import Counter
+
+        self.stats: Counter[str] = Counter()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))) or b"{}")
+                model = str(body.get("model", ""))
+                outer.stats[model] += 1
+                if model.startswith("refuse-"):
+                    status = int(model.split("-")[1])
+                    self._send(status, json.dumps({"error": {"message": outer.QUOTED}}).encode())
+                elif model == "garbage":
+                    self._send(200, b"<html>502 Bad Gateway</html>", "text/html")
+                elif model.startswith("trickle-"):
+                    self._trickle(int(model.split("-")[1]) / 1000, model)
+                else:
+                    self._send(200, json.dumps(_completion(model, "ok")).encode())
+
+            def _send(self, status: int, data: bytes, ctype: str = "application/json") -> None:
+                self.send_response(status)
+                self.send_header("content-type", ctype)
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _trickle(self, gap: float, model: str) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                words = ["one", " two", " three", " four"]
+                for i, word in enumerate(words):
+                    if i:
+                        time.sleep(gap)
+                    chunk = {
+                        "id": "c1",
+                        "object": "chat.completion.chunk",
+                        "created": 0,
+                        "model": model,
+                        "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}],
+                    }
+                    try:
+                        self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+                        self.wfile.flush()
+                    except OSError:  # the router gave up on us: that is the point of some tests
+                        return
+                self.wfile.write(b"data: [DONE]\n\n")
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _completion(model: str, text: str) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }

@@ -15,32 +15,83 @@ from .servers import FakeProvider
 MSG: Any = [{"role": "user", "content": "hi"}]
 
 
+def _fail(b: Breaker) -> None:
+    ticket = b.admit()
+    assert ticket is not None
+    b.failure(ticket)
+
+
 def test_breaker_opens_probes_and_closes() -> None:
     now = [0.0]
     b = Breaker(threshold=3, window=10, cooldown=5, clock=lambda: now[0])
     for _ in range(2):
-        b.failure()
-    assert b.state == CLOSED and b.allow()
-    b.failure()
-    assert b.state == OPEN and not b.allow()
+        _fail(b)
+    assert b.state == CLOSED and b.admit() is not None
+    _fail(b)
+    assert b.state == OPEN and b.admit() is None
     now[0] = 6
     assert b.state == HALF_OPEN
-    assert b.allow() and not b.allow()  # one probe at a time
-    b.failure()
+    probe = b.admit()
+    assert probe is not None and b.admit() is None  # one probe at a time
+    b.failure(probe)
     assert b.state == OPEN
     now[0] = 12
-    assert b.allow()
-    b.success()
+    probe = b.admit()
+    assert probe is not None
+    b.success(probe)
     assert b.state == CLOSED
 
 
 def test_failures_outside_the_window_do_not_count() -> None:
     now = [0.0]
     b = Breaker(threshold=2, window=1, cooldown=5, clock=lambda: now[0])
-    b.failure()
+    _fail(b)
     now[0] = 2
-    b.failure()
+    _fail(b)
     assert b.state == CLOSED
+
+
+def test_a_late_success_does_not_close_an_open_breaker() -> None:
+    """A request admitted while closed that succeeds after the breaker opened (it
+    was slow; others failed meanwhile) says nothing about the target now."""
+    now = [0.0]
+    b = Breaker(threshold=2, window=10, cooldown=5, clock=lambda: now[0])
+    slow = b.admit()
+    assert slow is not None
+    _fail(b)
+    _fail(b)
+    assert b.state == OPEN
+    b.success(slow)
+    assert b.state == OPEN and b.admit() is None
+    now[0] = 6
+    probe = b.admit()
+    assert probe is not None
+    b.success(slow)  # still not the probe's verdict
+    assert b.state == HALF_OPEN and b.admit() is None
+    b.success(probe)
+    assert b.state == CLOSED
+
+
+def test_only_the_probe_ends_half_open() -> None:
+    """Releases and failures of requests other than the probe neither free the probe's
+    slot (so a second probe could start) nor re-open the breaker."""
+    now = [0.0]
+    b = Breaker(threshold=1, window=10, cooldown=5, clock=lambda: now[0])
+    old = b.admit()
+    assert old is not None
+    _fail(b)
+    now[0] = 6
+    probe = b.admit()
+    assert probe is not None
+    b.release(old)  # e.g. that older request's client went away
+    assert b.admit() is None  # still exactly one probe
+    b.failure(old)
+    assert b.state == HALF_OPEN
+    b.release(probe)  # the probe ended without a verdict: the next request probes
+    second = b.admit()
+    assert second is not None and b.admit() is None
+    b.failure(second)
+    assert b.state == OPEN and b.admit() is None
 
 
 def _config(provider: FakeProvider, tmp: Path) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..clients import Clients
 from ..config import Provider, ProviderType
 from .anthropic import AnthropicAdapter
 from .base import Adapter, StreamTranslator, Usage
@@ -10,12 +11,14 @@ from .openai import AzureAdapter, OpenAIAdapter
 
 __all__ = ["Adapter", "StreamTranslator", "Usage", "make_adapter"]
 
+_TYPES: dict[ProviderType, type[Adapter]] = {
+    ProviderType.OPENAI: OpenAIAdapter,
+    ProviderType.OPENAI_COMPATIBLE: OpenAIAdapter,
+    ProviderType.AZURE_OPENAI: AzureAdapter,
+    ProviderType.ANTHROPIC: AnthropicAdapter,
+    ProviderType.MOCK: MockAdapter,
+}
 
-def make_adapter(provider: Provider, api_key: str | None) -> Adapter:
-    if provider.type is ProviderType.ANTHROPIC:
-        return AnthropicAdapter(provider, api_key)
-    if provider.type is ProviderType.AZURE_OPENAI:
-        return AzureAdapter(provider, api_key)
-    if provider.type is ProviderType.MOCK:
-        return MockAdapter(provider, api_key)
-    return OpenAIAdapter(provider, api_key)
+
+def make_adapter(provider: Provider, api_key: str | None, clients: Clients) -> Adapter:
+    return _TYPES[provider.type](provider, api_key, clients)

@@ -8,7 +8,8 @@ from typing import Any
 
 import orjson
 
-from ..errors import APIError, bad_request, error_body
+from .. import sse
+from ..errors import bad_request, error_body
 from .base import Adapter, Json, StreamTranslator, Usage
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -223,7 +224,7 @@ class AnthropicStream(StreamTranslator):
             "model": self.model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
         }
-        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+        return sse.encode(orjson.dumps(chunk))
 
     def feed(self, event: str | None, data: bytes, raw: bytes) -> bytes:
         try:
@@ -276,12 +277,12 @@ class AnthropicStream(StreamTranslator):
                     "choices": [],
                     "usage": _usage_json(self.usage),
                 }
-                out_bytes = b"data: " + orjson.dumps(chunk) + b"\n\n"
-            return out_bytes + b"data: [DONE]\n\n"
+                out_bytes = sse.encode(orjson.dumps(chunk))
+            return out_bytes + sse.DONE
         if kind == "error":
             err = ev.get("error") or {}
             self.done = True
-            return b"data: " + error_body(502, str(err.get("message", "upstream error"))) + b"\n\n"
+            return sse.encode(error_body(502, str(err.get("message", "upstream error"))))
         return b""
 
 
@@ -289,28 +290,29 @@ class AnthropicAdapter(Adapter):
     def supports(self, kind: str) -> bool:
         return kind == "chat"
 
-    def request(
-        self, kind: str, payload: Json, upstream_model: str, stream: bool
-    ) -> tuple[str, dict[str, str], bytes]:
-        headers = {
-            "content-type": "application/json",
-            "accept-encoding": "identity",
-            "anthropic-version": ANTHROPIC_VERSION,
-        }
+    def auth_headers(self) -> dict[str, str]:
+        headers = {"anthropic-version": ANTHROPIC_VERSION}
         if self.api_key:
             headers["x-api-key"] = self.api_key
-        body = to_anthropic(payload, upstream_model, stream)
-        path = "/messages" if self.base_url.endswith("/v1") else "/v1/messages"
-        return self.base_url + path, headers, orjson.dumps(body)
+        return headers
+
+    def url(self, kind: str, upstream_model: str) -> str:
+        return self.base_url + ("/messages" if self.base_url.endswith("/v1") else "/v1/messages")
+
+    def body(self, kind: str, payload: Json, upstream_model: str, stream: bool) -> bytes:
+        return orjson.dumps(to_anthropic(payload, upstream_model, stream))
 
     def response(self, kind: str, body: bytes) -> tuple[bytes, Usage]:
         try:
             data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise APIError(502, f"upstream {self.name} sent invalid JSON") from exc
+        except orjson.JSONDecodeError:
+            raise self.garbage("invalid JSON") from None
         if not isinstance(data, dict):
-            raise APIError(502, f"upstream {self.name} sent an unexpected answer")
-        out, usage = from_anthropic(data, str(data.get("model", "")))
+            raise self.garbage("an unexpected answer")
+        try:
+            out, usage = from_anthropic(data, str(data.get("model", "")))
+        except (AttributeError, TypeError, ValueError):  # a shape the Messages API never sends
+            raise self.garbage("an unexpected answer") from None
         return orjson.dumps(out), usage
 
     def translator(self, kind: str, include_usage: bool, public_model: str) -> StreamTranslator:

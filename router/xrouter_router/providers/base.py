@@ -1,14 +1,18 @@
-"""The adapter interface every provider type implements."""
+"""The adapter interface every provider type implements: how to call the upstream
+(``open``) and how to read its answers (``response``, ``translator``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import orjson
 
+from .. import sse
+from ..clients import Clients
 from ..config import Provider
-from ..errors import APIError
+from ..errors import UpstreamFailure
 
 Json = dict[str, Any]
 KINDS = ("chat", "completions", "embeddings")
@@ -59,36 +63,72 @@ class StreamTranslator:
                 if not chunk.get("choices"):
                     return b""  # the usage-only chunk we asked for on the client's behalf
                 chunk["usage"] = None
-                return b"data: " + orjson.dumps(chunk) + b"\n\n"
+                return sse.encode(orjson.dumps(chunk))
         return raw
 
 
 class Adapter:
-    """Builds upstream requests for one provider and reads its answers."""
+    """Calls one provider and reads its answers. Subclasses say how to address it
+    (``url``, ``auth_headers``, ``body``); ``open`` is the same for every HTTP
+    provider, and a local provider (the mock) overrides it."""
 
-    local = False  # the mock answers in-process
-
-    def __init__(self, provider: Provider, api_key: str | None) -> None:
+    def __init__(self, provider: Provider, api_key: str | None, clients: Clients) -> None:
         self.provider = provider
         self.api_key = api_key
         self.name = provider.name
         self.base_url = (provider.base_url or "").rstrip("/")
+        self._clients = clients
+        t = provider.timeouts
+        # The transport enforces connect (and waiting for a pooled connection); the
+        # first byte, the silences in a stream and the total are enforced by the
+        # attempt's own clock (upstream.py), so no socket read timeout here.
+        self._extensions: dict[str, Any] = {
+            "timeout": {"connect": t.connect, "read": None, "write": None, "pool": t.connect}
+        }
+        # Built once, already encoded: they never change per request (the credential
+        # is in them); only content-length is added per request.
+        static = {"content-type": "application/json", "accept-encoding": "identity", **self.auth_headers()}
+        self._headers = [(k.encode("ascii"), v.encode("latin-1")) for k, v in static.items()]
+        self._urls: dict[tuple[str, str], httpx.URL] = {}
 
     def supports(self, kind: str) -> bool:
         return kind in KINDS
 
-    def request(
-        self, kind: str, payload: Json, upstream_model: str, stream: bool
-    ) -> tuple[str, dict[str, str], bytes]:
-        """URL, headers and body for the upstream call."""
+    def auth_headers(self) -> dict[str, str]:
+        return {}
+
+    def url(self, kind: str, upstream_model: str) -> str:
         raise NotImplementedError
+
+    def body(self, kind: str, payload: Json, upstream_model: str, stream: bool) -> bytes:
+        raise NotImplementedError
+
+    async def open(self, kind: str, payload: Json, upstream_model: str, stream: bool) -> httpx.Response:
+        """Send the request; the response with its body not yet read. Raises
+        ``APIError`` (400) when the request cannot be expressed for this provider."""
+        content = self.body(kind, payload, upstream_model, stream)
+        url = self._urls.get((kind, upstream_model))
+        if url is None:
+            if len(self._urls) > 1000:
+                self._urls.clear()
+            url = self._urls[(kind, upstream_model)] = httpx.URL(self.url(kind, upstream_model))
+        # stream= rather than content=: the headers are complete here, so httpx need not
+        # re-derive and re-normalise them (content-length, host) on every request.
+        request = httpx.Request("POST", url, stream=httpx.ByteStream(content), extensions=self._extensions)
+        # Set after construction: Request() would copy them, and then work out their
+        # encoding again when the transport reads them; they are ASCII, by construction.
+        request.headers = httpx.Headers(
+            [*self._headers, (b"content-length", str(len(content)).encode())], encoding="ascii"
+        )
+        request.read()  # in memory already: lets the transport send it as one body
+        return await self._clients.get(self.name).send(request, stream=True)
 
     def response(self, kind: str, body: bytes) -> tuple[bytes, Usage]:
         """The OpenAI-shaped body for the client, and the usage it reports."""
         try:
             data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise APIError(502, f"upstream {self.name} sent invalid JSON") from exc
+        except orjson.JSONDecodeError:
+            raise self.garbage("invalid JSON") from None
         return body, usage_from_openai(data)
 
     def translator(self, kind: str, include_usage: bool, public_model: str) -> StreamTranslator:
@@ -97,3 +137,8 @@ class Adapter:
     def error_body(self, status: int, body: bytes) -> bytes:
         """An upstream error body in OpenAI's shape."""
         return body
+
+    def garbage(self, what: str) -> UpstreamFailure:
+        """The upstream answered 200 with something unreadable: a failed attempt,
+        retried and failed over like a 5xx."""
+        return UpstreamFailure(502, f"upstream {self.name} sent {what}", breaker=True)

@@ -9,8 +9,10 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import orjson
 
+from .. import sse
 from .base import Adapter, Json
 
 
@@ -36,7 +38,14 @@ def _last_user_text(payload: Json) -> str:
 
 
 class MockAdapter(Adapter):
-    local = True
+    """Answers in this process: ``open`` builds the response instead of sending a
+    request, and everything after it (reading, streaming, accounting) is the same
+    code path as for a real provider."""
+
+    async def open(self, kind: str, payload: Json, upstream_model: str, stream: bool) -> httpx.Response:
+        if stream:
+            return httpx.Response(200, content=self.stream(payload, upstream_model))
+        return httpx.Response(200, content=self.answer(kind, payload, upstream_model))
 
     def answer(self, kind: str, payload: Json, upstream_model: str) -> bytes:
         now = int(time.time())
@@ -96,7 +105,7 @@ class MockAdapter(Adapter):
                 "choices": choices,
                 "usage": usage,
             }
-            return b"data: " + orjson.dumps(body) + b"\n\n"
+            return sse.encode(orjson.dumps(body))
 
         text = _last_user_text(payload)
         words = text.split(" ")
@@ -113,4 +122,4 @@ class MockAdapter(Adapter):
                 "total_tokens": prompt + completion,
             },
         )
-        yield b"data: [DONE]\n\n"
+        yield sse.DONE

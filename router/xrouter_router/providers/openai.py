@@ -23,32 +23,28 @@ def _body(payload: Json, upstream_model: str, stream: bool) -> bytes:
 
 
 class OpenAIAdapter(Adapter):
-    _headers: dict[str, str] | None = None  # built once: they never change per request
+    def auth_headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
-    def request(
-        self, kind: str, payload: Json, upstream_model: str, stream: bool
-    ) -> tuple[str, dict[str, str], bytes]:
-        headers = self._headers
-        if headers is None:
-            headers = {"content-type": "application/json", "accept-encoding": "identity"}
-            if self.api_key:
-                headers["authorization"] = f"Bearer {self.api_key}"
-            self._headers = headers
-        return self.base_url + _PATHS[kind], headers, _body(payload, upstream_model, stream)
+    def url(self, kind: str, upstream_model: str) -> str:
+        return self.base_url + _PATHS[kind]
+
+    def body(self, kind: str, payload: Json, upstream_model: str, stream: bool) -> bytes:
+        return _body(payload, upstream_model, stream)
 
 
 class AzureAdapter(Adapter):
     """Azure OpenAI: the upstream model is the deployment name, and every URL carries
     the api-version."""
 
-    def request(
-        self, kind: str, payload: Json, upstream_model: str, stream: bool
-    ) -> tuple[str, dict[str, str], bytes]:
-        headers = {"content-type": "application/json", "accept-encoding": "identity"}
-        if self.api_key:
-            headers["api-key"] = self.api_key
-        url = (
+    def auth_headers(self) -> dict[str, str]:
+        return {"api-key": self.api_key} if self.api_key else {}
+
+    def url(self, kind: str, upstream_model: str) -> str:
+        return (
             f"{self.base_url}/openai/deployments/{upstream_model}{_PATHS[kind]}"
             f"?api-version={self.provider.api_version}"
         )
-        return url, headers, _body(payload, upstream_model, stream)
+
+    def body(self, kind: str, payload: Json, upstream_model: str, stream: bool) -> bytes:
+        return _body(payload, upstream_model, stream)

@@ -1,0 +1,37 @@
+"""``Call``: everything about one client request on an LLM endpoint, filled in as
+it progresses and read once at the end for metrics, the usage row and the log."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from .auth import KeyInfo
+from .metrics import UNKNOWN
+from .providers import Usage
+
+
+@dataclass(slots=True)
+class Call:
+    request_id: str
+    started: float
+    kind: str
+    model: str = UNKNOWN  # label value: a configured model or "unknown"
+    provider: str = "none"
+    upstream_model: str = ""
+    key: KeyInfo | None = None
+    status: int = 0
+    stream: bool = False
+    log_bodies: bool = False  # server.logBodies
+    upstream_seconds: float = 0.0
+    ttft: float | None = None
+    usage: Usage = field(default_factory=Usage)
+    answered: bool = False  # the final body has been handed to the server
+    disconnected: bool = False
+    watcher: asyncio.Task[None] | None = None
+
+    def meta(self) -> list[tuple[bytes, bytes]]:
+        """Response headers about the router's own share of the time so far."""
+        overhead = time.perf_counter() - self.started - self.upstream_seconds
+        return [(b"x-xrouter-overhead-ms", f"{overhead * 1000:.3f}".encode())]

@@ -1,0 +1,91 @@
+"""The retry and failover loop: the requested model's targets in the strategy's
+order, each tried up to ``maxRetries`` more times with jittered backoff while its
+breaker admits it, then the model's fallbacks the same way. Only before the first
+byte of the answer has gone to the client."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+from .asgi import Scope, Send, header, respond
+from .call import Call
+from .errors import APIError, UpstreamFailure, UpstreamRefusal
+from .metrics import Metrics
+from .runtime import Runtime
+from .upstream import attempt
+
+
+async def serve(
+    call: Call, rt: Runtime, metrics: Metrics, payload: dict[str, Any], scope: Scope, send: Send
+) -> None:
+    route = rt.routes[call.model]
+    hash_value: str | None
+    if route.hash_key == "user":
+        user = payload.get("user")
+        hash_value = user if isinstance(user, str) else None
+    else:
+        raw = header(scope, route.hash_key[7:].lower().encode())
+        hash_value = raw.decode("latin-1") if raw is not None else None
+    retry = rt.config.retry
+    last: UpstreamFailure | None = None
+    for i, name in enumerate([call.model, *route.fallbacks]):
+        if i:
+            metrics.child(metrics.fallbacks, call.model).inc()
+        for target in rt.routes[name].order(hash_value):
+            adapter = rt.adapters[target.provider]
+            if not adapter.supports(call.kind):
+                continue
+            retries = adapter.provider.max_retries
+            breaker = target.breaker
+            for n in range(retries + 1):
+                ticket = breaker.admit()
+                if ticket is None:
+                    break
+                call.provider, call.upstream_model = target.provider, target.upstream_model
+                try:
+                    await attempt(call, adapter, target, payload, send)
+                except UpstreamFailure as exc:
+                    last = exc
+                    if exc.breaker:
+                        breaker.failure(ticket)
+                    else:
+                        breaker.release(ticket)
+                    if not exc.retry:
+                        break
+                except UpstreamRefusal as exc:
+                    breaker.release(ticket)
+                    call.status = exc.status
+                    await respond(send, exc.status, exc.body, call.meta())
+                    return
+                except BaseException:  # a 400 from the adapter, the client leaving, a bug
+                    breaker.release(ticket)
+                    raise
+                else:
+                    breaker.success(ticket)
+                    return
+                if n == retries:
+                    break
+                delay = min(retry.max_delay_seconds, retry.base_delay_seconds * 2**n)
+                delay *= 0.5 + random.random() / 2
+                if last.retry_after is not None:
+                    if last.retry_after > retry.max_delay_seconds:
+                        break  # too long to wait here: try elsewhere
+                    delay = max(delay, last.retry_after)
+                metrics.child(metrics.retries, call.model, target.provider).inc()
+                await asyncio.sleep(delay)
+    if last is None:
+        call.provider = "none"
+        error = APIError(
+            503, "No upstream is available for this model (circuit open)", code="upstream_unavailable"
+        )
+    else:
+        error = APIError(
+            last.status,
+            last.message,
+            code=last.code,
+            retry_after=last.retry_after if last.status == 429 else None,
+        )
+    call.status = error.status
+    await respond(send, error.status, error.body(), error.headers()[1:] + call.meta())

@@ -1,0 +1,70 @@
+"""``State``: what the endpoints share, passed to them explicitly: the compiled
+config (``runtime``, swapped whole on reload), the keys, the limiter, the usage
+recorder, the breakers (in ``targets``), the upstream clients and the metrics."""
+
+from __future__ import annotations
+
+import logging
+
+from redis.asyncio import Redis
+
+from . import db
+from .auth import KeyInfo, KeyStore
+from .clients import Clients
+from .config import Limits, RouterConfig
+from .limits import Limiter
+from .metrics import Metrics
+from .runtime import Runtime, TargetRegistry, build
+from .secrets import override
+from .usage import UsageRecorder
+
+log = logging.getLogger("xrouter.state")
+
+
+class State:
+    def __init__(self, config: RouterConfig) -> None:
+        self.metrics = Metrics()
+        self.targets = TargetRegistry(self.metrics)
+        self.clients = Clients()
+        self.runtime: Runtime = build(config, self.targets, self.clients)
+        self.keys = KeyStore(self.runtime.keys)
+        redis_url = override("REDIS_URL", config.redis.url, "redis.url")
+        dsn = override("DATABASE_URL", config.database.url, "database.url")
+        redis = (
+            Redis.from_url(redis_url, socket_timeout=0.5, socket_connect_timeout=0.5) if redis_url else None
+        )
+        total = max(p.timeouts.total for p in config.providers)
+        d = config.database
+        self.usage = UsageRecorder(dsn, self.metrics, d.spill_dir, d.batch_size, d.flush_interval_seconds)
+        self.limiter = Limiter(redis, config.redis.fail_mode, self.metrics, total, self.usage.spent)
+        self.ready = False
+        self._budgets()
+
+    def apply(self, config: RouterConfig) -> None:
+        """Swap in a new config (raises, leaving the old one, if it cannot be built)."""
+        runtime = build(config, self.targets, self.clients)
+        self.runtime = runtime
+        self.keys.config_keys = runtime.keys
+        self.limiter.fail_mode = config.redis.fail_mode
+        self._budgets()
+
+    def _budgets(self) -> None:
+        keys = [*self.keys.config_keys.values(), *self.keys.db_keys.values()]
+        self.usage.budget_keys = {k.name for k in keys if k.limits.budget_usd is not None}
+
+    async def refresh_db_keys(self) -> None:
+        if self.usage.pool is None:
+            return
+        try:
+            rows = await db.active_keys(self.usage.pool)
+        except Exception as exc:  # the database may be down; keep the keys we have
+            log.warning("could not refresh keys from the database: %s", type(exc).__name__)
+            return
+        fresh: dict[str, KeyInfo] = {}
+        for name, sha, limits in rows:
+            try:
+                fresh[sha] = KeyInfo(name, sha, Limits.model_validate(limits))
+            except ValueError:
+                log.warning("database key %s has invalid limits; skipped", name)
+        self.keys.db_keys = fresh
+        self._budgets()
