@@ -17,29 +17,15 @@ from typing import Any
 import kopf
 
 from . import metrics
+from .kinds import WATCHED_CHILDREN
 from .kube import Kube, KubeError
 from .models import GROUP, PLURAL, VERSION
+from .naming import INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER
 from .reconcile import Reconciler
-from .render import INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER
 
 log = logging.getLogger("xrouter_operator")
 
 Key = tuple[str, str]
-
-CHILDREN = (
-    ("", "v1", "serviceaccounts"),
-    ("", "v1", "secrets"),
-    ("", "v1", "configmaps"),
-    ("", "v1", "services"),
-    ("", "v1", "pods"),
-    ("apps", "v1", "deployments"),
-    ("autoscaling", "v2", "horizontalpodautoscalers"),
-    ("networking.k8s.io", "v1", "networkpolicies"),
-    ("policy", "v1", "poddisruptionbudgets"),
-    ("batch", "v1", "cronjobs"),
-    ("batch", "v1", "jobs"),
-)
-
 
 _tasks: set[asyncio.Task[None]] = set()
 
@@ -155,11 +141,11 @@ async def _child(namespace: str | None, labels: Mapping[str, str], **_: Any) -> 
     _queue.add((namespace, instance))
 
 
-for _group, _version, _plural in CHILDREN:
+for _kind in WATCHED_CHILDREN:
     kopf.on.event(
-        _group,
-        _version,
-        _plural,
-        id=f"child-{_plural}",
+        _kind.group,
+        _kind.version,
+        _kind.plural,
+        id=f"child-{_kind.plural}",
         labels={MANAGED_BY_LABEL: MANAGER, INSTANCE_LABEL: kopf.PRESENT},
     )(_child)

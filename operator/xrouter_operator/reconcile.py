@@ -20,30 +20,28 @@ from typing import Any
 
 from . import metrics
 from .apply import first_difference, owned_by
+from .kinds import MONITORING_GROUP_VERSION, OPTIONAL_KINDS, PRUNABLE
 from .kube import Kube, KubeError
 from .models import API_VERSION, KIND, XRouter, secret_refs
-from .render import (
+from .naming import (
     ADMIN_KEY_FIELD,
     INSTANCE_LABEL,
-    MANAGED_BY_LABEL,
     MANAGER,
     ROTATE_ANNOTATION,
     ROTATION_ANNOTATION,
-    RenderError,
-    RenderInputs,
     admin_secret_name,
+    backup_cronjob_name,
+    children_selector,
     endpoint,
-    parse,
-    render,
     selector_string,
 )
+from .parsing import RenderError, parse
+from .render import RenderInputs, render
 from .status import Observed, Problems, backup_facts, compute_status, container_restarts, status_patch
 
 log = logging.getLogger("xrouter_operator")
 
 Obj = dict[str, Any]
-PRUNABLE = ("HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy", "CronJob")
-MONITORING_KINDS = ("ServiceMonitor", "PrometheusRule")
 # A conflict on one of these means the Deployment would run with someone else's config.
 BLOCKING = {"ServiceAccount", "Secret", "ConfigMap"}
 
@@ -86,7 +84,7 @@ class Reconciler:
     def monitoring_kinds(self) -> frozenset[str]:
         at, kinds = self._monitoring
         if time.monotonic() - at > 60:
-            kinds = frozenset(self.kube.api_resources("monitoring.coreos.com/v1") & set(MONITORING_KINDS))
+            kinds = frozenset(self.kube.api_resources(MONITORING_GROUP_VERSION) & OPTIONAL_KINDS)
             self._monitoring = (time.monotonic(), kinds)
         return kinds
 
@@ -224,8 +222,9 @@ class Reconciler:
     def _prune(
         self, namespace: str, name: str, uid: str, desired: set[tuple[str, str]], writes: list[str]
     ) -> None:
-        sel = f"{MANAGED_BY_LABEL}={MANAGER},{INSTANCE_LABEL}={name}"
-        for kind in PRUNABLE + tuple(sorted(self.monitoring_kinds())):
+        sel = children_selector(name)
+        present = self.monitoring_kinds()
+        for kind in [k.kind for k in PRUNABLE if not k.optional or k.kind in present]:
             for obj in self.kube.list(kind, namespace, sel):
                 m = obj["metadata"]
                 if owned_by(obj, uid) and (kind, m["name"]) not in desired:
@@ -247,7 +246,7 @@ class Reconciler:
             return obj if obj is not None and owned_by(obj, uid) else None
 
         dep = owned("Deployment", name)
-        cron = owned("CronJob", f"{name}-backup")
+        cron = owned("CronJob", backup_cronjob_name(name))
         jobs: list[Obj] = []
         if cron is not None:
             cuid = cron["metadata"]["uid"]

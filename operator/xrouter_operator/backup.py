@@ -1,0 +1,105 @@
+"""Builders of the database backup: the PersistentVolumeClaim and the pg_dump CronJob."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .models import XRouter
+from .naming import backup_cronjob_name, backup_pvc_name, labels, meta
+from .routerconfig import _secret_env
+from .workload import restricted_container_security
+
+Manifest = dict[str, Any]
+
+BACKUP_SCRIPT = """\
+set -euo pipefail
+f="/backup/xrouter-$(date -u +%Y%m%dT%H%M%SZ).sql.gz"
+pg_dump --no-owner --no-privileges --dbname="$DATABASE_URL" | gzip > "$f.partial"
+mv "$f.partial" "$f"
+echo "wrote $f"
+ls -1t /backup/xrouter-*.sql.gz | tail -n +$((RETENTION + 1)) | while read -r old; do
+  rm -f -- "$old"; echo "removed $old"
+done
+"""
+
+
+def backup_pvc(xr: XRouter) -> Manifest:
+    assert xr.spec.backup is not None
+    s = xr.spec.backup.storage
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": s.size}}}
+    if s.storage_class_name:
+        spec["storageClassName"] = s.storage_class_name
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": meta(xr, backup_pvc_name(xr), "backup"),
+        "spec": spec,
+    }
+
+
+def backup_cronjob(xr: XRouter) -> Manifest:
+    b = xr.spec.backup
+    db = xr.spec.database
+    assert b is not None and db is not None
+    name = xr.metadata.name
+    pod_labels = labels(name, "backup")
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": meta(xr, backup_cronjob_name(name), "backup"),
+        "spec": {
+            "schedule": b.schedule,
+            "suspend": b.suspend,
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": 600,
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {
+                "metadata": {"labels": pod_labels},
+                "spec": {
+                    "backoffLimit": 2,
+                    "activeDeadlineSeconds": 3600,
+                    "template": {
+                        "metadata": {"labels": pod_labels},
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "serviceAccountName": name,
+                            "automountServiceAccountToken": False,
+                            "securityContext": {
+                                "runAsNonRoot": True,
+                                "runAsUser": 70,
+                                "runAsGroup": 70,
+                                "fsGroup": 70,
+                                "seccompProfile": {"type": "RuntimeDefault"},
+                            },
+                            "containers": [
+                                {
+                                    "name": "pg-dump",
+                                    "image": b.image,
+                                    "command": ["/bin/sh", "-c", BACKUP_SCRIPT],
+                                    "env": [
+                                        _secret_env(
+                                            "DATABASE_URL", db.url_secret_ref.name, db.url_secret_ref.key
+                                        ),
+                                        {"name": "RETENTION", "value": str(b.retention)},
+                                    ],
+                                    "securityContext": restricted_container_security(),
+                                    "volumeMounts": [
+                                        {"name": "backup", "mountPath": "/backup"},
+                                        {"name": "tmp", "mountPath": "/tmp"},
+                                    ],
+                                }
+                            ],
+                            "volumes": [
+                                {
+                                    "name": "backup",
+                                    "persistentVolumeClaim": {"claimName": backup_pvc_name(xr)},
+                                },
+                                {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                            ],
+                        },
+                    },
+                },
+            },
+        },
+    }
