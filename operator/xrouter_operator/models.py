@@ -19,7 +19,7 @@ Argo CD's diff.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -164,6 +164,10 @@ class XRouterStatus(ApiModel):
     selector: str | None = None
     endpoint: str | None = None
     last_backup: LastBackup | None = None
+
+    def wire(self) -> dict[str, Any]:
+        """The status as the API stores it (camelCase, unset fields left out)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 class ObjectMeta(BaseModel):

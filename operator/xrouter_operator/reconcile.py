@@ -170,7 +170,7 @@ class Reconciler:
             endpoint=endpoint(xr) if xr else "",
             selector=selector_string(name),
             now=self.clock(),
-        )
+        ).wire()
         patch = status_patch(old_status, status)
         if patch is not None:
             self.kube.patch_status(namespace, name, patch)
@@ -278,7 +278,8 @@ class Reconciler:
             events.append(("Normal", "Suspended", p_after[2]))
         r_before, r_after = cond(old, "Ready"), cond(new, "Ready")
         if r_after[0] != r_before[0] and r_after[0]:
-            events.append(("Normal" if r_after[0] == "True" else "Warning", "Ready" + r_after[0], r_after[2]))
+            calm = r_after[0] == "True" or r_after[1] == "ScaledToZero"  # scaling to 0 is a choice
+            events.append(("Normal" if calm else "Warning", "Ready" + r_after[0], r_after[2]))
         meta = body["metadata"]
         now = self.clock()
         for type_, reason, message in events:
