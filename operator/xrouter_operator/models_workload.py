@@ -138,7 +138,10 @@ class Autoscaling(ApiModel):
     enabled: bool = False
     min_replicas: int = Field(default=2, ge=1, le=1000)
     max_replicas: int = Field(default=10, ge=1, le=1000)
-    target_cpu_utilization_percentage: int | None = Field(default=70, ge=1, le=1000)
+    # Spelled as in every Helm chart (the camelCase alias generator would say "Cpu").
+    target_cpu_utilization_percentage: int | None = Field(
+        default=70, ge=1, le=1000, alias="targetCPUUtilizationPercentage"
+    )
     target_memory_utilization_percentage: int | None = Field(default=None, ge=1, le=1000)
     target_requests_per_second: int | None = Field(
         default=None,
