@@ -39,10 +39,32 @@ class Resources(ApiModel):
     limits: dict[str, Quantity] = Field(default_factory=lambda: dict[str, int | str](memory="512Mi"))
 
 
+# The operator sets variables under this prefix (secrets, keys); a user's copy would
+# duplicate the name and one of the two would silently win.
+RESERVED_ENV_PREFIX = "XR_"
+
+
 class EnvVar(ApiModel):
-    name: str = Field(pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+    model_config = cel(
+        (
+            f"!self.name.startsWith('{RESERVED_ENV_PREFIX}')",
+            f"spec.pods.env[].name: names starting with {RESERVED_ENV_PREFIX} are reserved for the operator",
+            ".name",
+        ),
+    )
+
+    name: str = Field(pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", max_length=256)
     value: str | None = None
     value_from: Json | None = Field(default=None, description="As in a container's env[].valueFrom.")
+
+    @model_validator(mode="after")
+    def _not_reserved(self) -> EnvVar:
+        if self.name.startswith(RESERVED_ENV_PREFIX):
+            raise ValueError(
+                f"spec.pods.env[].name: {self.name!r} is reserved: names starting with "
+                f"{RESERVED_ENV_PREFIX} are set by the operator"
+            )
+        return self
 
 
 class Toleration(ApiModel):
@@ -68,7 +90,7 @@ class Pods(ApiModel):
     resources: Resources = Resources()
     annotations: dict[str, str] = Field(default={}, max_length=64)
     labels: dict[str, str] = Field(default={}, max_length=32)
-    env: list[EnvVar] = []
+    env: list[EnvVar] = Field(default=[], max_length=128)  # bounded for the CEL cost budget
     node_selector: dict[str, str] = {}
     tolerations: list[Toleration] = []
     affinity: Json | None = None

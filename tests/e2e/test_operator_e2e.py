@@ -516,6 +516,11 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "spec.models[].fallbacks",
     ),
     ("unknown field", {"replica": 2}, "spec.replica"),
+    (
+        "operator's env name",
+        {"pods": {"env": [{"name": "XR_ADMIN_KEY", "value": "mine"}]}},
+        "names starting with XR_ are reserved",
+    ),
 ]
 
 

@@ -64,6 +64,8 @@ INVALID = [
         "allowedModels",
     ),
     ({"unknownField": 1}, "unknownField"),
+    ({"pods": {"env": [{"name": "XR_ADMIN_KEY", "value": "mine"}]}}, "spec.pods.env"),
+    ({"pods": {"env": [{"name": "XR_KEY_TEAM_A", "value": "k"}]}}, "reserved"),
 ]
 
 
