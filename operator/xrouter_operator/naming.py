@@ -17,6 +17,8 @@ CHECKSUM_ANNOTATION = "xrouter.io/config-checksum"
 ADMIN_KEY_FIELD = "admin-key"
 HTTP_PORT = 8080
 METRICS_SERVICE_PORT = 8080
+# The Service's metrics port when spec.service.port takes 8080 (two ports cannot share a number).
+METRICS_SERVICE_PORT_ALT = 9090
 CONFIG_DIR = "/etc/xrouter"
 SPILL_DIR = "/var/lib/xrouter/spill"
 RUN_AS = 10001
@@ -42,6 +44,10 @@ def selector_string(name: str) -> str:
 def children_selector(name: str) -> str:
     """Every child of the XRouter ``name`` (what prune lists)."""
     return f"{MANAGED_BY_LABEL}={MANAGER},{INSTANCE_LABEL}={name}"
+
+
+def metrics_service_port(http_port: int) -> int:
+    return METRICS_SERVICE_PORT_ALT if http_port == METRICS_SERVICE_PORT else METRICS_SERVICE_PORT
 
 
 def endpoint(xr: XRouter) -> str:

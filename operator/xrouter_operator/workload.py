@@ -12,7 +12,6 @@ from .naming import (
     CHECKSUM_ANNOTATION,
     CONFIG_DIR,
     HTTP_PORT,
-    METRICS_SERVICE_PORT,
     ROTATION_ANNOTATION,
     RUN_AS,
     SPILL_DIR,
@@ -20,6 +19,7 @@ from .naming import (
     config_map_name,
     labels,
     meta,
+    metrics_service_port,
     selector,
 )
 
@@ -205,12 +205,16 @@ def service(xr: XRouter) -> Manifest:
         "spec": {
             "type": xr.spec.service.type,
             "selector": selector(xr.metadata.name),
+            # Always a port named metrics: the ServiceMonitor scrapes it by name.
             "ports": [
                 {"name": "http", "port": xr.spec.service.port, "targetPort": "http", "protocol": "TCP"},
-                {"name": "metrics", "port": METRICS_SERVICE_PORT, "targetPort": "http", "protocol": "TCP"},
-            ]
-            if xr.spec.service.port != METRICS_SERVICE_PORT
-            else [{"name": "http", "port": xr.spec.service.port, "targetPort": "http", "protocol": "TCP"}],
+                {
+                    "name": "metrics",
+                    "port": metrics_service_port(xr.spec.service.port),
+                    "targetPort": "http",
+                    "protocol": "TCP",
+                },
+            ],
         },
     }
 
