@@ -31,11 +31,24 @@ Manifest = dict[str, Any]
 class RenderInputs:
     """What render needs besides the XRouter, read from the cluster by the caller."""
 
-    admin_key: str = "generated-by-the-operator"
+    # The admin key for the Secret. None (an offline render): the Secret is left out, so
+    # a render piped to kubectl can never install a key that is written down somewhere.
+    admin_key: str | None = None
     # Value of the rotate annotation the current admin key was generated for.
     admin_key_rotation: str = ""
     # Prometheus operator kinds that exist: "ServiceMonitor", "PrometheusRule".
     monitoring_kinds: frozenset[str] = field(default_factory=frozenset)
+
+
+def pod_checksum(config_json: str, inputs: RenderInputs) -> str:
+    """The pod template's checksum: pods roll when the config or the admin key changes.
+
+    The key enters only as its own SHA-256 inside this digest, so the pod template never
+    carries anything derived from it that could be checked against a guess cheaply."""
+    facts: dict[str, str] = {"config": config_json, "adminKeyRotation": inputs.admin_key_rotation}
+    if inputs.admin_key is not None:
+        facts["adminKey"] = hashlib.sha256(inputs.admin_key.encode()).hexdigest()
+    return hashlib.sha256(json.dumps(facts).encode()).hexdigest()
 
 
 def render(xr: XRouter, inputs: RenderInputs | None = None) -> list[Manifest]:
@@ -43,17 +56,15 @@ def render(xr: XRouter, inputs: RenderInputs | None = None) -> list[Manifest]:
     inputs = inputs or RenderInputs()
     config, env = router_config(xr)
     config_json = rc.dump_config(config)
-    checksum = hashlib.sha256(
-        json.dumps({"config": config_json, "adminKeyRotation": inputs.admin_key_rotation}).encode()
-    ).hexdigest()
     spec = xr.spec
     out = [
         workload.service_account(xr),
-        workload.admin_secret(xr, inputs),
         workload.config_map(xr, config_json),
         workload.service(xr),
-        workload.deployment(xr, env, checksum),
+        workload.deployment(xr, env, pod_checksum(config_json, inputs)),
     ]
+    if inputs.admin_key is not None:
+        out.append(workload.admin_secret(xr, inputs.admin_key, inputs.admin_key_rotation))
     if spec.autoscaling.enabled:
         out.append(workload.hpa(xr))
     if spec.pod_disruption_budget.enabled:

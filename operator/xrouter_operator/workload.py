@@ -4,7 +4,7 @@ Service, Deployment and HorizontalPodAutoscaler. Pure: no API calls."""
 from __future__ import annotations
 
 import base64
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .models import XRouter
 from .naming import (
@@ -22,9 +22,6 @@ from .naming import (
     metrics_service_port,
     selector,
 )
-
-if TYPE_CHECKING:
-    from .render import RenderInputs
 
 Manifest = dict[str, Any]
 
@@ -48,7 +45,7 @@ def service_account(xr: XRouter) -> Manifest:
     }
 
 
-def admin_secret(xr: XRouter, inputs: RenderInputs) -> Manifest:
+def admin_secret(xr: XRouter, admin_key: str, rotation: str) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -56,10 +53,10 @@ def admin_secret(xr: XRouter, inputs: RenderInputs) -> Manifest:
             xr,
             admin_secret_name(xr.metadata.name),
             "router",
-            annotations={ROTATION_ANNOTATION: inputs.admin_key_rotation},
+            annotations={ROTATION_ANNOTATION: rotation},
         ),
         "type": "Opaque",
-        "data": {ADMIN_KEY_FIELD: base64.b64encode(inputs.admin_key.encode()).decode()},
+        "data": {ADMIN_KEY_FIELD: base64.b64encode(admin_key.encode()).decode()},
     }
 
 

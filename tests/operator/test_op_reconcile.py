@@ -240,3 +240,24 @@ def test_missing_secret_is_degraded_and_recovers() -> None:
     out = rec.reconcile("ns", "r")
     assert not out.retry and cond(kube, "Degraded")["status"] == "False"
     assert "c2VjcmV0" not in str(kube.objects[("XRouter", "ns", "r")]["status"])
+
+
+def test_a_deleted_admin_key_secret_rolls_the_pods() -> None:
+    kube, rec = make()
+    rec.reconcile("ns", "r")
+
+    def template() -> dict[str, Any]:
+        tpl: dict[str, Any] = kube.objects[("Deployment", "ns", "r")]["spec"]["template"]
+        return tpl
+
+    before = template()["metadata"]["annotations"]["xrouter.io/config-checksum"]
+    del kube.objects[("Secret", "ns", "r-admin-key")]
+    rec.reconcile("ns", "r")
+    assert base64.b64decode(kube.objects[("Secret", "ns", "r-admin-key")]["data"]["admin-key"]) == b"key-1"
+    after = template()["metadata"]["annotations"]["xrouter.io/config-checksum"]
+    # A new key means new pods, so no replica keeps serving with the old key.
+    assert after != before
+    assert "key-1" not in str(template()) and base64.b64encode(b"key-1").decode() not in str(template())
+    kube.writes.clear()
+    rec.reconcile("ns", "r")
+    assert kube.writes == []  # the checksum is stable while the key is
