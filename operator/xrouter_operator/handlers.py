@@ -48,16 +48,28 @@ class Queue:
         self.dirty: set[Key] = set()
         self.running: set[Key] = set()
         self.failures: dict[Key, int] = {}
+        self.timers: dict[Key, asyncio.TimerHandle] = {}
         self.wake = asyncio.Event()
 
     def add(self, key: Key) -> None:
+        """An XRouter event: remember the key for resyncs and reconcile it soon."""
         self.known.add(key)
+        self.touch(key)
+
+    def touch(self, key: Key) -> None:
+        """A child event or a retry: reconcile soon, but do not make the key known. A
+        child of a deleted XRouter (garbage collection sends its events after the
+        XRouter's DELETED) must not bring the key back into the resync set."""
         self.dirty.add(key)
         self.wake.set()
 
     def forget(self, key: Key) -> None:
         self.known.discard(key)
+        self.dirty.discard(key)
         self.failures.pop(key, None)
+        timer = self.timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
         metrics.forget(*key)
 
     async def run(self) -> None:
@@ -78,10 +90,11 @@ class Queue:
                 self.add(key)
 
     async def _one(self, key: Key) -> None:
-        retry = False
+        retry = gone = False
         with metrics.RECONCILE_DURATION.time():
             try:
                 outcome = await asyncio.to_thread(self.reconciler.reconcile, *key)
+                gone = outcome.gone
                 metrics.RECONCILES.labels(result=outcome.result).inc()
                 if outcome.result == "error":
                     metrics.ERRORS.inc()
@@ -94,15 +107,27 @@ class Queue:
                 log.error("reconcile of %s/%s failed: %s", key[0], key[1], e, exc_info=not _is_api_error(e))
                 retry = True
         self.running.discard(key)
-        if retry:
+        if gone:
+            # No such XRouter (any more): nothing to resync or retry. Unless an event came
+            # in meanwhile (it may have been re-created): then the next run decides.
+            if key not in self.dirty:
+                self.forget(key)
+        elif retry:
             n = self.failures.get(key, 0) + 1
             self.failures[key] = n
             delay = min(300.0, 2.0**n) * (0.8 + 0.4 * random.random())
-            asyncio.get_running_loop().call_later(delay, self.add, key)
+            old = self.timers.pop(key, None)
+            if old is not None:
+                old.cancel()
+            self.timers[key] = asyncio.get_running_loop().call_later(delay, self._retry, key)
         else:
             self.failures.pop(key, None)
         if key in self.dirty:
             self.wake.set()
+
+    def _retry(self, key: Key) -> None:
+        self.timers.pop(key, None)
+        self.touch(key)
 
 
 def _is_api_error(e: Exception) -> bool:
@@ -138,7 +163,7 @@ async def _child(namespace: str | None, labels: Mapping[str, str], **_: Any) -> 
     instance = labels.get(INSTANCE_LABEL)
     if _queue is None or namespace is None or not instance:
         return
-    _queue.add((namespace, instance))
+    _queue.touch((namespace, instance))
 
 
 for _kind in WATCHED_CHILDREN:

@@ -56,6 +56,8 @@ class Outcome:
     retry: bool = False
     status: Obj | None = None
     writes: list[str] = field(default_factory=list)
+    # The XRouter does not exist (any more): the queue drops the key.
+    gone: bool = False
 
 
 def _digest(obj: Obj) -> str:
@@ -106,7 +108,11 @@ class Reconciler:
 
     def reconcile(self, namespace: str, name: str) -> Outcome:
         body = self.kube.get("XRouter", namespace, name)
-        if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+        if body is None:
+            metrics.forget(namespace, name)
+            return Outcome("skipped", gone=True)
+        if body.get("metadata", {}).get("deletionTimestamp"):
+            # Being deleted (someone else's finalizer): its DELETED event forgets the key.
             metrics.forget(namespace, name)
             return Outcome("skipped")
         meta = body["metadata"]

@@ -261,3 +261,10 @@ def test_a_deleted_admin_key_secret_rolls_the_pods() -> None:
     kube.writes.clear()
     rec.reconcile("ns", "r")
     assert kube.writes == []  # the checksum is stable while the key is
+
+
+def test_missing_xrouter_is_reported_gone() -> None:
+    kube, rec = make()
+    del kube.objects[("XRouter", "ns", "r")]
+    out = rec.reconcile("ns", "r")
+    assert out.gone and out.result == "skipped" and kube.writes == []
