@@ -5,16 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from .models import XRouter
-from .naming import backup_cronjob_name, backup_pvc_name, labels, meta
-from .routerconfig import _secret_env
-from .workload import restricted_container_security
+from .naming import RUN_AS, SECRETS_DIR, backup_cronjob_name, backup_pvc_name, labels, meta
+from .routerconfig import SecretFile, projected_volume
+from .workload import resources, restricted_container_security, restricted_pod_security
 
 Manifest = dict[str, Any]
 
+# The URL is read from the projected Secret file (never an env var); a separate
+# assignment so that a missing file stops the script (set -e) instead of dumping nothing.
 BACKUP_SCRIPT = """\
 set -euo pipefail
+url="$(cat "$DATABASE_URL_FILE")"
 f="/backup/xrouter-$(date -u +%Y%m%dT%H%M%SZ).sql.gz"
-pg_dump --no-owner --no-privileges --dbname="$DATABASE_URL" | gzip > "$f.partial"
+pg_dump --no-owner --no-privileges --dbname="$url" | gzip > "$f.partial"
 mv "$f.partial" "$f"
 echo "wrote $f"
 ls -1t /backup/xrouter-*.sql.gz | tail -n +$((RETENTION + 1)) | while read -r old; do
@@ -43,6 +46,7 @@ def backup_cronjob(xr: XRouter) -> Manifest:
     assert b is not None and db is not None
     name = xr.metadata.name
     pod_labels = labels(name, "backup")
+    url = SecretFile(db.url_secret_ref.name, db.url_secret_ref.key, "database-url")
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
@@ -65,27 +69,29 @@ def backup_cronjob(xr: XRouter) -> Manifest:
                             "restartPolicy": "Never",
                             "serviceAccountName": name,
                             "automountServiceAccountToken": False,
-                            "securityContext": {
-                                "runAsNonRoot": True,
-                                "runAsUser": 70,
-                                "runAsGroup": 70,
-                                "fsGroup": 70,
-                                "seccompProfile": {"type": "RuntimeDefault"},
-                            },
+                            # As restricted as the router: high non-root UID (the dump is
+                            # written through fsGroup), read-only root, no capabilities.
+                            "securityContext": restricted_pod_security(),
                             "containers": [
                                 {
                                     "name": "pg-dump",
                                     "image": b.image,
                                     "command": ["/bin/sh", "-c", BACKUP_SCRIPT],
                                     "env": [
-                                        _secret_env(
-                                            "DATABASE_URL", db.url_secret_ref.name, db.url_secret_ref.key
-                                        ),
+                                        {"name": "DATABASE_URL_FILE", "value": f"{SECRETS_DIR}/{url.path}"},
                                         {"name": "RETENTION", "value": str(b.retention)},
+                                        # No passwd entry for the UID: libpq looks for .pgpass here.
+                                        {"name": "HOME", "value": "/tmp"},
                                     ],
-                                    "securityContext": restricted_container_security(),
+                                    "resources": resources(b.resources),
+                                    "securityContext": {
+                                        **restricted_container_security(),
+                                        "runAsUser": RUN_AS,
+                                        "runAsGroup": RUN_AS,
+                                    },
                                     "volumeMounts": [
                                         {"name": "backup", "mountPath": "/backup"},
+                                        {"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": True},
                                         {"name": "tmp", "mountPath": "/tmp"},
                                     ],
                                 }
@@ -95,6 +101,7 @@ def backup_cronjob(xr: XRouter) -> Manifest:
                                     "name": "backup",
                                     "persistentVolumeClaim": {"claimName": backup_pvc_name(xr)},
                                 },
+                                projected_volume("secrets", [url]),
                                 {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
                             ],
                         },

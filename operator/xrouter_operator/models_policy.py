@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from .cron import CRON, check_cron
+from .models_workload import Resources
 from .schema import DNS_LABEL, ApiModel, IntOrString, Json, Quantity, cel
 
 
@@ -79,6 +80,15 @@ class BackupStorage(ApiModel):
         return self
 
 
+class BackupResources(Resources):
+    """Requests and limits of the pg_dump container (unset: sized for a small database)."""
+
+    requests: dict[str, Quantity] = Field(
+        default_factory=lambda: dict[str, int | str](cpu="50m", memory="64Mi")
+    )
+    limits: dict[str, Quantity] = Field(default_factory=lambda: dict[str, int | str](memory="512Mi"))
+
+
 class Backup(ApiModel):
     """pg_dump of spec.database to a volume, on a schedule."""
 
@@ -87,6 +97,7 @@ class Backup(ApiModel):
     storage: BackupStorage
     suspend: bool = False
     image: str = Field(default="postgres:16-alpine", min_length=1)
+    resources: BackupResources = BackupResources()
 
     @model_validator(mode="after")
     def _check(self) -> Backup:

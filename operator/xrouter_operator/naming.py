@@ -21,6 +21,8 @@ METRICS_SERVICE_PORT = 8080
 METRICS_SERVICE_PORT_ALT = 9090
 CONFIG_DIR = "/etc/xrouter"
 SPILL_DIR = "/var/lib/xrouter/spill"
+# Secrets as files (a projected volume); not under CONFIG_DIR, whose ConfigMap volume is read-only.
+SECRETS_DIR = "/var/run/xrouter/secrets"
 RUN_AS = 10001
 
 

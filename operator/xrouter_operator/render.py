@@ -54,14 +54,14 @@ def pod_checksum(config_json: str, inputs: RenderInputs) -> str:
 def render(xr: XRouter, inputs: RenderInputs | None = None) -> list[Manifest]:
     """Every object the XRouter asks for, in apply order (see ``kinds``). Raises RenderError."""
     inputs = inputs or RenderInputs()
-    config, env = router_config(xr)
+    config, secret_files = router_config(xr)
     config_json = rc.dump_config(config)
     spec = xr.spec
     out = [
         workload.service_account(xr),
         workload.config_map(xr, config_json),
         workload.service(xr),
-        workload.deployment(xr, env, pod_checksum(config_json, inputs)),
+        workload.deployment(xr, secret_files, pod_checksum(config_json, inputs)),
     ]
     if inputs.admin_key is not None:
         out.append(workload.admin_secret(xr, inputs.admin_key, inputs.admin_key_rotation))

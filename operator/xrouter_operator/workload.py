@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from .models import XRouter
+from .models import Resources, XRouter
 from .naming import (
     ADMIN_KEY_FIELD,
     CHECKSUM_ANNOTATION,
@@ -14,6 +14,7 @@ from .naming import (
     HTTP_PORT,
     ROTATION_ANNOTATION,
     RUN_AS,
+    SECRETS_DIR,
     SPILL_DIR,
     admin_secret_name,
     config_map_name,
@@ -22,8 +23,23 @@ from .naming import (
     metrics_service_port,
     selector,
 )
+from .routerconfig import SecretFile, projected_volume
 
 Manifest = dict[str, Any]
+
+
+def restricted_pod_security() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "fsGroup": RUN_AS,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def resources(r: Resources) -> dict[str, Any]:
+    return {k: v for k, v in (("requests", dict(r.requests)), ("limits", dict(r.limits))) if v}
 
 
 def restricted_container_security() -> dict[str, Any]:
@@ -81,7 +97,7 @@ def default_spread(name: str) -> list[dict[str, Any]]:
     ]
 
 
-def deployment(xr: XRouter, env: list[dict[str, Any]], checksum: str) -> Manifest:
+def deployment(xr: XRouter, secret_files: list[SecretFile], checksum: str) -> Manifest:
     spec = xr.spec
     name = xr.metadata.name
     pods = spec.pods
@@ -100,12 +116,8 @@ def deployment(xr: XRouter, env: list[dict[str, Any]], checksum: str) -> Manifes
             str(HTTP_PORT),
         ],
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
-        "env": env + user_env,
-        "resources": {
-            k: v
-            for k, v in (("requests", dict(pods.resources.requests)), ("limits", dict(pods.resources.limits)))
-            if v
-        },
+        **({"env": user_env} if user_env else {}),
+        "resources": resources(pods.resources),
         "livenessProbe": {
             "httpGet": {"path": "/health", "port": "http"},
             "periodSeconds": 10,
@@ -126,6 +138,7 @@ def deployment(xr: XRouter, env: list[dict[str, Any]], checksum: str) -> Manifes
         "securityContext": restricted_container_security(),
         "volumeMounts": [
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},
             {"name": "spill", "mountPath": SPILL_DIR},
         ],
@@ -135,16 +148,11 @@ def deployment(xr: XRouter, env: list[dict[str, Any]], checksum: str) -> Manifes
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 40,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS,
-            "runAsGroup": RUN_AS,
-            "fsGroup": RUN_AS,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_pod_security(),
         "containers": [container],
         "volumes": [
             {"name": "config", "configMap": {"name": config_map_name(name)}},
+            projected_volume("secrets", secret_files),
             {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
             {"name": "spill", "emptyDir": {"sizeLimit": "1Gi"}},
         ],
