@@ -91,13 +91,13 @@ class Kube:
         items: list[dict[str, Any]] = out.get("items", [])
         return items
 
-    def apply(self, manifest: dict[str, Any], *, force: bool) -> dict[str, Any]:
+    def apply(self, manifest: dict[str, Any], *, force: bool, manager: str = FIELD_MANAGER) -> dict[str, Any]:
         kind = manifest["kind"]
         meta = manifest["metadata"]
         out: dict[str, Any] = self.request(
             "PATCH",
             KINDS[kind].path(meta["namespace"], meta["name"]),
-            query={"fieldManager": FIELD_MANAGER, "force": "true" if force else "false"},
+            query={"fieldManager": manager, "force": "true" if force else "false"},
             body=manifest,
             content_type="application/apply-patch+yaml",
             kind=kind,

@@ -20,8 +20,9 @@ from typing import Any
 
 from . import metrics
 from .apply import first_difference, owned_by
+from .handover import HANDOVER_MANAGER, needs_handover, replicas_only
 from .kinds import MONITORING_GROUP_VERSION, OPTIONAL_KINDS, PRUNABLE
-from .kube import Kube, KubeError
+from .kube import FIELD_MANAGER, Kube, KubeError
 from .models import API_VERSION, KIND, XRouter, secret_refs
 from .naming import (
     ADMIN_KEY_FIELD,
@@ -153,6 +154,8 @@ class Reconciler:
                         )
                         blocked = blocked or kind in BLOCKING
                         continue
+                    if kind == "Deployment" and xr.spec.autoscaling.enabled:
+                        obj = self._hand_over_replicas(m, obj, xr.spec.autoscaling.min_replicas, writes)
                     live[(kind, mname)] = self._apply(m, obj, writes)
                 except KubeError as e:
                     if e.status >= 500 or e.status in (401, 403, 429):
@@ -202,6 +205,24 @@ class Reconciler:
             elif ref.key not in (sec.get("data") or {}):
                 missing.append(f"{path}: Secret {ref.name} has no key {ref.key}")
         return missing
+
+    def _hand_over_replicas(self, m: Obj, obj: Obj | None, floor: int, writes: list[str]) -> Obj | None:
+        """Keep the replica count while spec.replicas passes from us to the HPA (see
+        ``handover``). Returns the live Deployment after any writes. A Deployment created
+        with autoscaling on never had our replicas: it starts at 1 and the HPA raises it
+        to minReplicas (nothing served before, so nothing dips)."""
+        if obj is None or not needs_handover(m, obj, FIELD_MANAGER):
+            return obj
+        replicas = int(obj.get("spec", {}).get("replicas", floor))
+        try:
+            self.kube.apply(replicas_only(m, replicas), force=False, manager=HANDOVER_MANAGER)
+        except KubeError as e:
+            if e.status != 409:  # a conflict: the HPA already owns the field, nothing to keep
+                raise
+        # Now drop the field from our apply; the hand-over manager keeps its value.
+        out = self.kube.apply(m, force=True)
+        writes.append(f"handed Deployment {m['metadata']['name']} replicas ({replicas}) over to the HPA")
+        return out
 
     def _apply(self, m: Obj, obj: Obj | None, writes: list[str]) -> Obj:
         kind, meta = m["kind"], m["metadata"]
