@@ -17,9 +17,8 @@ from typing import Any
 import kopf
 
 from . import metrics
-from .kinds import WATCHED_CHILDREN
+from .kinds import WATCHED_CHILDREN, XROUTER
 from .kube import Kube, KubeError
-from .models import GROUP, PLURAL, VERSION
 from .naming import INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER
 from .reconcile import Reconciler
 
@@ -149,7 +148,7 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     _spawn(_queue.run())
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL)
+@kopf.on.event(XROUTER.group, XROUTER.version, XROUTER.plural)
 async def _xrouter(type: str | None, namespace: str | None, name: str | None, **_: Any) -> None:
     if _queue is None or namespace is None or name is None:
         return

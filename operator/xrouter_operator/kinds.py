@@ -28,6 +28,10 @@ class ChildKind:
     prune: bool = False
     # Only there when this API group is served (the Prometheus operator's CRDs).
     optional: bool = False
+    # Runs router or backup pods: held back while a gating kind is in conflict.
+    workload: bool = False
+    # A conflict on it means the pods would run with someone else's identity, key or config.
+    gates: bool = False
     # Verbs beyond what order/watched/prune imply (e.g. reading an owner, posting events).
     extra_verbs: tuple[str, ...] = ()
     # (subresource, verbs, why) rules.
@@ -79,13 +83,35 @@ KINDS: dict[str, ChildKind] = {
                 ),
             ),
         ),
-        ChildKind("ServiceAccount", "v1", "serviceaccounts", "router pods' identity", order=1, watched=True),
         ChildKind(
-            "Secret", "v1", "secrets", "admin key; referenced Secrets are checked", order=2, watched=True
+            "ServiceAccount",
+            "v1",
+            "serviceaccounts",
+            "router pods' identity",
+            order=1,
+            watched=True,
+            gates=True,
         ),
-        ChildKind("ConfigMap", "v1", "configmaps", "router config", order=3, watched=True),
+        ChildKind(
+            "Secret",
+            "v1",
+            "secrets",
+            "admin key; referenced Secrets are checked",
+            order=2,
+            watched=True,
+            gates=True,
+        ),
+        ChildKind("ConfigMap", "v1", "configmaps", "router config", order=3, watched=True, gates=True),
         ChildKind("Service", "v1", "services", "router Service", order=4, watched=True),
-        ChildKind("Deployment", "apps/v1", "deployments", "the router Deployment", order=5, watched=True),
+        ChildKind(
+            "Deployment",
+            "apps/v1",
+            "deployments",
+            "the router Deployment",
+            order=5,
+            watched=True,
+            workload=True,
+        ),
         ChildKind(
             "HorizontalPodAutoscaler",
             "autoscaling/v2",
@@ -121,7 +147,16 @@ KINDS: dict[str, ChildKind] = {
             order=9,
             watched=True,
         ),
-        ChildKind("CronJob", "batch/v1", "cronjobs", "backup CronJob", order=10, watched=True, prune=True),
+        ChildKind(
+            "CronJob",
+            "batch/v1",
+            "cronjobs",
+            "backup CronJob",
+            order=10,
+            watched=True,
+            prune=True,
+            workload=True,
+        ),
         ChildKind(
             "ServiceMonitor",
             MONITORING_GROUP_VERSION,
@@ -169,6 +204,9 @@ APPLIED = sorted((k for k in KINDS.values() if k.order is not None), key=lambda 
 WATCHED_CHILDREN = [k for k in KINDS.values() if k.watched and k.kind != "XRouter"]
 PRUNABLE = [k for k in KINDS.values() if k.prune]
 OPTIONAL_KINDS = frozenset(k.kind for k in KINDS.values() if k.optional)
+GATING_KINDS = frozenset(k.kind for k in KINDS.values() if k.gates)
+WORKLOAD_KINDS = frozenset(k.kind for k in KINDS.values() if k.workload)
+XROUTER = KINDS["XRouter"]
 
 
 def apply_order(kind: str) -> int:

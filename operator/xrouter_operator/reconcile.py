@@ -21,7 +21,7 @@ from typing import Any
 from . import metrics
 from .apply import first_difference, owned_by
 from .handover import HANDOVER_MANAGER, needs_handover, replicas_only
-from .kinds import MONITORING_GROUP_VERSION, OPTIONAL_KINDS, PRUNABLE
+from .kinds import GATING_KINDS, MONITORING_GROUP_VERSION, OPTIONAL_KINDS, PRUNABLE, WORKLOAD_KINDS
 from .kube import FIELD_MANAGER, Kube, KubeError
 from .models import API_VERSION, KIND, XRouter, secret_refs
 from .naming import (
@@ -43,8 +43,6 @@ from .status import Observed, Problems, backup_facts, compute_status, container_
 log = logging.getLogger("xrouter_operator")
 
 Obj = dict[str, Any]
-# A conflict on one of these means the Deployment would run with someone else's config.
-BLOCKING = {"ServiceAccount", "Secret", "ConfigMap"}
 
 
 def utcnow() -> str:
@@ -142,7 +140,7 @@ class Reconciler:
             blocked = False
             for m in desired:
                 kind, mname = m["kind"], m["metadata"]["name"]
-                if blocked and kind in ("Deployment", "CronJob"):
+                if blocked and kind in WORKLOAD_KINDS:
                     errors.append(f"{kind} {mname} not applied until the conflicts above are resolved")
                     continue
                 try:
@@ -152,7 +150,7 @@ class Reconciler:
                         conflicts.append(
                             f"{kind} {mname} exists and is not owned by this XRouter; left untouched"
                         )
-                        blocked = blocked or kind in BLOCKING
+                        blocked = blocked or kind in GATING_KINDS
                         continue
                     if kind == "Deployment" and xr.spec.autoscaling.enabled:
                         obj = self._hand_over_replicas(m, obj, xr.spec.autoscaling.min_replicas, writes)
