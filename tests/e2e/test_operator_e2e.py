@@ -62,14 +62,16 @@ class Operator:
     log: Path
 
     def writes(self) -> float:
+        return self._sum("xrouter_operator_api_writes_total{")
+
+    def reconciles(self) -> float:
+        return self._sum("xrouter_operator_reconciles_total{")
+
+    def _sum(self, prefix: str) -> float:
         text = (
             urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
         )
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("xrouter_operator_api_writes_total{")
-        )
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
 
     def stop(self) -> None:
         procs.stop(self.proc)
@@ -102,7 +104,7 @@ class Env:
         text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
         self.kubectl("apply", "-f", "-", input=text)
 
-    def start_operator(self, kubeconfig: Path | None = None) -> Operator:
+    def start_operator(self, kubeconfig: Path | None = None, *extra: str) -> Operator:
         metrics_port, health_port = free_port(), free_port()
         log = self.tmp / f"operator-{metrics_port}.log"
         env = {**os.environ, "KUBECONFIG": str(kubeconfig or self.cluster.kubeconfig)}
@@ -117,6 +119,7 @@ class Env:
                     str(metrics_port),
                     "--health-port",
                     str(health_port),
+                    *extra,
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -494,6 +497,27 @@ def test_scaled_to_zero_is_not_ready_and_argo_shows_suspended(env: Env, operator
     eventually("Ready=False ScaledToZero", scaled_to_zero, timeout=30)
     assert env.xr()["status"]["replicaSummary"] == "0/0"
     env.save("suspended-scaled-to-zero")
+
+
+def test_deleted_xrouter_is_not_reconciled_again(env: Env) -> None:
+    op = env.start_operator(None, "--resync-seconds", "1")
+    try:
+        env.apply(SAMPLE.read_text())
+        eventually("Ready", env.ready, timeout=30)
+        env.kubectl("delete", "xrouter", "sample", "--wait=true")
+        # The garbage collector deletes the children now; their events arrive after the
+        # XRouter's DELETED. Give them time, then count reconciles over five resync periods.
+        t0 = time.monotonic()
+        eventually("the children gone", lambda: env.get("deployment", "sample") is None, timeout=120)
+        print(f"children garbage-collected {time.monotonic() - t0:.1f}s after the delete")
+        time.sleep(3)
+        before = op.reconciles()
+        time.sleep(5)
+        after = op.reconciles()
+        print(f"reconciles of the deleted XRouter over 5 s (resync 1 s): {after - before:.0f}")
+        assert after == before
+    finally:
+        op.stop()
 
 
 def test_suspend_stops_changes(env: Env, operator: Operator) -> None:
