@@ -520,6 +520,32 @@ def test_deleted_xrouter_is_not_reconciled_again(env: Env) -> None:
         op.stop()
 
 
+def test_deleted_admin_key_rolls_every_pod(env: Env, operator: Operator) -> None:
+    env.apply(SAMPLE.read_text())
+    eventually("Ready", env.ready, timeout=30)
+
+    def checksum() -> str:
+        d = env.get("deployment", "sample") or {}
+        return str(d["spec"]["template"]["metadata"]["annotations"]["xrouter.io/config-checksum"])
+
+    def key() -> str:
+        sec = env.get("secret", "sample-admin-key") or {}
+        return str((sec.get("data") or {}).get("admin-key", ""))
+
+    old_checksum, old_key = checksum(), key()
+    env.kubectl("delete", "secret", "sample-admin-key")
+    eventually("a new admin key", lambda: key() not in ("", old_key), timeout=15)
+    eventually("a new pod checksum", lambda: checksum() != old_checksum, timeout=15)
+    eventually("Ready after the roll", env.ready, timeout=30)
+    pods = json.loads(env.kubectl("get", "pods", "-l", "xrouter.io/instance=sample", "-o", "json").stdout)
+    running = [p for p in pods["items"] if not p["metadata"].get("deletionTimestamp")]
+    # Every running pod is from the new template: none still serves with the old key.
+    assert running and all(
+        p["metadata"]["annotations"]["xrouter.io/config-checksum"] == checksum() for p in running
+    )
+    assert old_key not in json.dumps(env.get("deployment", "sample"))
+
+
 def test_suspend_stops_changes(env: Env, operator: Operator) -> None:
     env.apply(SAMPLE.read_text())
     eventually("Ready", env.ready, timeout=30)
