@@ -7,6 +7,7 @@ which counts it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import logging
@@ -333,8 +334,13 @@ class Reconciler:
                 log.warning("could not post event %s: %s", reason, e)
 
     def _gauges(self, namespace: str, name: str, status: Obj, observed: Observed) -> None:
-        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in status["conditions"])
-        metrics.READY.labels(namespace, name).set(1 if ready else 0)
+        ready_c: Obj = next((c for c in status["conditions"] if c["type"] == "Ready"), {})
+        if ready_c.get("reason") == "ScaledToZero":
+            # Scaled to 0 on purpose: no series, so the XRouterNotReady alert stays quiet.
+            with contextlib.suppress(KeyError):
+                metrics.READY.remove(namespace, name)
+        else:
+            metrics.READY.labels(namespace, name).set(1 if ready_c.get("status") == "True" else 0)
         metrics.ROUTER_RESTARTS.labels(namespace, name).set(container_restarts(observed.pods))
         facts = backup_facts(observed.cronjob, observed.jobs)
         if facts.last_success_time:

@@ -316,3 +316,18 @@ def test_turning_autoscaling_off_takes_replicas_back() -> None:
     rec.reconcile("ns", "r")
     assert kube.objects[("Deployment", "ns", "r")]["spec"]["replicas"] == 4
     assert ("HorizontalPodAutoscaler", "ns", "r") not in kube.objects
+
+
+def test_scaled_to_zero_leaves_the_ready_gauge_out() -> None:
+    from prometheus_client import REGISTRY
+
+    kube, rec = make(replicas=0)
+    rec.reconcile("ns", "r")
+    ready_deployment(kube)
+    rec.reconcile("ns", "r")
+    assert cond(kube, "Ready")["reason"] == "ScaledToZero"
+    labels = {"namespace": "ns", "name": "r"}
+    assert REGISTRY.get_sample_value("xrouter_operator_xrouter_ready", labels) is None
+    kube.objects[("XRouter", "ns", "r")]["spec"]["replicas"] = 2
+    rec.reconcile("ns", "r")
+    assert REGISTRY.get_sample_value("xrouter_operator_xrouter_ready", labels) == 0
