@@ -39,8 +39,9 @@ class Resources(ApiModel):
     limits: dict[str, Quantity] = Field(default_factory=lambda: dict[str, int | str](memory="512Mi"))
 
 
-# The operator sets variables under this prefix (secrets, keys); a user's copy would
-# duplicate the name and one of the two would silently win.
+# The prefix of the operator's own variables (secrets were XR_* variables before they
+# became files). Reserved, so that anything the operator sets there never meets a
+# user's variable of the same name, where one of the two would silently win.
 RESERVED_ENV_PREFIX = "XR_"
 
 
