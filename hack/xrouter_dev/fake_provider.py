@@ -9,7 +9,13 @@ endpoints. The requested model name picks the behaviour:
 - ``fail``: 500; ``flaky-<n>``: 500 for the first n requests, then normal;
 - ``ratelimit-<n>``: 429 with ``Retry-After: 1`` for the first n requests;
 - ``breakstream``: a stream that sends two chunks and then drops the connection;
-- ``slowstream-<ms>``: a stream with a pause before each chunk.
+- ``slowstream-<ms>``: a stream with a pause before each chunk;
+- ``toolcall``: chat completions with ``tools`` answer with a call of the first tool
+  (``{"city": "Paris"}``) unless the last message is a tool result.
+
+``POST /v1/responses`` (and Azure's ``/openai/responses``) answers in the Responses
+API's shape, streaming or not, and keeps each response for ``GET /v1/responses/{id}``
+and for ``previous_response_id`` (an unknown one is a 400 naming the field).
 
 ``GET /_stats`` counts requests per model; ``GET /_last`` is the last request
 (path, selected headers, body); ``POST /_reset`` clears both.
@@ -31,6 +37,7 @@ from aiohttp import web
 Json = dict[str, Any]
 STATS: Counter[str] = Counter()
 LAST: Json = {}
+RESPONSES: dict[str, Json] = {}
 
 
 def _last_user(messages: list[Json]) -> str:
@@ -79,7 +86,7 @@ async def _read(request: web.Request) -> Json:
         headers={
             k.lower(): v
             for k, v in request.headers.items()
-            if k.lower() in ("authorization", "api-key", "x-api-key", "anthropic-version")
+            if k.lower() in ("authorization", "api-key", "x-api-key", "anthropic-version", "anthropic-beta")
         },
         body=body,
     )
@@ -122,6 +129,9 @@ async def openai_chat(request: web.Request) -> web.StreamResponse:
         "prompt_tokens_details": {"cached_tokens": 0},
     }
     cid, now = f"chatcmpl-fake{STATS.total()}", int(time.time())
+    msgs = body.get("messages", [])
+    if model == "toolcall" and body.get("tools") and not (msgs and msgs[-1].get("role") == "tool"):
+        return await _chat_tool_call(request, body, cid, now, usage)
     if not body.get("stream"):
         return web.json_response(
             {
@@ -168,6 +178,145 @@ async def openai_chat(request: web.Request) -> web.StreamResponse:
         )
     events.append(b"data: [DONE]\n\n")
     return await _sse(request, model, events)
+
+
+async def _chat_tool_call(
+    request: web.Request, body: Json, cid: str, now: int, usage: Json
+) -> web.StreamResponse:
+    name = body["tools"][0]["function"]["name"]
+    call = {
+        "id": "call_fake1",
+        "type": "function",
+        "function": {"name": name, "arguments": '{"city": "Paris"}'},
+    }
+    base = {"id": cid, "created": now, "model": body["model"]}
+    if not body.get("stream"):
+        message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        choice = {"index": 0, "message": message, "finish_reason": "tool_calls"}
+        return web.json_response({**base, "object": "chat.completion", "choices": [choice], "usage": usage})
+
+    def chunk(delta: Json, finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return _data({**base, "object": "chat.completion.chunk", "choices": [choice]})
+
+    first = {**call, "index": 0, "function": {"name": name, "arguments": ""}}
+    events = [chunk({"role": "assistant", "content": None, "tool_calls": [first]})]
+    for part in ('{"city": ', '"Paris"}'):
+        events.append(chunk({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}))
+    events.append(chunk({}, "tool_calls"))
+    events.append(_data({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}))
+    events.append(b"data: [DONE]\n\n")
+    return await _sse(request, str(body["model"]), events)
+
+
+def _input_text(items: Any) -> str:
+    if isinstance(items, str):
+        return items
+    for item in reversed(items or []):
+        if isinstance(item, dict) and item.get("role") == "user":
+            content = item.get("content")
+            if isinstance(content, str):
+                return content
+            return " ".join(str(p.get("text", "")) for p in content or [] if isinstance(p, dict))
+    return ""
+
+
+async def openai_responses(request: web.Request) -> web.StreamResponse:
+    """The Responses API: echoes the last user input; keeps what it answered."""
+    body = await _read(request)
+    model = str(body.get("model", ""))
+    STATS[model] += 1
+    gated = await _gate(model)
+    if gated is not None:
+        return gated
+    previous = body.get("previous_response_id")
+    if previous is not None and previous not in RESPONSES:
+        error = {
+            "message": f"Previous response with id '{previous}' not found.",
+            "type": "invalid_request_error",
+            "param": "previous_response_id",
+            "code": "previous_response_not_found",
+        }
+        return web.json_response({"error": error}, status=400)
+    text = _input_text(body.get("input"))
+    n_in, n_out = len(json.dumps(body.get("input")).split()), len(text.split())
+    rid, mid = f"resp_fake{STATS.total()}", f"msg_fake{STATS.total()}"
+    part = {"type": "output_text", "text": text, "annotations": []}
+    item = {"type": "message", "id": mid, "status": "completed", "role": "assistant", "content": [part]}
+    usage = {
+        "input_tokens": n_in,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": n_out,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": n_in + n_out,
+    }
+    done = {
+        "id": rid,
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "completed",
+        "model": model,
+        "output": [item],
+        "previous_response_id": previous,
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": usage,
+    }
+    RESPONSES[rid] = done
+    if not body.get("stream"):
+        return web.json_response(done)
+    seq = iter(range(1000))
+
+    def ev(name: str, **data: Any) -> bytes:
+        return f"event: {name}\n".encode() + _data({"type": name, "sequence_number": next(seq), **data})
+
+    started = {**done, "status": "in_progress", "output": [], "usage": None}
+    events = [ev("response.created", response=started), ev("response.in_progress", response=started)]
+    events.append(
+        ev(
+            "response.output_item.added",
+            output_index=0,
+            item={**item, "status": "in_progress", "content": []},
+        )
+    )
+    events.append(
+        ev(
+            "response.content_part.added",
+            item_id=mid,
+            output_index=0,
+            content_index=0,
+            part={**part, "text": ""},
+        )
+    )
+    for i, w in enumerate(text.split(" ")):
+        delta = w if i == 0 else " " + w
+        events.append(
+            ev("response.output_text.delta", item_id=mid, output_index=0, content_index=0, delta=delta)
+        )
+    events.append(ev("response.output_text.done", item_id=mid, output_index=0, content_index=0, text=text))
+    events.append(ev("response.content_part.done", item_id=mid, output_index=0, content_index=0, part=part))
+    events.append(ev("response.output_item.done", output_index=0, item=item))
+    events.append(ev("response.completed", response=done))
+    return await _sse(request, model, events)
+
+
+async def openai_response_get(request: web.Request) -> web.Response:
+    LAST.clear()
+    headers = {k.lower(): v for k, v in request.headers.items() if k.lower() in ("authorization", "api-key")}
+    LAST.update(path=request.path, query=dict(request.query), headers=headers, body=None)
+    rid = request.match_info["id"]
+    found = RESPONSES.get(rid)
+    if found is None:
+        error = {"message": "No response found", "type": "invalid_request_error", "code": "not_found"}
+        return web.json_response({"error": error}, status=404)
+    if request.method == "DELETE":
+        del RESPONSES[rid]
+        return web.json_response({"id": rid, "object": "response.deleted", "deleted": True})
+    if request.path.endswith("/input_items"):
+        item = {"type": "message", "id": "msg_in", "role": "user", "status": "completed", "content": []}
+        return web.json_response({"object": "list", "data": [item], "has_more": False})
+    return web.json_response(found)
 
 
 async def openai_completions(request: web.Request) -> web.Response:
@@ -293,6 +442,11 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     return await _sse(request, model, events)
 
 
+async def anthropic_count_tokens(request: web.Request) -> web.Response:
+    body = await _read(request)
+    return web.json_response({"input_tokens": len(json.dumps(body.get("messages", [])).split())})
+
+
 async def azure_chat(request: web.Request) -> web.StreamResponse:
     return await openai_chat(request)
 
@@ -308,6 +462,7 @@ async def last(request: web.Request) -> web.Response:
 async def reset(request: web.Request) -> web.Response:
     STATS.clear()
     LAST.clear()
+    RESPONSES.clear()
     return web.json_response({})
 
 
@@ -317,6 +472,13 @@ def make_app() -> web.Application:
     app.router.add_post("/v1/completions", openai_completions)
     app.router.add_post("/v1/embeddings", openai_embeddings)
     app.router.add_post("/v1/messages", anthropic_messages)
+    app.router.add_post("/v1/messages/count_tokens", anthropic_count_tokens)
+    app.router.add_post("/v1/responses", openai_responses)
+    app.router.add_get("/v1/responses/{id}", openai_response_get)
+    app.router.add_delete("/v1/responses/{id}", openai_response_get)
+    app.router.add_get("/v1/responses/{id}/input_items", openai_response_get)
+    app.router.add_post("/openai/responses", openai_responses)
+    app.router.add_get("/openai/responses/{id}", openai_response_get)
     app.router.add_post("/openai/deployments/{name}/chat/completions", azure_chat)
     app.router.add_get("/_stats", stats)
     app.router.add_get("/_last", last)

@@ -23,6 +23,7 @@ from .asgi import Boundary
 from .config import RouterConfig, load_config
 from .endpoints import Ops
 from .errors import APIError, error_body
+from .frontdoors import AnthropicErrors, CountTokens, ResponseRetrieve
 from .proxy import LLMEndpoint
 from .reload import Reloader
 from .state import State
@@ -89,12 +90,17 @@ async def shutdown(state: State, tasks: list[asyncio.Task[None]]) -> None:
 
 def build_app(state: State, config_path: str | None = None) -> Starlette:
     """The router as a Starlette app. ``config_path`` enables hot reload of that file."""
-    ops, admin = Ops(state), Admin(state)
+    ops, admin, retrieve = Ops(state), Admin(state), ResponseRetrieve(state)
     routes = [
         # The LLM endpoints first: they are nearly all the traffic.
         Route("/v1/chat/completions", LLMEndpoint(state, "chat"), methods=["POST"]),
         Route("/v1/completions", LLMEndpoint(state, "completions"), methods=["POST"]),
         Route("/v1/embeddings", LLMEndpoint(state, "embeddings"), methods=["POST"]),
+        Route("/v1/responses", LLMEndpoint(state, "responses"), methods=["POST"]),
+        Route("/v1/responses/{response_id}", retrieve, methods=["GET", "DELETE"]),
+        Route("/v1/responses/{response_id}/{action}", retrieve, methods=["GET", "POST"]),
+        Route("/v1/messages", AnthropicErrors(LLMEndpoint(state, "messages")), methods=["POST"]),
+        Route("/v1/messages/count_tokens", AnthropicErrors(CountTokens(state)), methods=["POST"]),
         Route("/v1/models", ops.models, methods=["GET"]),
         Route("/health", ops.health, methods=["GET"]),
         Route("/ready", ops.ready, methods=["GET"]),

@@ -14,6 +14,7 @@ from .call import Call
 from .errors import APIError, UpstreamFailure, UpstreamRefusal
 from .metrics import Metrics
 from .runtime import Runtime
+from .translated import adapter_for
 from .upstream import attempt
 
 
@@ -34,7 +35,7 @@ async def serve(
         if i:
             metrics.child(metrics.fallbacks, call.model).inc()
         for target in rt.routes[name].order(hash_value):
-            adapter = rt.adapters[target.provider]
+            adapter = adapter_for(rt.adapters[target.provider], call.kind)
             if not adapter.supports(call.kind):
                 continue
             retries = adapter.provider.max_retries

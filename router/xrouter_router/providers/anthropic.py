@@ -6,11 +6,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
 import orjson
 
 from .. import sse
 from ..errors import bad_request, error_body
 from .base import Adapter, Json, StreamTranslator, Usage
+from .passthrough import ANTHROPIC_BETA, MessagesPassStream, anthropic_usage
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -287,8 +289,27 @@ class AnthropicStream(StreamTranslator):
 
 
 class AnthropicAdapter(Adapter):
+    """Chat completions are translated; ``messages`` (the router's own
+    ``/v1/messages``) passes through."""
+
     def supports(self, kind: str) -> bool:
-        return kind == "chat"
+        return kind in ("chat", "messages")
+
+    async def open(self, kind: str, payload: Json, upstream_model: str, stream: bool) -> httpx.Response:
+        beta = ANTHROPIC_BETA.get() if kind == "messages" else None
+        if beta is None:
+            return await super().open(kind, payload, upstream_model, stream)
+        content = self.body(kind, payload, upstream_model, stream)
+        headers = [*self._headers, (b"anthropic-beta", beta), (b"content-length", str(len(content)).encode())]
+        request = httpx.Request(
+            "POST",
+            self.url(kind, upstream_model),
+            headers=headers,
+            stream=httpx.ByteStream(content),
+            extensions=self._extensions,
+        )
+        request.read()
+        return await self._clients.get(self.name).send(request, stream=True)
 
     def auth_headers(self) -> dict[str, str]:
         headers = {"anthropic-version": ANTHROPIC_VERSION}
@@ -299,7 +320,20 @@ class AnthropicAdapter(Adapter):
     def url(self, kind: str, upstream_model: str) -> str:
         return self.base_url + ("/messages" if self.base_url.endswith("/v1") else "/v1/messages")
 
+    async def count_tokens(self, payload: Json, upstream_model: str) -> httpx.Response:
+        """``/v1/messages/count_tokens`` passed through (body read)."""
+        request = httpx.Request(
+            "POST",
+            self.url("messages", upstream_model) + "/count_tokens",
+            headers=self._headers,
+            content=orjson.dumps({**payload, "model": upstream_model}),
+            extensions=self._extensions,
+        )
+        return await self._clients.get(self.name).send(request)
+
     def body(self, kind: str, payload: Json, upstream_model: str, stream: bool) -> bytes:
+        if kind == "messages":
+            return orjson.dumps({**payload, "model": upstream_model})
         return orjson.dumps(to_anthropic(payload, upstream_model, stream))
 
     def response(self, kind: str, body: bytes) -> tuple[bytes, Usage]:
@@ -309,6 +343,8 @@ class AnthropicAdapter(Adapter):
             raise self.garbage("invalid JSON") from None
         if not isinstance(data, dict):
             raise self.garbage("an unexpected answer")
+        if kind == "messages":
+            return body, anthropic_usage(data.get("usage"))
         try:
             out, usage = from_anthropic(data, str(data.get("model", "")))
         except (AttributeError, TypeError, ValueError):  # a shape the Messages API never sends
@@ -316,6 +352,8 @@ class AnthropicAdapter(Adapter):
         return orjson.dumps(out), usage
 
     def translator(self, kind: str, include_usage: bool, public_model: str) -> StreamTranslator:
+        if kind == "messages":
+            return MessagesPassStream(include_usage)
         return AnthropicStream(include_usage, public_model)
 
     def error_body(self, status: int, body: bytes) -> bytes:

@@ -1,0 +1,131 @@
+"""Anthropic Messages stream events written from chat completion chunks:
+``message_start``, ``content_block_start``/``_delta``/``_stop`` per text or tool-use
+block, ``message_delta`` (stop reason and usage) and ``message_stop``."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+
+from .fronts import ChatChunks
+from .providers import StreamTranslator, Usage
+from .providers.base import Json
+
+STOP = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+}
+
+
+def new_id() -> str:
+    return f"msg_{uuid.uuid4().hex}"
+
+
+def message_usage(u: Usage) -> Json:
+    """Anthropic counts cache reads apart from the rest of the prompt."""
+    return {
+        "input_tokens": max(0, u.prompt - u.cached),
+        "output_tokens": u.completion,
+        "cache_read_input_tokens": u.cached,
+        "cache_creation_input_tokens": 0,
+    }
+
+
+def event(kind: str, data: Json) -> bytes:
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **data}) + b"\n\n"
+
+
+class MessagesStream(ChatChunks):
+    def __init__(self, inner: StreamTranslator) -> None:
+        super().__init__(inner)
+        self.started = False
+        self.index = -1  # the open content block, -1 for none
+        self.block = ""  # its type: "text" or "tool_use"
+        self.tools: dict[int, int] = {}  # chat tool-call index → block index
+        self.blocks = 0
+        self.stop: Any = None
+
+    def _start(self, model: str) -> bytes:
+        self.started = True
+        message: Json = {
+            "id": new_id(),
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        }
+        return event("message_start", {"message": message})
+
+    def _close(self) -> bytes:
+        if self.index < 0:
+            return b""
+        out = event("content_block_stop", {"index": self.index})
+        self.index = -1
+        return out
+
+    def _open(self, kind: str, block: Json) -> bytes:
+        out = self._close()
+        self.index, self.block = self.blocks, kind
+        self.blocks += 1
+        return out + event("content_block_start", {"index": self.index, "content_block": block})
+
+    def chunk(self, chunk: Json) -> bytes:
+        out = [] if self.started else [self._start(str(chunk.get("model") or ""))]
+        for choice in chunk.get("choices") or []:
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            text = delta.get("content")
+            if isinstance(text, str) and text:
+                if self.block != "text" or self.index < 0:
+                    out.append(self._open("text", {"type": "text", "text": ""}))
+                out.append(
+                    event(
+                        "content_block_delta",
+                        {"index": self.index, "delta": {"type": "text_delta", "text": text}},
+                    )
+                )
+            for call in delta.get("tool_calls") or []:
+                if isinstance(call, dict):
+                    out.append(self._tool(call))
+            if choice.get("finish_reason"):
+                self.stop = choice["finish_reason"]
+        return b"".join(out)
+
+    def _tool(self, call: Json) -> bytes:
+        out = b""
+        n = call.get("index", 0)
+        fn = call.get("function") or {}
+        if n not in self.tools:
+            block: Json = {
+                "type": "tool_use",
+                "id": call.get("id") or "",
+                "name": fn.get("name") or "",
+                "input": {},
+            }
+            out = self._open("tool_use", block)
+            self.tools[n] = self.index
+        piece = fn.get("arguments")
+        if isinstance(piece, str) and piece:
+            delta = {"type": "input_json_delta", "partial_json": piece}
+            out += event("content_block_delta", {"index": self.tools[n], "delta": delta})
+        return out
+
+    def finish(self, usage: Usage) -> bytes:
+        out = b"" if self.started else self._start("")
+        out += self._close()
+        delta = {"stop_reason": STOP.get(self.stop or "", "end_turn"), "stop_sequence": None}
+        out += event("message_delta", {"delta": delta, "usage": message_usage(usage)})
+        return out + event("message_stop", {})
+
+    def error(self, error: Json) -> bytes:
+        message = str(error.get("message") or "upstream error")
+        return event("error", {"error": {"type": "api_error", "message": message}})

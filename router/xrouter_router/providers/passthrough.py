@@ -1,0 +1,106 @@
+"""Reading the native answers the router passes through untouched: the Responses API
+(``openai``, ``openai-compatible``, ``azure-openai``) and the Anthropic Messages API
+(``anthropic``). The bytes go to the client as they came; only the usage is read, and
+the stream is watched for its terminal event."""
+
+from __future__ import annotations
+
+import re
+from contextvars import ContextVar
+from typing import Any
+
+import orjson
+
+from .base import Json, StreamTranslator, Usage
+
+# The client's ``anthropic-beta`` header on ``/v1/messages``, for the pass-through to
+# an Anthropic provider (the features it names change what the API accepts). Set per
+# request by the endpoint; a context variable, as the request's task runs it all.
+ANTHROPIC_BETA: ContextVar[bytes | None] = ContextVar("anthropic_beta", default=None)
+_BETA = re.compile(rb"[A-Za-z0-9._-]+(\s*,\s*[A-Za-z0-9._-]+)*")
+
+
+def beta_header(value: bytes | None) -> bytes | None:
+    """The header's value if it is a plain list of feature names, else None."""
+    if value is None or len(value) > 1000 or not _BETA.fullmatch(value.strip()):
+        return None
+    return value.strip()
+
+
+# The events that end a Responses stream (it has no ``[DONE]``).
+_RESPONSES_END = frozenset({"response.completed", "response.incomplete", "response.failed", "error"})
+
+
+def _n(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def responses_usage(data: Any) -> Usage:
+    """``usage`` of a Responses API ``response`` object."""
+    usage = data.get("usage") if isinstance(data, dict) else None
+    if not isinstance(usage, dict):
+        return Usage()
+    details = usage.get("input_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else 0
+    return Usage(_n(usage.get("input_tokens")), _n(usage.get("output_tokens")), _n(cached))
+
+
+def anthropic_usage(usage: Any) -> Usage:
+    """An Anthropic ``usage`` object; the prompt counts cache reads and writes too."""
+    if not isinstance(usage, dict):
+        return Usage()
+    read = _n(usage.get("cache_read_input_tokens"))
+    prompt = _n(usage.get("input_tokens")) + read + _n(usage.get("cache_creation_input_tokens"))
+    return Usage(prompt, _n(usage.get("output_tokens")), read)
+
+
+def _json(data: bytes) -> Json | None:
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class ResponsesPassStream(StreamTranslator):
+    """A Responses API stream, passed through; usage from its final ``response``."""
+
+    def feed(self, event: str | None, data: bytes, raw: bytes) -> bytes:
+        if data == b"[DONE]":
+            self.done = True
+            return raw
+        kind = event
+        if kind is None or kind in _RESPONSES_END:
+            ev = _json(data)
+            kind = ev.get("type") if ev is not None else kind
+            if kind in _RESPONSES_END:
+                self.done = True
+                if ev is not None:
+                    self.usage = responses_usage(ev.get("response"))
+        return raw
+
+
+class MessagesPassStream(StreamTranslator):
+    """An Anthropic Messages stream, passed through; usage from ``message_start``
+    (the prompt) and ``message_delta`` (the output so far)."""
+
+    def feed(self, event: str | None, data: bytes, raw: bytes) -> bytes:
+        if event in ("message_start", "message_delta", "message_stop", "error") or event is None:
+            ev = _json(data)
+            kind = ev.get("type") if ev is not None else None
+            if ev is None:
+                pass
+            elif kind == "message_start":
+                msg = ev.get("message")
+                self.usage = anthropic_usage(msg.get("usage") if isinstance(msg, dict) else None)
+            elif kind == "message_delta":
+                usage = ev.get("usage")
+                if isinstance(usage, dict):
+                    if "output_tokens" in usage:
+                        self.usage.completion = _n(usage.get("output_tokens"))
+                    if "input_tokens" in usage:  # newer streams restate the prompt here
+                        later = anthropic_usage(usage)
+                        self.usage.prompt, self.usage.cached = later.prompt, later.cached
+            elif kind in ("message_stop", "error"):
+                self.done = True
+        return raw
