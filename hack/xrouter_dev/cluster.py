@@ -59,6 +59,7 @@ from xrouter_dev.cmdlines import (
     scheduler_args,
 )
 from xrouter_dev.kubectl import KubectlError, run_kubectl
+from xrouter_dev.realnode import RealNode
 from xrouter_dev.supervise import Component, spawn, stop_components
 from xrouter_dev.tools import DEFAULT_TOOLS_DIR, K8S_VERSION, free_port, tools_bin, tools_dir
 
@@ -123,6 +124,7 @@ class LocalCluster:
         *,
         remove_workdir: bool | None = None,
         log: Callable[[str], None] | None = None,
+        real_node: bool = False,
     ) -> None:
         self._tools = tools_dir
         created = workdir is None
@@ -140,6 +142,8 @@ class LocalCluster:
         self._started = False
         self._prev_sigterm: Any = None
         self._lock = threading.Lock()
+        self._want_real_node = real_node
+        self.real_node: RealNode | None = None
         atexit.register(self.stop)
 
     # -- context manager --------------------------------------------------------------------------------
@@ -177,6 +181,9 @@ class LocalCluster:
             if self._stopped:
                 return
             self._stopped = True
+        if self.real_node is not None:
+            # Before the control plane: draining the node's pods needs the API server.
+            self.real_node.stop()
         stop_components(self.components)
         if self._prev_sigterm is not None and threading.current_thread() is threading.main_thread():
             with contextlib.suppress(ValueError):
@@ -210,7 +217,8 @@ class LocalCluster:
             return json.loads(r.read())
 
     def dead_components(self) -> list[Component]:
-        return [c for c in self.components if not c.alive()]
+        node = self.real_node.components if self.real_node and not self.real_node.stopped else []
+        return [c for c in [*self.components, *node] if not c.alive()]
 
     # -- internals ------------------------------------------------------------------------------------------
     def _install_sigterm_handler(self) -> None:
@@ -324,6 +332,16 @@ class LocalCluster:
             return True
 
         self._wait("the default ServiceAccount", default_sa, 60)
+        if self._want_real_node:
+            self.start_real_node()
+
+    def start_real_node(self, timeout: float = 120) -> RealNode:
+        """Add the real node `xrouter-node` (xrouter_dev.realnode) to this running cluster."""
+        if self.real_node is None or self.real_node.stopped:
+            node = RealNode(self, self._log)
+            self.real_node = node
+            node.start(timeout)
+        return self.real_node
 
 
 class ExistingCluster:

@@ -190,6 +190,13 @@ def apiserver_args(bin_path: Path, layout: Layout, ports: Ports) -> list[str]:
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
         "--api-audiences=https://kubernetes.default.svc.cluster.local",
         "--authorization-mode=Node,RBAC",
+        # The real node's kubelet may only write its own Node and its pods' status.
+        "--enable-admission-plugins=NodeRestriction",
+        # The API server's identity towards kubelets (logs, exec, port-forward): the kubelet
+        # authenticates it against the cluster CA and authorizes it via the webhook.
+        f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+        f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+        "--kubelet-preferred-address-types=InternalIP",
         "--allow-privileged=true",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--endpoint-reconciler-type=none",

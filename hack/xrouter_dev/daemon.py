@@ -23,7 +23,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from xrouter_dev import nodehost
 from xrouter_dev.cluster import LocalCluster
+from xrouter_dev.nodeconfig import NodeLayout
+from xrouter_dev.realnode import RealNode
 from xrouter_dev.supervise import signal_group as _signal_group
 from xrouter_dev.tools import K8S_VERSION, tools_dir
 
@@ -86,14 +89,19 @@ def _usage(state: StateDir, info: dict[str, Any]) -> str:
         f"control plane up in {info['startup_seconds']:.1f}s)\n"
         f"  export KUBECONFIG={state.kubeconfig.resolve()}\n"
         f"  export PATH={bin_dir}:$PATH   # our kubectl and helm\n"
-        f"  kubectl get nodes -L topology.kubernetes.io/zone\n"
-        f"  audit log: {info['audit_log']}\n"
+        f"  kubectl get nodes -o wide -L topology.kubernetes.io/zone\n"
+        + (
+            f"  real node xrouter-node Ready {info['real_node_seconds']:.1f}s after the control plane\n"
+            if info.get("real_node_seconds") is not None
+            else ""
+        )
+        + f"  audit log: {info['audit_log']}\n"
         f"  logs: {state.data.resolve() / 'logs'}\n"
         f"  stop: make cluster-down"
     )
 
 
-def cmd_start(state: StateDir, timeout: float) -> int:
+def cmd_start(state: StateDir, timeout: float, real_node: bool = False) -> int:
     state.root.mkdir(parents=True, exist_ok=True)
     pid = _read_pid(state.pid)
     if pid is not None and _pid_alive(pid) and state.ready.exists():
@@ -108,7 +116,8 @@ def cmd_start(state: StateDir, timeout: float) -> int:
     t0 = time.monotonic()
     with open(state.log, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "xrouter_dev.cluster", "_run", "--dir", str(state.root)],
+            [sys.executable, "-m", "xrouter_dev.cluster", "_run", "--dir", str(state.root)]
+            + (["--real-node"] if real_node else []),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -131,7 +140,7 @@ def cmd_start(state: StateDir, timeout: float) -> int:
     return 0
 
 
-def cmd_run(state: StateDir) -> int:
+def cmd_run(state: StateDir, real_node: bool = False) -> int:
     """The daemon body: start, publish, then supervise until SIGTERM/SIGINT."""
     state.root.mkdir(parents=True, exist_ok=True)
     state.pid.write_text(str(os.getpid()))
@@ -145,18 +154,20 @@ def cmd_run(state: StateDir) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    cluster = LocalCluster(workdir=state.data, remove_workdir=True)
+    cluster = LocalCluster(workdir=state.data, remove_workdir=True, real_node=real_node)
     code = 0
     try:
         cluster.start()
         shutil.copyfile(cluster.kubeconfig, state.kubeconfig)
         state.kubeconfig.chmod(0o600)
-        state.children.write_text(json.dumps({c.name: c.proc.pid for c in cluster.components}))
+        components = cluster.components + (cluster.real_node.components if cluster.real_node else [])
+        state.children.write_text(json.dumps({c.name: c.proc.pid for c in components}))
         info = {
             "server_url": cluster.server_url,
             "kubeconfig": str(state.kubeconfig.resolve()),
             "audit_log": str(cluster.audit_log),
             "startup_seconds": cluster.startup_seconds,
+            "real_node_seconds": cluster.real_node.startup_seconds if cluster.real_node else None,
             "pid": os.getpid(),
         }
         tmp = state.ready.with_suffix(".tmp")
@@ -185,11 +196,23 @@ def _our_children(state: StateDir) -> Iterator[int]:
         children: dict[str, int] = json.loads(state.children.read_text())
     except (OSError, ValueError):
         return
-    bin_dir = str(tools_dir() / "bin")
+    # A recorded PID is still ours if its command line names our tools or our data directory
+    # (containerd's config lives there): never a reused PID of someone else's process.
+    marks = (str(tools_dir() / "bin"), str(state.data))
     for pid in children.values():
         with contextlib.suppress(OSError):
-            if bin_dir in Path(f"/proc/{pid}/cmdline").read_text(errors="replace"):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+            if any(m in cmdline for m in marks):
                 yield pid
+
+
+def _undo_real_node(state: StateDir) -> None:
+    """After a launcher died without tearing its real node down: undo the recorded host changes."""
+    record = NodeLayout(state.data / "node").record
+    if record.exists():
+        left = nodehost.teardown(record, RealNode.cleanup_commands(), log=print)
+        if left:
+            print("could not remove: " + ", ".join(left), file=sys.stderr)
 
 
 def cmd_stop(state: StateDir) -> int:
@@ -198,6 +221,7 @@ def cmd_stop(state: StateDir) -> int:
         leftovers = list(_our_children(state))
         for child in leftovers:
             _signal_group(child, signal.SIGKILL)
+        _undo_real_node(state)
         for f in (state.ready, state.kubeconfig, state.children, state.pid):
             f.unlink(missing_ok=True)
         shutil.rmtree(state.data, ignore_errors=True)
@@ -213,6 +237,7 @@ def cmd_stop(state: StateDir) -> int:
     for child in children:  # PR_SET_PDEATHSIG already does this; belt and braces.
         if _pid_alive(child):
             _signal_group(child, signal.SIGKILL)
+    _undo_real_node(state)
     for f in (state.ready, state.kubeconfig, state.children, state.pid):
         f.unlink(missing_ok=True)
     shutil.rmtree(state.data, ignore_errors=True)
@@ -236,15 +261,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--dir", type=Path, default=Path(".cluster"), help="state directory (default .cluster)"
     )
     parser.add_argument("--timeout", type=float, default=180, help="seconds to wait for readiness")
+    parser.add_argument(
+        "--real-node", action="store_true", help="add the real node xrouter-node (containerd, kubelet)"
+    )
     args = parser.parse_args(argv)
     state = StateDir(args.dir.resolve())
     if args.command == "start":
-        return cmd_start(state, args.timeout)
+        return cmd_start(state, args.timeout, args.real_node)
     if args.command == "stop":
         return cmd_stop(state)
     if args.command == "status":
         return cmd_status(state)
-    return cmd_run(state)
+    return cmd_run(state, args.real_node)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,9 @@ def write_control_plane(layout: Layout, server_url: str) -> None:
         ip_addresses=("127.0.0.1", SERVICE_API_IP),
         server=True,
     ).write(layout.pki, "apiserver")
+    certs.issue(ca, "kube-apiserver-kubelet-client", organizations=("system:masters",), client=True).write(
+        layout.pki, "apiserver-kubelet-client"
+    )
     front_ca = certs.make_ca("xrouter-front-proxy-ca")
     front_ca.write(layout.pki, "front-proxy-ca")
     certs.issue(front_ca, "front-proxy-client", client=True).write(layout.pki, "front-proxy-client")
