@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export XROUTER_TOOLS_DIR ?= $(HOME)/.cache/xrouter/tools
 
-.PHONY: venv deps tools test test-unit test-e2e lint up cluster cluster-down bench crds golden clean
+.PHONY: venv deps tools images test test-unit test-e2e lint up cluster cluster-down bench crds golden clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,15 +15,24 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-# Debian packages the tests and `make up` need (Redis, PostgreSQL).
+# Debian packages the tests and `make up` need: Redis, PostgreSQL, and for the real node containerd,
+# runc, the CNI plugins, iptables/ipset/conntrack, buildah and mmdebstrap.
 deps:
 	bash hack/install-deps.sh
 
-# Kubernetes control plane, etcd, kwok and helm, built from Go modules into $(XROUTER_TOOLS_DIR).
+# Kubernetes control plane, etcd, kwok, helm and the real node's kubelet, kube-proxy, CoreDNS,
+# kube-router and metrics-server, built from Go modules into $(XROUTER_TOOLS_DIR).
 tools:
 	bash hack/build-tools.sh
 
-test: venv deps tools
+# Our images (router, operator, PostgreSQL, Redis, postgres client, fake provider, pause) with buildah
+# over an mmdebstrap base, cached by content in ~/.cache/xrouter/images; loaded into the real node of
+# a running `make cluster`.
+images: venv deps
+	$(PY) -m xrouter_dev.images --load
+
+# Unit tests, then the end-to-end tests: kwok-only ones and the real-pod ones (tests/e2e/test_realnode_*).
+test: venv deps tools images
 	$(MAKE) test-unit
 	$(MAKE) test-e2e
 
@@ -38,11 +47,12 @@ lint: venv
 	$(VENV)/bin/mypy router/xrouter_router operator/xrouter_operator hack/xrouter_dev
 
 # The whole system on this machine; Ctrl-C stops it. XROUTER_KUBECONFIG=path uses that cluster instead.
-up: venv tools
+up: venv deps tools images
 	$(PY) -m xrouter_dev.up
 
-cluster: venv tools
-	$(PY) -m xrouter_dev.cluster start --dir .cluster
+# The control plane, kwok's 3 fake nodes and the real node xrouter-node, in the background.
+cluster: venv deps tools images
+	$(PY) -m xrouter_dev.cluster start --dir .cluster --real-node
 
 cluster-down: venv
 	$(PY) -m xrouter_dev.cluster stop --dir .cluster

@@ -208,7 +208,7 @@ def _our_children(state: StateDir) -> Iterator[int]:
 
 def _undo_real_node(state: StateDir) -> None:
     """After a launcher died without tearing its real node down: undo the recorded host changes."""
-    record = NodeLayout(state.data / "node").record
+    record = NodeLayout.default().record
     if record.exists():
         left = nodehost.teardown(record, RealNode.cleanup_commands(), log=print)
         if left:

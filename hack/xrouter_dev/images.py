@@ -30,10 +30,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from xrouter_dev.realnode import RealNode
+from xrouter_dev.nodeconfig import NodeLayout
 
 REPO = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "localhost/xrouter-base:bookworm"
@@ -44,6 +42,8 @@ POSTGRES_IMAGE = "localhost/xrouter-postgres:dev"
 PGCLIENT_IMAGE = "localhost/xrouter-pgclient:dev"
 REDIS_IMAGE = "localhost/xrouter-redis:dev"
 PAUSE_IMAGE = "localhost/xrouter-pause:3.10"
+CLIENT_IMAGE = "localhost/xrouter-client:dev"
+OPENAI_VERSION = "3.57.0"  # the client image's openai SDK (tests use the same major as the dev venv)
 SUITE = "bookworm"
 BASE_PACKAGES = ("python3", "python3-venv", "python-is-python3", "ca-certificates")
 # Host files the builds read through a mount, never copied in (the TLS proxy's CA, pip's settings).
@@ -150,6 +150,7 @@ def _rootfs_image(
 
 def _bud(image: Image, containerfile: Path, log: Callable[[str], None]) -> None:
     argv = _buildah("bud", "--quiet", "--layers", "-f", str(containerfile), "-t", image.ref)
+    argv += ["--build-arg", f"OPENAI_VERSION={OPENAI_VERSION}"]
     for m in BUILD_MOUNTS:
         argv += ["-v", m]
     argv += ["--build-arg", f"PYTHON_IMAGE={BASE_IMAGE}", str(REPO)]
@@ -239,6 +240,13 @@ def plan() -> list[tuple[Image, Callable[[Image, Callable[[str], None]], None]]]
             lambda img, log: _bud(img, fake_cf, log),
         )
     )
+    client_cf = hack_images / "client.Containerfile"
+    out.append(
+        (
+            Image("client", CLIENT_IMAGE, key("client", base_key, OPENAI_VERSION, _hash_files([client_cf]))),
+            functools.partial(_bud_with, client_cf),
+        )
+    )
     pg_entry = hack_images / "postgres-entrypoint.sh"
     helpers: list[tuple[str, str, tuple[str, ...], list[str], dict[str, Path]]] = [
         (
@@ -320,10 +328,16 @@ def build_all(log: Callable[[str], None] = print, only: Iterable[str] | None = N
     return timings
 
 
-def load_into(node: RealNode, *, only_cached: bool = False, log: Callable[[str], None] = print) -> list[str]:
-    """Import the current archives into the node's containerd (skipping images it already has)."""
-    if not only_cached:
-        build_all(log)
+def ctr(socket: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    argv = ["ctr", f"--address={socket}", "--namespace=k8s.io", *args]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=600)
+    if proc.returncode != 0:
+        raise ImageError(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.strip()}")
+    return proc
+
+
+def load_into(socket: Path, log: Callable[[str], None] = print) -> list[str]:
+    """Import the current archives into the containerd at socket (the real node's)."""
     try:
         current: dict[str, dict[str, str]] = json.loads(_manifest().read_text())
     except (OSError, ValueError):
@@ -334,7 +348,7 @@ def load_into(node: RealNode, *, only_cached: bool = False, log: Callable[[str],
         if name == "base" or not archive.exists():
             continue
         # containerd keeps content by digest: importing what it already has only re-reads the file.
-        node.ctr("images", "import", str(archive))
+        ctr(socket, "images", "import", str(archive))
         loaded.append(entry["ref"])
     if loaded:
         log(f"images: loaded into the node's containerd: {', '.join(loaded)}")
@@ -344,14 +358,26 @@ def load_into(node: RealNode, *, only_cached: bool = False, log: Callable[[str],
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m xrouter_dev.images", description=__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", help="build only these images (and the base)")
+    parser.add_argument(
+        "--load",
+        type=Path,
+        metavar="STATE_DIR",
+        help="then load them into that cluster's real node, if running",
+    )
     args = parser.parse_args(argv)
     t0 = time.monotonic()
     try:
         timings = build_all(only=args.only)
+        print(f"images: {len(timings)} images in {time.monotonic() - t0:.1f}s; archives in {cache_dir()}")
+        if args.load:
+            socket = NodeLayout.default().containerd_socket
+            if socket.exists():
+                t1 = time.monotonic()
+                load_into(socket)
+                print(f"images: loaded in {time.monotonic() - t1:.1f}s")
     except ImageError as e:
         print(f"images: {e}", file=sys.stderr)
         return 1
-    print(f"images: {len(timings)} images in {time.monotonic() - t0:.1f}s; archives in {cache_dir()}")
     return 0
 
 

@@ -34,6 +34,8 @@ PAUSE_IMAGE = "localhost/xrouter-pause:3.10"
 CGROUP_ROOT = "/xrouter-node"  # the node's pods live under this cgroup in every hierarchy
 NODE_TOOLS = ("kubelet", "kube-proxy", "coredns", "kube-router", "metrics-server")
 CNI_BIN_DIR = Path("/usr/lib/cni")  # Debian's containernetworking-plugins
+RUN_DIR = Path("/run/xrouter-node")  # containerd's sockets; removed on teardown
+NODE_ROOT = Path("/var/lib/xrouter-node")  # the node's state (containerd, kubelet); removed on teardown
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,10 @@ class NodeLayout:
     root: Path
 
     @classmethod
-    def of(cls, cluster: Layout) -> NodeLayout:
-        return cls(cluster.root / "node")
+    def default(cls) -> NodeLayout:
+        # Not under the cluster's (often deep, temporary) directory: the kubelet and containerd put
+        # unix sockets in theirs, and a socket path has at most 104 bytes. One real node per machine.
+        return cls(NODE_ROOT)
 
     @property
     def containerd(self) -> Path:
@@ -56,7 +60,9 @@ class NodeLayout:
 
     @property
     def containerd_socket(self) -> Path:
-        return self.containerd / "containerd.sock"
+        # Unix socket paths are limited to 104 bytes (ttrpc adds ".ttrpc"): a short fixed path, fine
+        # since there is one real node per machine (nodehost.NodeLock).
+        return RUN_DIR / "containerd.sock"
 
     @property
     def cni_conf_dir(self) -> Path:

@@ -64,6 +64,7 @@ class HostRecord:
     shim_pids: list[int] = field(default_factory=list)
     mount_root: str = ""
     containerd_socket: str = ""
+    run_dir: str = ""
 
     def save(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")
@@ -134,6 +135,8 @@ def prepare(record: HostRecord, record_path: Path, mount_root: Path, containerd_
     """Snapshot what teardown compares against, then create the bridge and the cgroup root."""
     record.mount_root = str(mount_root)
     record.containerd_socket = str(containerd_socket)
+    record.run_dir = str(containerd_socket.parent)
+    containerd_socket.parent.mkdir(parents=True, exist_ok=True)
     record.netns_before = netns_names()
     record.chains_before = iptables_chains()
     for name in WATCHED_SYSCTLS:
@@ -289,6 +292,8 @@ def teardown(
             with contextlib.suppress(OSError):
                 (Path("/proc/sys") / name).write_text(value)
 
+    if record.run_dir:
+        shutil.rmtree(record.run_dir, ignore_errors=True)
     if not left:
         record_path.unlink(missing_ok=True)
         if record.mount_root:

@@ -115,7 +115,7 @@ class _RelayHandler(socketserver.BaseRequestHandler):
 class RealNode:
     def __init__(self, cluster: LocalCluster, log: Callable[[str], None]) -> None:
         self.cluster = cluster
-        self.layout = NodeLayout.of(cluster.layout)
+        self.layout = NodeLayout.default()
         self.components: list[Component] = []
         self.startup_seconds: float | None = None
         self._log = log
@@ -143,6 +143,12 @@ class RealNode:
             raise
         self.startup_seconds = time.monotonic() - t0
         self._log(f"real node {NODE_NAME} Ready in {self.startup_seconds:.1f}s")
+
+    def load_images(self, build: bool = True) -> list[str]:
+        """Build (or reuse, by content) every image of `make images` and import it into containerd."""
+        if build:
+            images.build_all(self._log)
+        return images.load_into(self.layout.containerd_socket, self._log)
 
     def ctr(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """ctr against the node's containerd, in the CRI namespace (k8s.io)."""
@@ -240,7 +246,7 @@ class RealNode:
 
         self._spawn("containerd", ["containerd", f"--config={lay.containerd_config}"])
         self._wait("containerd", lambda: self.ctr("version", check=False, timeout=5).returncode == 0, 30)
-        images.load_into(self, only_cached=True, log=self._log)
+        images.load_into(lay.containerd_socket, log=self._log)
 
         manifests = {"apiVersion": "v1", "kind": "List", "items": addon_manifests()}
         self.cluster.kubectl("apply", "-f", "-", input=json.dumps(manifests))

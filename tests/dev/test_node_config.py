@@ -17,6 +17,7 @@ from xrouter_dev.nodeconfig import (
     NODE_NAME,
     POD_CIDR,
     REAL_NODE_LABEL,
+    RUN_DIR,
     NodeLayout,
     addon_manifests,
     cni_conflist,
@@ -31,7 +32,7 @@ from xrouter_dev.nodeconfig import (
 )
 
 CLUSTER = Layout(Path("/data"))
-NODE = NodeLayout.of(CLUSTER)
+NODE = NodeLayout.default()
 POD_NET = ipaddress.ip_network(POD_CIDR)
 
 
@@ -48,7 +49,9 @@ def test_containerd_keeps_all_state_under_the_node_dir_and_restricts_oom_score_a
     cfg = tomllib.loads(containerd_config(NODE))
     for key in ("root", "state"):
         assert Path(cfg[key]).is_relative_to(NODE.root)
-    assert Path(cfg["grpc"]["address"]).is_relative_to(NODE.root)
+    # A unix socket path has at most 104 bytes, with ttrpc's ".ttrpc" suffix: not under a deep tmp dir.
+    assert Path(cfg["grpc"]["address"]).is_relative_to(RUN_DIR)
+    assert len(cfg["ttrpc"]["address"]) < 104
     cri = cfg["plugins"]["io.containerd.grpc.v1.cri"]
     # No CAP_SYS_RESOURCE in this VM: without it every sandbox fails on /proc/self/oom_score_adj.
     assert cri["restrict_oom_score_adj"] is True
@@ -97,7 +100,9 @@ def test_the_real_node_is_tainted_and_pods_opt_in() -> None:
     placement = real_node_pod_placement()
     assert placement["nodeSelector"] == {REAL_NODE_LABEL: "true"}
     tol = placement["tolerations"][0]
-    assert [(t["key"], t["value"], t["effect"]) for t in taints] == [(tol["key"], tol["value"], tol["effect"])]
+    assert [(t["key"], t["value"], t["effect"]) for t in taints] == [
+        (tol["key"], tol["value"], tol["effect"])
+    ]
 
 
 def test_kwok_does_not_manage_the_real_node() -> None:
@@ -111,9 +116,13 @@ def test_address_ranges_are_distinct_and_free_on_this_machine() -> None:
     services = ipaddress.ip_network(SERVICE_CIDR)
     kwok_pods = ipaddress.ip_network(flags(kwok_args(Path("/bin/kwok"), CLUSTER))["cidr"], strict=False)
     assert not POD_NET.overlaps(services) and not POD_NET.overlaps(kwok_pods)
-    assert ipaddress.ip_address(DNS_SERVICE_IP) in services and ipaddress.ip_address(API_SERVICE_IP) in services
+    assert (
+        ipaddress.ip_address(DNS_SERVICE_IP) in services and ipaddress.ip_address(API_SERVICE_IP) in services
+    )
     assert ipaddress.ip_address(NODE_IP) in POD_NET
-    routes = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True).stdout
+    routes = subprocess.run(
+        ["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True
+    ).stdout
     for line in routes.splitlines():
         dest = line.split()[0] if not line.startswith(("local", "broadcast")) else line.split()[1]
         if dest in ("default", "unreachable") or "xrbr0" in line:

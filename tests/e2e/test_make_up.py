@@ -36,8 +36,13 @@ def test_make_up_serves_the_sample_and_ctrl_c_stops_everything(tmp_path: Path) -
     log = tmp_path / "make-up.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            ["make", "--no-print-directory", "up"], cwd=REPO, env=env, stdout=out,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            ["make", "--no-print-directory", "up"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     try:
         deadline = time.monotonic() + 300

@@ -161,8 +161,12 @@ class Env:
         expected health). best_effort: the object may have moved on since the caller looked."""
         obj = self.xr(name)
         obj["metadata"].pop("managedFields", None)
-        expected = {"healthy": "Healthy", "progressing": "Progressing", "degraded": "Degraded",
-                    "suspended": "Suspended"}[fixture.split("-", 1)[0]]
+        expected = {
+            "healthy": "Healthy",
+            "progressing": "Progressing",
+            "degraded": "Degraded",
+            "suspended": "Suspended",
+        }[fixture.split("-", 1)[0]]
         verdict = health(obj)["status"]
         if best_effort and verdict != expected:
             return

@@ -14,7 +14,15 @@ from typing import Any
 import pytest
 from xrouter_dev import nodehost
 from xrouter_dev.cluster import K8S_VERSION, KWOK_NODE_ANNOTATION, ZONES, ExistingCluster, LocalCluster
-from xrouter_dev.nodeconfig import BRIDGE, NODE_NAME, POD_CIDR, REAL_NODE_LABEL, real_node_pod_placement
+from xrouter_dev.nodeconfig import (
+    BRIDGE,
+    NODE_NAME,
+    NODE_ROOT,
+    POD_CIDR,
+    REAL_NODE_LABEL,
+    RUN_DIR,
+    real_node_pod_placement,
+)
 from xrouter_dev.realnode import RealNode
 
 Cluster = LocalCluster | ExistingCluster
@@ -91,8 +99,8 @@ def _leftovers(state: Path, before_chains: dict[str, list[str]], before_netns: l
         "cgroups": nodehost.leftovers(state / "none")["cgroups"],
         "iptables chains": {t: c for t, c in new_chains.items() if c},
         "netns": sorted(set(nodehost.netns_names()) - set(before_netns)),
-        "mounts": [m for m in mounts if m.startswith(str(state))],
-        "state data": (state / "data").exists(),
+        "mounts": [m for m in mounts if m.startswith((str(state), str(NODE_ROOT), str(RUN_DIR)))],
+        "state data": (state / "data").exists() or NODE_ROOT.exists() or RUN_DIR.exists(),
     }
 
 
