@@ -107,7 +107,9 @@ class Image:
         return cache_dir() / f"{self.name}-{self.key[:16]}.tar"
 
 
-def _mmdebstrap(packages: Iterable[str], out: Path, log: Callable[[str], None]) -> None:
+def _mmdebstrap(
+    packages: Iterable[str], out: Path, log: Callable[[str], None], hooks: Iterable[str] = ()
+) -> None:
     argv = [
         "mmdebstrap",
         "--variant=minbase",
@@ -119,6 +121,7 @@ def _mmdebstrap(packages: Iterable[str], out: Path, log: Callable[[str], None]) 
         "--dpkgopt=path-exclude=/usr/share/locale/*",
         # apt's lists and caches are not part of an image
         "--customize-hook=rm -rf $1/var/lib/apt/lists/* $1/var/cache/apt/*",
+        *(f"--customize-hook={h}" for h in hooks),
         SUITE,
         str(out),
     ]
@@ -131,11 +134,12 @@ def _rootfs_image(
     config: list[str],
     files: dict[str, Path],
     log: Callable[[str], None],
+    hooks: Iterable[str] = (),
 ) -> None:
     """An image from a Debian root filesystem (mmdebstrap) plus files and buildah config flags."""
     with tempfile.TemporaryDirectory(prefix=f"xrouter-img-{image.name}-") as tmp:
         rootfs = Path(tmp) / "rootfs.tar"
-        _mmdebstrap(packages, rootfs, log)
+        _mmdebstrap(packages, rootfs, log, hooks)
         ctr = _run(_buildah("from", "scratch"), log).strip()
         try:
             _run(_buildah("add", ctr, str(rootfs), "/"), log)
@@ -185,10 +189,11 @@ def _rootfs_with(
     packages: tuple[str, ...],
     config: list[str],
     files: dict[str, Path],
+    hooks: tuple[str, ...],
     image: Image,
     log: Callable[[str], None],
 ) -> None:
-    _rootfs_image(image, packages, config, files, log)
+    _rootfs_image(image, packages, config, files, log, hooks)
 
 
 def plan() -> list[tuple[Image, Callable[[Image, Callable[[str], None]], None]]]:
@@ -248,7 +253,10 @@ def plan() -> list[tuple[Image, Callable[[Image, Callable[[str], None]], None]]]
         )
     )
     pg_entry = hack_images / "postgres-entrypoint.sh"
-    helpers: list[tuple[str, str, tuple[str, ...], list[str], dict[str, Path]]] = [
+    # The operator's backup script runs `set -euo pipefail` under /bin/sh: Debian's dash has no
+    # pipefail, so the postgres client image's /bin/sh is bash.
+    sh_is_bash = ('ln -sf bash "$1/bin/sh"',)
+    helpers: list[tuple[str, str, tuple[str, ...], list[str], dict[str, Path], tuple[str, ...]]] = [
         (
             "redis",
             REDIS_IMAGE,
@@ -262,6 +270,7 @@ def plan() -> list[tuple[Image, Callable[[Image, Callable[[str], None]], None]]]
                 '["--bind", "0.0.0.0", "--save", ""]',
             ],
             {},
+            (),
         ),
         (
             "postgres",
@@ -276,15 +285,16 @@ def plan() -> list[tuple[Image, Callable[[Image, Callable[[str], None]], None]]]
                 "PGDATA=/var/lib/postgresql/data/pgdata",
             ],
             {"/usr/local/bin/postgres-entrypoint": pg_entry},
+            (),
         ),
-        ("pgclient", PGCLIENT_IMAGE, ("postgresql-client-15",), ["--user", "999:999"], {}),
+        ("pgclient", PGCLIENT_IMAGE, ("postgresql-client-15",), ["--user", "999:999"], {}, sh_is_bash),
     ]
-    for name, ref, pkgs, config, files in helpers:
+    for name, ref, pkgs, config, files, hooks in helpers:
         inputs = _hash_files(files.values()) if files else ""
         out.append(
             (
-                Image(name, ref, key(name, SUITE, str(pkgs), str(config), inputs)),
-                functools.partial(_rootfs_with, pkgs, config, files),
+                Image(name, ref, key(name, SUITE, str(pkgs), str(config), inputs, *hooks)),
+                functools.partial(_rootfs_with, pkgs, config, files, hooks),
             )
         )
     return out
@@ -336,20 +346,33 @@ def ctr(socket: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-def load_into(socket: Path, log: Callable[[str], None] = print) -> list[str]:
-    """Import the current archives into the containerd at socket (the real node's)."""
+def load_into(
+    socket: Path, log: Callable[[str], None] = print, only: Iterable[str] | None = None
+) -> list[str]:
+    """Import the current archives into the containerd at socket (the real node's). Archives this
+    containerd already imported (listed beside its socket) are skipped: a warm load is instant."""
     try:
         current: dict[str, dict[str, str]] = json.loads(_manifest().read_text())
     except (OSError, ValueError):
         return []
+    done_file = socket.parent / "imported.json"
+    try:
+        done: list[str] = json.loads(done_file.read_text())
+    except (OSError, ValueError):
+        done = []
+    wanted = set(only) if only is not None else None
     loaded = []
     for name, entry in current.items():
         archive = Path(entry["archive"])
-        if name == "base" or not archive.exists():
+        if name == "base" or not archive.exists() or (wanted is not None and name not in wanted):
             continue
-        # containerd keeps content by digest: importing what it already has only re-reads the file.
+        if str(archive) in done:
+            continue
+        t0 = time.monotonic()
         ctr(socket, "images", "import", str(archive))
-        loaded.append(entry["ref"])
+        done.append(str(archive))
+        done_file.write_text(json.dumps(done))
+        loaded.append(f"{entry['ref']} ({time.monotonic() - t0:.1f}s)")
     if loaded:
         log(f"images: loaded into the node's containerd: {', '.join(loaded)}")
     return loaded

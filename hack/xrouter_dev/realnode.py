@@ -246,7 +246,8 @@ class RealNode:
 
         self._spawn("containerd", ["containerd", f"--config={lay.containerd_config}"])
         self._wait("containerd", lambda: self.ctr("version", check=False, timeout=5).returncode == 0, 30)
-        images.load_into(lay.containerd_socket, log=self._log)
+        # Only the sandbox image here; the rest when a test or `make images` asks (load_images).
+        images.load_into(lay.containerd_socket, log=self._log, only=["pause"])
 
         manifests = {"apiVersion": "v1", "kind": "List", "items": addon_manifests()}
         self.cluster.kubectl("apply", "-f", "-", input=json.dumps(manifests))
