@@ -285,7 +285,8 @@ def plan() -> list[tuple[Image, Callable[[Image, Callable[[str], None]], None]]]
                 "PGDATA=/var/lib/postgresql/data/pgdata",
             ],
             {"/usr/local/bin/postgres-entrypoint": pg_entry},
-            (),
+            # initdb needs a passwd entry for the server's UID: the package's postgres user, as 999.
+            ('chroot "$1" usermod -u 999 postgres', 'chroot "$1" groupmod -g 999 postgres'),
         ),
         ("pgclient", PGCLIENT_IMAGE, ("postgresql-client-15",), ["--user", "999:999"], {}, sh_is_bash),
     ]
@@ -383,9 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", help="build only these images (and the base)")
     parser.add_argument(
         "--load",
-        type=Path,
-        metavar="STATE_DIR",
-        help="then load them into that cluster's real node, if running",
+        action="store_true",
+        help="then load them into the real node's containerd, if it runs",
     )
     args = parser.parse_args(argv)
     t0 = time.monotonic()

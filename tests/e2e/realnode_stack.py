@@ -58,6 +58,7 @@ def deployment(
     env: dict[str, str] | None = None,
     args: list[str] | None = None,
     labels: dict[str, str] | None = None,
+    data_dir: str | None = None,
 ) -> list[dict[str, Any]]:
     """A one-replica Deployment and its ClusterIP Service on the real node."""
     lbl = {"app": name, **(labels or {})}
@@ -71,6 +72,11 @@ def deployment(
     }
     if args is not None:
         container["args"] = args
+    pod: dict[str, Any] = {"containers": [container], "terminationGracePeriodSeconds": 2}
+    if data_dir is not None:
+        # A scratch volume (emptyDir: writable by the image's non-root user).
+        container["volumeMounts"] = [{"name": "data", "mountPath": data_dir}]
+        pod["volumes"] = [{"name": "data", "emptyDir": {}}]
     return [
         {
             "apiVersion": "apps/v1",
@@ -81,7 +87,7 @@ def deployment(
                 "selector": {"matchLabels": {"app": name}},
                 "template": {
                     "metadata": {"labels": lbl},
-                    "spec": _placed({"containers": [container], "terminationGracePeriodSeconds": 2}),
+                    "spec": _placed(pod),
                 },
             },
         },
@@ -172,7 +178,7 @@ def install_operator(cluster: Cluster, namespace: str, release: str) -> None:
     helm(
         cluster, "upgrade", "--install", release, str(CHART), "--namespace", namespace, "--create-namespace",
         "--set", "image.repository=localhost/xrouter-operator", "--set", "image.tag=dev",
-        "--set", "image.pullPolicy=Never", "--set", "operator.logFormat=text",
+        "--set", "image.pullPolicy=Never", "--set", "operator.logFormat=plain",
         "--set-json", f"nodeSelector={json.dumps(placement['nodeSelector'])}",
         "--set-json", f"tolerations={json.dumps(placement['tolerations'])}",
         "--wait", "--timeout=180s",
@@ -268,10 +274,16 @@ def deploy(cluster: Cluster, namespace: str, operator_namespace: str, other_name
         secret("db-url", {"url": db_url}),
         *deployment("fake-provider", images.FAKE_PROVIDER_IMAGE, 9000),
         *deployment("redis", images.REDIS_IMAGE, 6379),
-        *deployment("postgres", images.POSTGRES_IMAGE, 5432, env={"POSTGRES_PASSWORD": DB_PASSWORD}),
+        *deployment(
+            "postgres",
+            images.POSTGRES_IMAGE,
+            5432,
+            env={"POSTGRES_PASSWORD": DB_PASSWORD},
+            data_dir="/var/lib/postgresql/data",
+        ),
     )
     for name in ("fake-provider", "redis", "postgres"):
-        cluster.kubectl("rollout", "status", "-n", namespace, f"deployment/{name}", "--timeout=180s")
+        cluster.kubectl("rollout", "status", "-n", namespace, f"deployment/{name}", "--timeout=180s", timeout=200)
     stack.timings["helpers Ready"] = time.monotonic() - t0
     t1 = time.monotonic()
     stack.apply(xrouter(stack.name, namespace))
