@@ -301,7 +301,7 @@ def plan() -> list[tuple[Image, Callable[[Image, Callable[[str], None]], None]]]
     return out
 
 
-def _manifest() -> Path:
+def manifest_path() -> Path:
     return cache_dir() / "current.json"
 
 
@@ -315,7 +315,7 @@ def build_all(log: Callable[[str], None] = print, only: Iterable[str] | None = N
     timings: dict[str, float] = {}
     current: dict[str, dict[str, str]] = {}
     with contextlib.suppress(OSError, ValueError):
-        current = json.loads(_manifest().read_text())
+        current = json.loads(manifest_path().read_text())
     for image, build in plan():
         if wanted is not None and image.name not in wanted and image.name != "base":
             continue
@@ -332,51 +332,11 @@ def build_all(log: Callable[[str], None] = print, only: Iterable[str] | None = N
                 Path(old).unlink(missing_ok=True)
         timings[image.name] = time.monotonic() - t0
         current[image.name] = {"ref": image.ref, "archive": str(image.archive)}
-        _manifest().write_text(json.dumps(current, indent=2))  # per image: a failed run keeps the rest
+        manifest_path().write_text(json.dumps(current, indent=2))  # per image: a failed run keeps the rest
         size = image.archive.stat().st_size >> 20
         log(f"images: {image.ref} ready ({timings[image.name]:.1f}s; {size} MiB)")
-    _manifest().write_text(json.dumps(current, indent=2))
+    manifest_path().write_text(json.dumps(current, indent=2))
     return timings
-
-
-def ctr(socket: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    argv = ["ctr", f"--address={socket}", "--namespace=k8s.io", *args]
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=600)
-    if proc.returncode != 0:
-        raise ImageError(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.strip()}")
-    return proc
-
-
-def load_into(
-    socket: Path, log: Callable[[str], None] = print, only: Iterable[str] | None = None
-) -> list[str]:
-    """Import the current archives into the containerd at socket (the real node's). Archives this
-    containerd already imported (listed beside its socket) are skipped: a warm load is instant."""
-    try:
-        current: dict[str, dict[str, str]] = json.loads(_manifest().read_text())
-    except (OSError, ValueError):
-        return []
-    done_file = socket.parent / "imported.json"
-    try:
-        done: list[str] = json.loads(done_file.read_text())
-    except (OSError, ValueError):
-        done = []
-    wanted = set(only) if only is not None else None
-    loaded = []
-    for name, entry in current.items():
-        archive = Path(entry["archive"])
-        if name == "base" or not archive.exists() or (wanted is not None and name not in wanted):
-            continue
-        if str(archive) in done:
-            continue
-        t0 = time.monotonic()
-        ctr(socket, "images", "import", str(archive))
-        done.append(str(archive))
-        done_file.write_text(json.dumps(done))
-        loaded.append(f"{entry['ref']} ({time.monotonic() - t0:.1f}s)")
-    if loaded:
-        log(f"images: loaded into the node's containerd: {', '.join(loaded)}")
-    return loaded
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -393,10 +353,12 @@ def main(argv: list[str] | None = None) -> int:
         timings = build_all(only=args.only)
         print(f"images: {len(timings)} images in {time.monotonic() - t0:.1f}s; archives in {cache_dir()}")
         if args.load:
+            from xrouter_dev import imageload  # imageload imports this module
+
             socket = NodeLayout.default().containerd_socket
             if socket.exists():
                 t1 = time.monotonic()
-                load_into(socket)
+                imageload.load_into(socket)
                 print(f"images: loaded in {time.monotonic() - t1:.1f}s")
     except ImageError as e:
         print(f"images: {e}", file=sys.stderr)

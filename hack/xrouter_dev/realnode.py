@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from xrouter_dev import certs, images, nodehost, pki
+from xrouter_dev import certs, imageload, images, nodehost, pki
+from xrouter_dev.nodeaddons import addon_manifests
 from xrouter_dev.nodeconfig import (
     API_RELAY_PORT,
     NODE_IDENTITIES,
@@ -35,7 +36,6 @@ from xrouter_dev.nodeconfig import (
     NODE_NAME,
     NODE_TOOLS,
     NodeLayout,
-    addon_manifests,
     cni_conflist,
     containerd_config,
     coredns_args,
@@ -144,11 +144,11 @@ class RealNode:
         self.startup_seconds = time.monotonic() - t0
         self._log(f"real node {NODE_NAME} Ready in {self.startup_seconds:.1f}s")
 
-    def load_images(self, build: bool = True) -> list[str]:
-        """Build (or reuse, by content) every image of `make images` and import it into containerd."""
+    def load_images(self, build: bool = True, only: list[str] | None = None) -> list[str]:
+        """Build (or reuse, by content) the images of `make images` and import them into containerd."""
         if build:
-            images.build_all(self._log)
-        return images.load_into(self.layout.containerd_socket, self._log)
+            images.build_all(self._log, only=only)
+        return imageload.load_into(self.layout.containerd_socket, self._log, only=only)
 
     def ctr(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """ctr against the node's containerd, in the CRI namespace (k8s.io)."""
@@ -247,7 +247,7 @@ class RealNode:
         self._spawn("containerd", ["containerd", f"--config={lay.containerd_config}"])
         self._wait("containerd", lambda: self.ctr("version", check=False, timeout=5).returncode == 0, 30)
         # Only the sandbox image here; the rest when a test or `make images` asks (load_images).
-        images.load_into(lay.containerd_socket, log=self._log, only=["pause"])
+        imageload.load_into(lay.containerd_socket, log=self._log, only=["pause"])
 
         manifests = {"apiVersion": "v1", "kind": "List", "items": addon_manifests()}
         self.cluster.kubectl("apply", "-f", "-", input=json.dumps(manifests))

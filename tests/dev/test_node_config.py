@@ -9,6 +9,7 @@ import tomllib
 from pathlib import Path
 
 from xrouter_dev.cmdlines import SERVICE_CIDR, Layout, kwok_args
+from xrouter_dev.nodeaddons import addon_manifests
 from xrouter_dev.nodeconfig import (
     API_SERVICE_IP,
     DNS_SERVICE_IP,
@@ -19,7 +20,6 @@ from xrouter_dev.nodeconfig import (
     REAL_NODE_LABEL,
     RUN_DIR,
     NodeLayout,
-    addon_manifests,
     cni_conflist,
     containerd_config,
     corefile,

@@ -14,7 +14,11 @@ from typing import Any
 
 import pytest
 from openai import OpenAI
-from realnode_stack import (
+from xrouter_dev import images
+from xrouter_dev.cluster import LocalCluster
+from xrouter_dev.nodeconfig import NODE_NAME, POD_CIDR
+from xrouter_dev.realnode import RealNode
+from xrouter_dev.stack import (
     TEAM_KEY,
     Cluster,
     Stack,
@@ -24,10 +28,6 @@ from realnode_stack import (
     get_json,
     run_client,
 )
-from xrouter_dev import images
-from xrouter_dev.cluster import LocalCluster
-from xrouter_dev.nodeconfig import NODE_NAME, POD_CIDR
-from xrouter_dev.realnode import RealNode
 
 FIGURES: dict[str, Any] = {}
 

@@ -1,4 +1,5 @@
-"""Deploying the whole system onto the real node, for the real-pod tests and `make up`:
+"""Deploying the whole system onto the real node, for the real-pod tests (tests/e2e/test_realnode_*)
+and `make up`:
 the operator as a pod (its image, the chart's RBAC, via helm), Redis, PostgreSQL and a fake provider
 as pods, and an XRouter whose router pods run localhost/xrouter:dev.
 
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from xrouter_dev import images
 from xrouter_dev.cluster import ExistingCluster, LocalCluster
 from xrouter_dev.nodeconfig import POD_CIDR, real_node_pod_placement
@@ -23,6 +26,7 @@ from xrouter_dev.tools import tools_bin
 
 Cluster = LocalCluster | ExistingCluster
 REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "config" / "samples" / "xrouter.yaml"
 CHART = REPO / "charts" / "xrouter"
 TEAM_KEY = "sk-real-node-team-a"
 DB_PASSWORD = "real-node-db-pw"
@@ -261,39 +265,69 @@ class Stack:
         return out.stdout.strip()
 
 
-def deploy(cluster: Cluster, namespace: str, operator_namespace: str, other_namespace: str = "") -> Stack:
-    stack = Stack(cluster, namespace, operator_namespace, other_namespace)
-    t0 = time.monotonic()
-    install_operator(cluster, operator_namespace, "xro")
-    stack.timings["operator pod Ready (helm --wait)"] = time.monotonic() - t0
-    db_url = f"postgresql://postgres:{DB_PASSWORD}@postgres.{namespace}.svc.cluster.local:5432/xrouter"
-    stack.apply(
-        secret("xrouter-keys", {"team-a": TEAM_KEY}),
-        secret("provider-key", {"key": "sk-fake-provider"}),
+def wait_rollouts(cluster: Cluster, namespace: str, names: list[str]) -> None:
+    for name in names:
+        cluster.kubectl(
+            "rollout", "status", "-n", namespace, f"deployment/{name}", "--timeout=180s", timeout=200
+        )  # fmt: skip
+
+
+def data_services(namespace: str, db_password: str = DB_PASSWORD) -> list[dict[str, Any]]:
+    """Redis and PostgreSQL pods with their Services, and the Secrets holding their URLs."""
+    db_url = f"postgresql://postgres:{db_password}@postgres.{namespace}.svc.cluster.local:5432/xrouter"
+    return [
         secret("redis-url", {"url": f"redis://redis.{namespace}.svc.cluster.local:6379/0"}),
         secret("db-url", {"url": db_url}),
-        *deployment("fake-provider", images.FAKE_PROVIDER_IMAGE, 9000),
         *deployment("redis", images.REDIS_IMAGE, 6379),
         *deployment(
             "postgres",
             images.POSTGRES_IMAGE,
             5432,
-            env={"POSTGRES_PASSWORD": DB_PASSWORD},
+            env={"POSTGRES_PASSWORD": db_password},
             data_dir="/var/lib/postgresql/data",
         ),
-    )
-    for name in ("fake-provider", "redis", "postgres"):
-        cluster.kubectl("rollout", "status", "-n", namespace, f"deployment/{name}", "--timeout=180s", timeout=200)
-    stack.timings["helpers Ready"] = time.monotonic() - t0
-    t1 = time.monotonic()
-    stack.apply(xrouter(stack.name, namespace))
+    ]
 
+
+def wait_ready(stack: Stack, replicas: int, timeout: float = 240) -> float:
     def ready() -> bool:
         st = stack.status()
-        return bool(st.get("readyReplicas") == 2 and any(
+        return bool(st.get("readyReplicas") == replicas and any(
             c["type"] == "Ready" and c["status"] == "True" for c in st.get("conditions", [])
         ))  # fmt: skip
 
-    stack.seconds_to_ready = eventually("the XRouter Ready with 2 real router pods", ready, 240)
+    return eventually(f"the XRouter Ready with {replicas} real router pods", ready, timeout)
+
+
+def sample_on_real_node(namespace: str) -> list[dict[str, Any]]:
+    """config/samples/xrouter.yaml with our image, on the real node, with Redis and PostgreSQL."""
+    objs = [o for o in yaml.safe_load_all(SAMPLE.read_text()) if o]
+    for o in objs:
+        if o["kind"] == "XRouter":
+            o["spec"]["image"] = {"repository": "localhost/xrouter", "tag": "dev", "pullPolicy": "Never"}
+            o["spec"]["pods"] = real_node_pod_placement()
+            o["spec"]["redis"] = {"urlSecretRef": {"name": "redis-url", "key": "url"}}
+            o["spec"]["database"] = {"urlSecretRef": {"name": "db-url", "key": "url"}}
+    return objs
+
+
+def deploy(cluster: Cluster, namespace: str, operator_namespace: str, other_namespace: str = "") -> Stack:
+    """The test stack: the operator, Redis, PostgreSQL and the fake provider as pods, then an XRouter
+    (xrouter()) with 2 real router pods; waits until it is Ready."""
+    stack = Stack(cluster, namespace, operator_namespace, other_namespace)
+    t0 = time.monotonic()
+    install_operator(cluster, operator_namespace, "xro")
+    stack.timings["operator pod Ready (helm --wait)"] = time.monotonic() - t0
+    stack.apply(
+        secret("xrouter-keys", {"team-a": TEAM_KEY}),
+        secret("provider-key", {"key": "sk-fake-provider"}),
+        *deployment("fake-provider", images.FAKE_PROVIDER_IMAGE, 9000),
+        *data_services(namespace),
+    )
+    wait_rollouts(cluster, namespace, ["fake-provider", "redis", "postgres"])
+    stack.timings["helpers Ready"] = time.monotonic() - t0
+    t1 = time.monotonic()
+    stack.apply(xrouter(stack.name, namespace))
+    stack.seconds_to_ready = wait_ready(stack, 2)
     stack.timings["XRouter applied -> Ready (2 real pods)"] = time.monotonic() - t1
     return stack
