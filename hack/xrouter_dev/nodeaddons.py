@@ -4,9 +4,20 @@ launcher's relay to the API server). Pure (tests/dev/test_node_config.py checks 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from xrouter_dev.nodeconfig import API_RELAY_PORT, DNS_SERVICE_IP, METRICS_SERVER_PORT, NODE_IP
+from xrouter_dev.nodeconfig import (
+    API_RELAY_PORT,
+    DNS_SERVICE_IP,
+    METRICS_SERVER_PORT,
+    NODE_IP,
+    NODE_NAME,
+    STORAGE_CLASS,
+)
+
+# Released PVs (Retain) are not reused: enough for a test session's claims.
+PV_COUNT = 12
 
 
 def _selectorless_service(
@@ -82,4 +93,51 @@ def addon_manifests() -> list[dict[str, Any]]:
             ],
         }
     )
+    return objs
+
+
+def local_volumes(root: Path, count: int = PV_COUNT, size: str = "5Gi") -> list[dict[str, Any]]:
+    """A StorageClass with no provisioner and `count` hostPath PVs on the real node (directories under
+    root, removed with the node), so PVCs of class STORAGE_CLASS bind, e.g. a backup claim."""
+    objs: list[dict[str, Any]] = [
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {"name": STORAGE_CLASS},
+            "provisioner": "kubernetes.io/no-provisioner",
+            # Bind once a pod is scheduled: the PV's node affinity then matches that pod's node.
+            "volumeBindingMode": "WaitForFirstConsumer",
+            "reclaimPolicy": "Delete",
+        }
+    ]
+    for i in range(count):
+        objs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": f"{STORAGE_CLASS}-{i}"},
+                "spec": {
+                    "capacity": {"storage": size},
+                    "accessModes": ["ReadWriteOnce"],
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "storageClassName": STORAGE_CLASS,
+                    "hostPath": {"path": str(root / f"pv-{i}"), "type": "DirectoryOrCreate"},
+                    "nodeAffinity": {
+                        "required": {
+                            "nodeSelectorTerms": [
+                                {
+                                    "matchExpressions": [
+                                        {
+                                            "key": "kubernetes.io/hostname",
+                                            "operator": "In",
+                                            "values": [NODE_NAME],
+                                        }
+                                    ]
+                                }
+                            ]
+                        }
+                    },
+                },
+            }
+        )
     return objs

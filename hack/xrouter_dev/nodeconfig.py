@@ -35,6 +35,7 @@ CGROUP_ROOT = "/xrouter-node"  # the node's pods live under this cgroup in every
 NODE_TOOLS = ("kubelet", "kube-proxy", "coredns", "kube-router", "metrics-server")
 CNI_BIN_DIR = Path("/usr/lib/cni")  # Debian's containernetworking-plugins
 RUN_DIR = Path("/run/xrouter-node")  # containerd's sockets; removed on teardown
+STORAGE_CLASS = "xrouter-local"  # hostPath PVs on the real node (nodeaddons.local_volumes)
 NODE_ROOT = Path("/var/lib/xrouter-node")  # the node's state (containerd, kubelet); removed on teardown
 
 
@@ -91,6 +92,10 @@ class NodeLayout:
     @property
     def resolv_conf(self) -> Path:
         return self.root / "resolv.conf"
+
+    @property
+    def volumes(self) -> Path:
+        return self.root / "volumes"
 
     @property
     def metrics_certs(self) -> Path:

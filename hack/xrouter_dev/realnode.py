@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from xrouter_dev import certs, imageload, images, nodehost, pki
-from xrouter_dev.nodeaddons import addon_manifests
+from xrouter_dev.nodeaddons import PV_COUNT, addon_manifests, local_volumes
 from xrouter_dev.nodeconfig import (
     API_RELAY_PORT,
     NODE_IDENTITIES,
@@ -204,6 +204,10 @@ class RealNode:
             lay.metrics_certs,
         ):
             d.mkdir(parents=True, exist_ok=True)
+        # hostPath volumes get no fsGroup: let any pod user (the backup Job runs as UID 70) write.
+        for i in range(PV_COUNT):
+            (lay.volumes / f"pv-{i}").mkdir(parents=True, exist_ok=True)
+            (lay.volumes / f"pv-{i}").chmod(0o777)
         ca = pki.load_ca(self.cluster.layout)
         for component, (user, groups) in NODE_IDENTITIES.items():
             pki.write_kubeconfig(lay.kubeconfig(component), self.cluster.server_url, ca, user, groups)
@@ -249,7 +253,11 @@ class RealNode:
         # Only the sandbox image here; the rest when a test or `make images` asks (load_images).
         imageload.load_into(lay.containerd_socket, log=self._log, only=["pause"])
 
-        manifests = {"apiVersion": "v1", "kind": "List", "items": addon_manifests()}
+        manifests = {
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": addon_manifests() + local_volumes(lay.volumes),
+        }
         self.cluster.kubectl("apply", "-f", "-", input=json.dumps(manifests))
         self._spawn("coredns", coredns_args(tools_bin("coredns"), lay))
         self._spawn("kubelet", kubelet_args(tools_bin("kubelet"), lay))

@@ -21,7 +21,7 @@ import yaml
 
 from xrouter_dev import images
 from xrouter_dev.cluster import ExistingCluster, LocalCluster
-from xrouter_dev.nodeconfig import POD_CIDR, real_node_pod_placement
+from xrouter_dev.nodeconfig import POD_CIDR, STORAGE_CLASS, real_node_pod_placement
 from xrouter_dev.tools import tools_bin
 
 Cluster = LocalCluster | ExistingCluster
@@ -63,6 +63,7 @@ def deployment(
     args: list[str] | None = None,
     labels: dict[str, str] | None = None,
     data_dir: str | None = None,
+    claim: str | None = None,
 ) -> list[dict[str, Any]]:
     """A one-replica Deployment and its ClusterIP Service on the real node."""
     lbl = {"app": name, **(labels or {})}
@@ -78,10 +79,27 @@ def deployment(
         container["args"] = args
     pod: dict[str, Any] = {"containers": [container], "terminationGracePeriodSeconds": 2}
     if data_dir is not None:
-        # A scratch volume (emptyDir: writable by the image's non-root user).
+        # A PVC on the real node's hostPath PVs (kept while the pod is replaced or scaled to 0), or
+        # a scratch emptyDir; both writable by the image's non-root user.
         container["volumeMounts"] = [{"name": "data", "mountPath": data_dir}]
-        pod["volumes"] = [{"name": "data", "emptyDir": {}}]
+        source = {"persistentVolumeClaim": {"claimName": claim}} if claim else {"emptyDir": {}}
+        pod["volumes"] = [{"name": "data", **source}]
+    out: list[dict[str, Any]] = []
+    if claim:
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": claim},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": STORAGE_CLASS,
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            }
+        )
     return [
+        *out,
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
@@ -89,10 +107,7 @@ def deployment(
             "spec": {
                 "replicas": 1,
                 "selector": {"matchLabels": {"app": name}},
-                "template": {
-                    "metadata": {"labels": lbl},
-                    "spec": _placed(pod),
-                },
+                "template": {"metadata": {"labels": lbl}, "spec": _placed(pod)},
             },
         },
         {
@@ -285,6 +300,7 @@ def data_services(namespace: str, db_password: str = DB_PASSWORD) -> list[dict[s
             5432,
             env={"POSTGRES_PASSWORD": db_password},
             data_dir="/var/lib/postgresql/data",
+            claim="postgres-data",
         ),
     ]
 
