@@ -61,6 +61,7 @@ def deployment(
     *,
     env: dict[str, str] | None = None,
     args: list[str] | None = None,
+    command: list[str] | None = None,
     labels: dict[str, str] | None = None,
     data_dir: str | None = None,
     claim: str | None = None,
@@ -77,6 +78,8 @@ def deployment(
     }
     if args is not None:
         container["args"] = args
+    if command is not None:
+        container["command"] = command
     pod: dict[str, Any] = {"containers": [container], "terminationGracePeriodSeconds": 2}
     if data_dir is not None:
         # A PVC on the real node's hostPath PVs (kept while the pod is replaced or scaled to 0), or
@@ -293,7 +296,13 @@ def data_services(namespace: str, db_password: str = DB_PASSWORD) -> list[dict[s
     return [
         secret("redis-url", {"url": f"redis://redis.{namespace}.svc.cluster.local:6379/0"}),
         secret("db-url", {"url": db_url}),
-        *deployment("redis", images.REDIS_IMAGE, 6379),
+        # No password on this throwaway Redis: protected mode would refuse every client but loopback.
+        *deployment(
+            "redis",
+            images.REDIS_IMAGE,
+            6379,
+            args=["--bind", "0.0.0.0", "--protected-mode", "no", "--save", ""],
+        ),
         *deployment(
             "postgres",
             images.POSTGRES_IMAGE,

@@ -110,17 +110,18 @@ def test_router_pods_reach_dns_redis_postgres_and_the_provider_pod(stack: Stack)
     eventually(
         "3 new usage rows", lambda: int(stack.psql("SELECT count(*) FROM xrouter_usage")) >= before + 3, 60
     )
-    # Redis: the rate limiter's keys are there.
+    # Redis: both router pods hold connections to it (CLIENT LIST names their pod IPs).
     redis = get_json(stack.cluster, "-n", stack.namespace, "pods", "-l", "app=redis")["items"][0]
-    keys = stack.cluster.kubectl(
-        "exec", "-n", stack.namespace, redis["metadata"]["name"], "--", "redis-cli", "DBSIZE"
+    clients = stack.cluster.kubectl(
+        "exec", "-n", stack.namespace, redis["metadata"]["name"], "--", "redis-cli", "CLIENT", "LIST"
     ).stdout
-    assert int(keys.strip()) > 0
+    for pod in stack.router_pods():
+        assert f"addr={pod['status']['podIP']}:" in clients, clients
     FIGURES["NetworkPolicy: router -> DNS, Redis, PostgreSQL, provider pod"] = "reached"
 
 
-def _connect_from_router(stack: Stack, host: str, port: int) -> str:
-    pod = stack.router_pods()[0]["metadata"]["name"]
+def _connect_from_router(stack: Stack, host: str, port: int, pod: str | None = None) -> str:
+    pod = pod or stack.router_pods()[0]["metadata"]["name"]
     code = (
         "import socket\ns=socket.socket();s.settimeout(4)\n"
         f"try:\n s.connect(({host!r},{port}));print('CONNECTED')\n"
@@ -134,17 +135,25 @@ def _connect_from_router(stack: Stack, host: str, port: int) -> str:
 def test_router_cannot_reach_a_port_no_rule_allows(stack: Stack) -> None:
     # A listener on 8081: reachable from an unrestricted pod, not from the router (its egress rules
     # allow 53, 6379, 5432, and the provider port 9000 only).
-    stack.apply(*deployment("listener", images.FAKE_PROVIDER_IMAGE, 8081, labels={"role": "listener"}))
-    obj = json.loads(
-        stack.cluster.kubectl("get", "-n", stack.namespace, "deploy/listener", "-o", "json").stdout
+    stack.apply(
+        *deployment(
+            "listener",
+            images.FAKE_PROVIDER_IMAGE,
+            8081,
+            command=["python", "/app/fake_provider.py"],
+            args=["--host", "0.0.0.0", "--port", "8081"],
+        )
     )
-    obj["spec"]["template"]["spec"]["containers"][0]["args"] = ["--host", "0.0.0.0", "--port", "8081"]
-    obj["spec"]["template"]["spec"]["containers"][0]["command"] = ["python", "/app/fake_provider.py"]
-    stack.cluster.kubectl("apply", "-n", stack.namespace, "-f", "-", input=json.dumps(obj))
     stack.cluster.kubectl("rollout", "status", "-n", stack.namespace, "deploy/listener", "--timeout=120s")
     listener = stack.service_ip("listener")
     provider = stack.service_ip("fake-provider")
     assert _connect_from_router(stack, provider, 9000) == "CONNECTED"
+    # The listener answers a pod no policy restricts (the fake provider's)...
+    unrestricted = get_json(stack.cluster, "-n", stack.namespace, "pods", "-l", "app=fake-provider")["items"][
+        0
+    ]
+    assert _connect_from_router(stack, listener, 8081, unrestricted["metadata"]["name"]) == "CONNECTED"
+    # ...and not the router (kube-router rejects the packet).
     result = _connect_from_router(stack, listener, 8081)
     assert result.startswith("BLOCKED"), result
     FIGURES["NetworkPolicy: router -> port 8081 (no rule)"] = result
