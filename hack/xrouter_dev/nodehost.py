@@ -194,6 +194,13 @@ def _mounts_under(root: str) -> list[str]:
     return sorted(set(mounts), key=len, reverse=True)
 
 
+def _serves(pid: int, socket: str) -> bool:
+    try:
+        return bool(socket) and socket.encode() in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -252,11 +259,12 @@ def teardown(
     left: list[str] = []
     note_shims(record, record_path)
     for pid in record.shim_pids:
-        if _alive(pid):
+        # Only if it is still our shim (its command line names our socket): never a reused PID.
+        if _alive(pid) and _serves(pid, record.containerd_socket):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
-    while any(_alive(p) for p in record.shim_pids) and time.monotonic() < deadline:
+    while any(_serves(p, record.containerd_socket) for p in record.shim_pids) and time.monotonic() < deadline:
         time.sleep(0.1)
 
     for argv in cleanups:

@@ -239,6 +239,10 @@ class RealNode:
 
     def _start(self, timeout: float) -> None:
         lay = self.layout
+        if lay.record.exists():
+            # A node whose launcher was killed: we hold the lock, so nobody runs it; undo its changes.
+            self._log("undoing the host changes of a real node that was not torn down")
+            nodehost.teardown(lay.record, self.cleanup_commands(), self._log)
         if lay.root.exists():
             shutil.rmtree(lay.root)
         self._write_files()
