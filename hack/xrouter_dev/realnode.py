@@ -266,6 +266,8 @@ class RealNode:
         self._spawn("coredns", coredns_args(tools_bin("coredns"), lay))
         self._spawn("kubelet", kubelet_args(tools_bin("kubelet"), lay))
         self._wait(f"node {NODE_NAME} Ready", self._node_ready, timeout)
+        # A node restarted in the same cluster keeps its Node object, which the last stop cordoned.
+        self.cluster.kubectl("uncordon", NODE_NAME)
         self._spawn("kube-proxy", kube_proxy_args(tools_bin("kube-proxy"), lay))
         self._spawn("kube-router", kube_router_args(tools_bin("kube-router"), lay))
         self._spawn("metrics-server", metrics_server_args(tools_bin("metrics-server"), lay))

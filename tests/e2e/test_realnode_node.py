@@ -52,6 +52,7 @@ def test_real_node_ready_with_containerd_beside_the_fake_nodes(
     assert {"key": REAL_NODE_LABEL, "value": "true", "effect": "NoSchedule"} in node["spec"]["taints"]
     # kwok manages only nodes with its annotation, so it never fakes this one's status.
     assert KWOK_NODE_ANNOTATION not in node["metadata"].get("annotations", {})
+    assert not node["spec"].get("unschedulable"), "a restarted node must be uncordoned"
     addresses = {a["type"]: a["address"] for a in node["status"]["addresses"]}
     assert addresses["InternalIP"].startswith(POD_CIDR.rsplit(".", 1)[0] + ".")
     if isinstance(cluster, LocalCluster):
