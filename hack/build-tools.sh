@@ -5,6 +5,10 @@
 #   etcd                                                              (go.etcd.io/etcd/server/v3)
 #   kwok                                                              (sigs.k8s.io/kwok)
 #   helm                                                              (helm.sh/helm/v3)
+#   kubelet, kube-proxy   (the real node; same wrapper module as the control plane, same version stamp)
+#   coredns               (github.com/coredns/coredns: Service names resolve in real pods)
+#   kube-router           (github.com/cloudnativelabs/kube-router/v2: NetworkPolicy, firewall only)
+#   metrics-server        (sigs.k8s.io/metrics-server: CPU figures for the HPA)
 #
 # Output: $XROUTER_TOOLS_DIR/bin (default ~/.cache/xrouter/tools/bin). Idempotent: each tool has a stamp
 # file holding its pinned version, and a warm cache does nothing. Needs only Go (the machine has it);
@@ -17,6 +21,11 @@ K8S_VERSION="v1.33.13"          # k8s.io/kubernetes; staging modules are v0.33.1
 ETCD_VERSION="v3.5.21"          # go.etcd.io/etcd/server/v3, the version k8s 1.33.13 itself requires
 KWOK_VERSION="v0.7.0"           # sigs.k8s.io/kwok
 HELM_VERSION="v3.17.4"          # helm.sh/helm/v3
+COREDNS_VERSION="v1.14.7"       # github.com/coredns/coredns
+# The only kube-router v2 release the module proxy serves here; it runs with only its firewall
+# (NetworkPolicy) controller, on a throwaway local node.
+KUBE_ROUTER_VERSION="v2.1.0"    # github.com/cloudnativelabs/kube-router/v2
+METRICS_SERVER_VERSION="v0.8.0" # sigs.k8s.io/metrics-server
 
 TOOLS_DIR="${XROUTER_TOOLS_DIR:-$HOME/.cache/xrouter/tools}"
 BIN="$TOOLS_DIR/bin"
@@ -26,6 +35,11 @@ SRC="$TOOLS_DIR/src"
 K8S_STAMP="kubernetes=$K8S_VERSION etcd=$ETCD_VERSION"
 KWOK_STAMP="kwok=$KWOK_VERSION"
 HELM_STAMP="helm=$HELM_VERSION capabilities-ldflags"
+NODE_STAMP="kubernetes=$K8S_VERSION node"
+COREDNS_STAMP="coredns=$COREDNS_VERSION"
+KUBE_ROUTER_STAMP="kube-router=$KUBE_ROUTER_VERSION"
+METRICS_SERVER_STAMP="metrics-server=$METRICS_SERVER_VERSION"
+NODE_TOOLS=(kubelet kube-proxy)
 
 stamp_ok() { # name expected binaries...
   local name="$1" want="$2"; shift 2
@@ -35,7 +49,10 @@ stamp_ok() { # name expected binaries...
 }
 
 if stamp_ok k8s "$K8S_STAMP" etcd kube-apiserver kube-controller-manager kube-scheduler kubectl &&
-   stamp_ok kwok "$KWOK_STAMP" kwok && stamp_ok helm "$HELM_STAMP" helm; then
+   stamp_ok kwok "$KWOK_STAMP" kwok && stamp_ok helm "$HELM_STAMP" helm &&
+   stamp_ok node "$NODE_STAMP" "${NODE_TOOLS[@]}" && stamp_ok coredns "$COREDNS_STAMP" coredns &&
+   stamp_ok kube-router "$KUBE_ROUTER_STAMP" kube-router &&
+   stamp_ok metrics-server "$METRICS_SERVER_STAMP" metrics-server; then
   echo "build-tools: all tools up to date in $BIN"
   exit 0
 fi
@@ -55,14 +72,18 @@ echo "build-tools: building into $BIN with $(go version), -p $JOBS"
 
 step() { echo "build-tools: [$(date -u +%H:%M:%S)] $*"; }
 
-# --- Kubernetes control plane + etcd, one wrapper module, one `go build` ----------------------------
-build_k8s() {
-  local t0=$SECONDS
+# --- Kubernetes: one wrapper module for the control plane, etcd and the node ------------------------
+K8S_MOD="$SRC/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
+K8S_LDFLAGS=""
+# Writes the wrapper module (go.mod pinning k8s.io/kubernetes, etcd and every staging module) and
+# resolves it; sets K8S_LDFLAGS (the version stamp). Does its work once per run.
+prepare_k8s_module() {
+  [[ -n "$K8S_LDFLAGS" ]] && return 0
   local minor patch staging_ver
   minor="$(echo "$K8S_VERSION" | cut -d. -f2)"
   patch="$(echo "$K8S_VERSION" | cut -d. -f3)"
   staging_ver="v0.$minor.$patch"
-  local mod="$SRC/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
+  local mod="$K8S_MOD"
   mkdir -p "$mod/cmd/etcd"
 
   step "k8s: fetching k8s.io/kubernetes@$K8S_VERSION go.mod"
@@ -112,8 +133,10 @@ package tools
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 EOF
   rm -f "$mod/go.sum"
@@ -124,14 +147,19 @@ EOF
 
   local build_date ver_pkg
   build_date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  local ldflags="-s -w"
+  K8S_LDFLAGS="-s -w"
   for ver_pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $ver_pkg.gitVersion=$K8S_VERSION -X $ver_pkg.gitMajor=1 -X $ver_pkg.gitMinor=$minor"
-    ldflags+=" -X $ver_pkg.gitTreeState=clean -X $ver_pkg.buildDate=$build_date"
+    K8S_LDFLAGS+=" -X $ver_pkg.gitVersion=$K8S_VERSION -X $ver_pkg.gitMajor=1 -X $ver_pkg.gitMinor=$minor"
+    K8S_LDFLAGS+=" -X $ver_pkg.gitTreeState=clean -X $ver_pkg.buildDate=$build_date"
   done
+}
+
+build_k8s() {
+  local t0=$SECONDS t1
+  prepare_k8s_module
   step "k8s: compiling kube-apiserver kube-controller-manager kube-scheduler kubectl etcd (slow on a cold cache)"
   t1=$SECONDS
-  (cd "$mod" && go build -p "$JOBS" -trimpath -tags providerless -ldflags "$ldflags" -o "$BIN/" \
+  (cd "$K8S_MOD" && go build -p "$JOBS" -trimpath -tags providerless -ldflags "$K8S_LDFLAGS" -o "$BIN/" \
     k8s.io/kubernetes/cmd/kube-apiserver \
     k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler \
@@ -144,10 +172,27 @@ EOF
   step "k8s: done in $((SECONDS - t0))s"
 }
 
-build_go_install() { # name stamp package@version
-  local name="$1" want="$2" pkg="$3" t0=$SECONDS
+# The real node's kubelet and kube-proxy: same module, flags and version stamp as the control plane,
+# so `kubectl get nodes` shows the API server's version.
+build_node() {
+  local t0=$SECONDS t1
+  prepare_k8s_module
+  step "node: compiling kubelet kube-proxy"
+  t1=$SECONDS
+  (cd "$K8S_MOD" && go build -p "$JOBS" -trimpath -tags providerless -ldflags "$K8S_LDFLAGS" -o "$BIN/" \
+    k8s.io/kubernetes/cmd/kubelet \
+    k8s.io/kubernetes/cmd/kube-proxy)
+  step "node: compiled in $((SECONDS - t1))s"
+  "$BIN/kubelet" --version
+  "$BIN/kube-proxy" --version
+  echo "$NODE_STAMP" >"$STAMPS/node"
+  step "node: done in $((SECONDS - t0))s"
+}
+
+build_go_install() { # name stamp package@version [extra ldflags]
+  local name="$1" want="$2" pkg="$3" extra="${4:-}" t0=$SECONDS
   step "$name: go install $pkg"
-  GOBIN="$BIN" GOFLAGS= go install -p "$JOBS" -trimpath -ldflags "-s -w" "$pkg"
+  GOBIN="$BIN" GOFLAGS= go install -p "$JOBS" -trimpath -ldflags "-s -w $extra" "$pkg"
   echo "$want" >"$STAMPS/$name"
   step "$name: done in $((SECONDS - t0))s"
 }
@@ -185,6 +230,35 @@ else
   "$BIN/helm" version --short
   echo "$HELM_STAMP" >"$STAMPS/helm"
   step "helm: done in $((SECONDS - t0))s"
+fi
+
+if stamp_ok node "$NODE_STAMP" "${NODE_TOOLS[@]}"; then
+  step "node: up to date ($NODE_STAMP)"
+else
+  build_node
+fi
+
+if stamp_ok coredns "$COREDNS_STAMP" coredns; then
+  step "coredns: up to date ($COREDNS_STAMP)"
+else
+  build_go_install coredns "$COREDNS_STAMP" "github.com/coredns/coredns@$COREDNS_VERSION" \
+    "-X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION"
+fi
+
+if stamp_ok kube-router "$KUBE_ROUTER_STAMP" kube-router; then
+  step "kube-router: up to date ($KUBE_ROUTER_STAMP)"
+else
+  build_go_install kube-router "$KUBE_ROUTER_STAMP" \
+    "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$KUBE_ROUTER_VERSION" \
+    "-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION"
+fi
+
+if stamp_ok metrics-server "$METRICS_SERVER_STAMP" metrics-server; then
+  step "metrics-server: up to date ($METRICS_SERVER_STAMP)"
+else
+  build_go_install metrics-server "$METRICS_SERVER_STAMP" \
+    "sigs.k8s.io/metrics-server/cmd/metrics-server@$METRICS_SERVER_VERSION" \
+    "-X k8s.io/component-base/version.gitVersion=$METRICS_SERVER_VERSION"
 fi
 
 echo "build-tools: total $((SECONDS - T_ALL))s; binaries in $BIN:"

@@ -1,17 +1,29 @@
 #!/usr/bin/env bash
-# Debian packages the router tests and `make up` need: redis-server and PostgreSQL.
-# Idempotent: does nothing when both are already installed.
+# Debian packages the tests and `make up` need:
+#   - redis-server and PostgreSQL (the router tests run their own instances on loopback);
+#   - the real node's runtime: containerd, runc, the CNI plugins, iptables/ipset/conntrack (kube-proxy
+#     and the NetworkPolicy engine), and buildah + mmdebstrap to build our images with no registry.
+# Idempotent: does nothing when everything is already installed.
 set -euo pipefail
 
-have_redis() { command -v redis-server >/dev/null 2>&1; }
+have_cmd() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
 have_postgres() { compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null 2>&1 || command -v postgres >/dev/null 2>&1; }
 
 pkgs=()
-have_redis || pkgs+=(redis-server)
+have_cmd redis-server || pkgs+=(redis-server)
 have_postgres || pkgs+=(postgresql)
+have_cmd containerd || pkgs+=(containerd)
+have_cmd runc || pkgs+=(runc)
+[ -x /usr/lib/cni/bridge ] || pkgs+=(containernetworking-plugins)
+have_cmd iptables || pkgs+=(iptables)
+have_cmd ipset || pkgs+=(ipset)
+have_cmd conntrack || pkgs+=(conntrack)
+have_cmd buildah || pkgs+=(buildah)
+have_cmd mmdebstrap || pkgs+=(mmdebstrap)
+# buildah's rootful builds need the overlay/fuse helpers and a policy file; the package brings them.
 
 if [ ${#pkgs[@]} -eq 0 ]; then
-  echo "install-deps: redis-server and postgresql already installed"
+  echo "install-deps: all packages already installed"
   exit 0
 fi
 
@@ -21,5 +33,5 @@ export DEBIAN_FRONTEND=noninteractive
 echo "install-deps: installing ${pkgs[*]}"
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${pkgs[@]}"
-# The packages start system services where an init system exists; the tests run
-# their own instances on free loopback ports, so leave the system ones alone.
+# The packages start system services where an init system exists (redis, postgresql, containerd);
+# the tests and the launcher run their own instances with their own state, so leave those alone.

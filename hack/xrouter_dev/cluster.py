@@ -1,16 +1,16 @@
 """A real, local Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
-kwok (fake nodes), all built from source by hack/build-tools.sh.
+kwok (fake nodes), all built from source by hack/build-tools.sh; optionally one real node
+(xrouter_dev.realnode) beside the fake ones.
 
 Library use (tests, `make up`)::
 
     with LocalCluster() as c:
         c.kubectl("get", "nodes")
 
-CLI (`make cluster` / `make cluster-down`)::
-
-    python -m xrouter_dev.cluster start --dir .cluster   # daemonizes; .cluster/kubeconfig once ready
-    python -m xrouter_dev.cluster status --dir .cluster
-    python -m xrouter_dev.cluster stop --dir .cluster
+The `make cluster` daemon is xrouter_dev.daemon (`python -m xrouter_dev.cluster start|stop|status`).
+The launcher is split by concern: tools (paths, pins), cmdlines (files and command lines), pki
+(certificates, kubeconfigs), supervise (processes), kubectl, daemon (CLI); this module composes them
+and re-exports their public names.
 
 Everything binds to 127.0.0.1 on free ports; data lives in a temporary directory that is removed on stop.
 Every process is started in its own process group, dies with the launcher (PR_SET_PDEATHSIG) and is
@@ -19,16 +19,11 @@ stopped on exit, SIGTERM, Ctrl-C, or the end of a `with` block.
 
 from __future__ import annotations
 
-import argparse
 import atexit
-import base64
 import contextlib
-import ctypes
 import json
-import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -37,7 +32,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -45,15 +40,58 @@ from typing import Any
 
 import yaml
 
-from xrouter_dev import certs
+from xrouter_dev import pki
+from xrouter_dev.cmdlines import (
+    ADMIN_USER,
+    AUDIT_POLICY,
+    DISABLED_CONTROLLERS,
+    KWOK_NODE_ANNOTATION,
+    SERVICE_CIDR,
+    ZONES,
+    Layout,
+    Ports,
+    apiserver_args,
+    controller_manager_args,
+    etcd_args,
+    kubeconfig_dict,
+    kwok_args,
+    node_manifest,
+    scheduler_args,
+)
+from xrouter_dev.kubectl import KubectlError, run_kubectl
+from xrouter_dev.realnode import RealNode
+from xrouter_dev.supervise import Component, spawn, stop_components
+from xrouter_dev.tools import DEFAULT_TOOLS_DIR, K8S_VERSION, free_port, tools_bin, tools_dir
 
-DEFAULT_TOOLS_DIR = Path.home() / ".cache" / "xrouter" / "tools"
-# Must match the pins in hack/build-tools.sh.
-K8S_VERSION = "v1.33.13"
-ZONES = ("zone-a", "zone-b", "zone-c")
-ADMIN_USER = "xrouter-admin"
-SERVICE_CIDR = "10.96.0.0/16"  # an address range for Service objects only; no traffic ever goes there
-KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+__all__ = [
+    "ADMIN_USER",
+    "AUDIT_POLICY",
+    "DEFAULT_TOOLS_DIR",
+    "DISABLED_CONTROLLERS",
+    "K8S_VERSION",
+    "KWOK_NODE_ANNOTATION",
+    "SERVICE_CIDR",
+    "ZONES",
+    "ClusterError",
+    "Component",
+    "ExistingCluster",
+    "KubectlError",
+    "Layout",
+    "LocalCluster",
+    "Ports",
+    "apiserver_args",
+    "controller_manager_args",
+    "etcd_args",
+    "free_port",
+    "kubeconfig_dict",
+    "kwok_args",
+    "node_manifest",
+    "run_kubectl",
+    "scheduler_args",
+    "tools_bin",
+    "tools_dir",
+]
+
 CONTROL_PLANE_TOOLS = (
     "etcd",
     "kube-apiserver",
@@ -63,307 +101,9 @@ CONTROL_PLANE_TOOLS = (
     "kubectl",
 )
 
-AUDIT_POLICY: dict[str, Any] = {
-    "apiVersion": "audit.k8s.io/v1",
-    "kind": "Policy",
-    "omitStages": ["RequestReceived"],
-    "rules": [
-        {"level": "Metadata", "verbs": ["create", "update", "patch", "delete", "deletecollection"]},
-        {"level": "None"},
-    ],
-}
-
 
 class ClusterError(RuntimeError):
     """The control plane could not be started or did not become ready."""
-
-
-def tools_dir() -> Path:
-    """Where hack/build-tools.sh puts its output ($XROUTER_TOOLS_DIR, default ~/.cache/xrouter/tools)."""
-    env = os.environ.get("XROUTER_TOOLS_DIR")
-    return Path(env) if env else DEFAULT_TOOLS_DIR
-
-
-def tools_bin(name: str, tools: Path | None = None) -> Path:
-    """Path of a built tool, e.g. tools_bin("helm"); raises FileNotFoundError if it is not built."""
-    path = (tools or tools_dir()) / "bin" / name
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        raise FileNotFoundError(f"{name} is not built at {path}: run `make tools` (bash hack/build-tools.sh)")
-    return path
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-# --------------------------------------------------------------------------------------------------------
-# Pure builders: files and command lines.
-
-
-@dataclass(frozen=True)
-class Ports:
-    etcd_client: int
-    etcd_peer: int
-    apiserver: int
-
-    @classmethod
-    def pick(cls) -> Ports:
-        ports: set[int] = set()
-        while len(ports) < 3:
-            ports.add(free_port())
-        a, b, c = sorted(ports)
-        return cls(etcd_client=a, etcd_peer=b, apiserver=c)
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where every file of one cluster lives, under its data directory."""
-
-    root: Path
-
-    @property
-    def pki(self) -> Path:
-        return self.root / "pki"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def etcd_data(self) -> Path:
-        return self.root / "etcd"
-
-    @property
-    def kubeconfig(self) -> Path:
-        return self.root / "kubeconfig"
-
-    @property
-    def audit_log(self) -> Path:
-        return self.root / "audit.log"
-
-    @property
-    def audit_policy(self) -> Path:
-        return self.root / "audit-policy.yaml"
-
-    def component_kubeconfig(self, component: str) -> Path:
-        return self.pki / f"{component}.kubeconfig"
-
-    def pem(self, name: str) -> Path:
-        return self.pki / name
-
-
-def kubeconfig_dict(server: str, ca_pem: bytes, client: certs.KeyPair, user: str) -> dict[str, Any]:
-    """A self-contained kubeconfig (certificates inline) for one client certificate."""
-
-    def b64(data: bytes) -> str:
-        return base64.b64encode(data).decode()
-
-    return {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "xrouter-local",
-                "cluster": {"server": server, "certificate-authority-data": b64(ca_pem)},
-            }
-        ],
-        "users": [
-            {
-                "name": user,
-                "user": {
-                    "client-certificate-data": b64(client.cert_pem),
-                    "client-key-data": b64(client.key_pem),
-                },
-            }
-        ],
-        "contexts": [{"name": "xrouter-local", "context": {"cluster": "xrouter-local", "user": user}}],
-        "current-context": "xrouter-local",
-    }
-
-
-def node_manifest(index: int, zone: str) -> dict[str, Any]:
-    """A fake node that kwok manages (annotation kwok.x-k8s.io/node=fake). Not tainted, so ordinary
-    pods schedule onto it without tolerations."""
-    name = f"kwok-node-{index}"
-    resources = {"cpu": "32", "memory": "128Gi", "pods": "110", "ephemeral-storage": "100Gi"}
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "annotations": {"node.alpha.kubernetes.io/ttl": "0", KWOK_NODE_ANNOTATION: "fake"},
-            "labels": {
-                "kubernetes.io/hostname": name,
-                "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": "amd64",
-                "beta.kubernetes.io/os": "linux",
-                "beta.kubernetes.io/arch": "amd64",
-                "kubernetes.io/role": "agent",
-                "node-role.kubernetes.io/agent": "",
-                "type": "kwok",
-                "topology.kubernetes.io/zone": zone,
-                "topology.kubernetes.io/region": "local",
-            },
-        },
-        "spec": {},
-        "status": {
-            "allocatable": resources,
-            "capacity": resources,
-            "nodeInfo": {
-                "architecture": "amd64",
-                "kubeletVersion": "fake",
-                "kubeProxyVersion": "fake",
-                "operatingSystem": "linux",
-                "bootID": "",
-                "containerRuntimeVersion": "",
-                "kernelVersion": "",
-                "machineID": "",
-                "osImage": "",
-                "systemUUID": "",
-            },
-            "phase": "Running",
-        },
-    }
-
-
-def etcd_args(bin_path: Path, layout: Layout, ports: Ports) -> list[str]:
-    client = f"http://127.0.0.1:{ports.etcd_client}"
-    peer = f"http://127.0.0.1:{ports.etcd_peer}"
-    return [
-        str(bin_path),
-        "--name=xrouter",
-        f"--data-dir={layout.etcd_data}",
-        f"--listen-client-urls={client}",
-        f"--advertise-client-urls={client}",
-        f"--listen-peer-urls={peer}",
-        f"--initial-advertise-peer-urls={peer}",
-        f"--initial-cluster=xrouter={peer}",
-        "--initial-cluster-state=new",
-        "--unsafe-no-fsync=true",  # throwaway data: no fsync keeps a 2-core machine fast
-        "--quota-backend-bytes=2147483648",
-        "--log-level=warn",
-    ]
-
-
-def apiserver_args(bin_path: Path, layout: Layout, ports: Ports) -> list[str]:
-    pki = layout.pki
-    return [
-        str(bin_path),
-        f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
-        f"--secure-port={ports.apiserver}",
-        f"--tls-cert-file={pki / 'apiserver.crt'}",
-        f"--tls-private-key-file={pki / 'apiserver.key'}",
-        f"--client-ca-file={pki / 'ca.crt'}",
-        f"--service-account-key-file={pki / 'sa.pub'}",
-        f"--service-account-signing-key-file={pki / 'sa.key'}",
-        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-        "--api-audiences=https://kubernetes.default.svc.cluster.local",
-        "--authorization-mode=Node,RBAC",
-        "--allow-privileged=true",
-        f"--service-cluster-ip-range={SERVICE_CIDR}",
-        "--endpoint-reconciler-type=none",
-        "--profiling=false",
-        f"--audit-policy-file={layout.audit_policy}",
-        f"--audit-log-path={layout.audit_log}",
-        "--audit-log-format=json",
-        "--audit-log-mode=blocking",
-        "--audit-log-maxsize=0",
-        f"--cert-dir={pki}",
-        "--v=0",
-    ]
-
-
-# Controllers that need a cloud provider or a network we don't have.
-DISABLED_CONTROLLERS = ("cloud-node-lifecycle-controller", "service-lb-controller", "node-route-controller")
-
-
-def controller_manager_args(bin_path: Path, layout: Layout) -> list[str]:
-    pki = layout.pki
-    kubeconfig = layout.component_kubeconfig("kube-controller-manager")
-    return [
-        str(bin_path),
-        f"--kubeconfig={kubeconfig}",
-        f"--authentication-kubeconfig={kubeconfig}",
-        f"--authorization-kubeconfig={kubeconfig}",
-        "--bind-address=127.0.0.1",
-        "--secure-port=0",
-        "--leader-elect=false",
-        "--controllers=*," + ",".join(f"-{c}" for c in DISABLED_CONTROLLERS),
-        "--use-service-account-credentials=true",
-        f"--service-account-private-key-file={pki / 'sa.key'}",
-        f"--root-ca-file={pki / 'ca.crt'}",
-        f"--cluster-signing-cert-file={pki / 'ca.crt'}",
-        f"--cluster-signing-key-file={pki / 'ca.key'}",
-        f"--service-cluster-ip-range={SERVICE_CIDR}",
-        "--concurrent-gc-syncs=5",
-        "--v=0",
-    ]
-
-
-def scheduler_args(bin_path: Path, layout: Layout) -> list[str]:
-    kubeconfig = layout.component_kubeconfig("kube-scheduler")
-    return [
-        str(bin_path),
-        f"--kubeconfig={kubeconfig}",
-        f"--authentication-kubeconfig={kubeconfig}",
-        f"--authorization-kubeconfig={kubeconfig}",
-        "--bind-address=127.0.0.1",
-        "--secure-port=0",
-        "--leader-elect=false",
-        "--v=0",
-    ]
-
-
-def kwok_args(bin_path: Path, layout: Layout) -> list[str]:
-    # With no --config kwok uses its built-in "fast" stages: nodes become Ready (and keep a lease),
-    # pods become Running/Ready, pods owned by a Job succeed, deleted pods go away.
-    return [
-        str(bin_path),
-        f"--kubeconfig={layout.component_kubeconfig('kwok')}",
-        "--manage-all-nodes=false",
-        f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
-        "--node-ip=127.0.0.1",
-        "--cidr=10.244.0.1/16",
-        "--node-lease-duration-seconds=40",
-        "--v=WARN",
-    ]
-
-
-# --------------------------------------------------------------------------------------------------------
-# Processes.
-
-
-def _set_pdeathsig() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the child gets SIGKILL if the launcher dies, so nothing is orphaned even on kill -9."""
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-@dataclass
-class Component:
-    name: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
 
 
 @dataclass
@@ -384,6 +124,7 @@ class LocalCluster:
         *,
         remove_workdir: bool | None = None,
         log: Callable[[str], None] | None = None,
+        real_node: bool = False,
     ) -> None:
         self._tools = tools_dir
         created = workdir is None
@@ -401,6 +142,8 @@ class LocalCluster:
         self._started = False
         self._prev_sigterm: Any = None
         self._lock = threading.Lock()
+        self._want_real_node = real_node
+        self.real_node: RealNode | None = None
         atexit.register(self.stop)
 
     # -- context manager --------------------------------------------------------------------------------
@@ -438,18 +181,10 @@ class LocalCluster:
             if self._stopped:
                 return
             self._stopped = True
-        for comp in self.components:
-            if comp.alive():
-                _signal_group(comp.proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for comp in self.components:
-            try:
-                comp.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(comp.proc.pid, signal.SIGKILL)
-                comp.proc.wait()
-            # Anything left in the group (the components fork nothing, but be thorough).
-            _signal_group(comp.proc.pid, signal.SIGKILL)
+        if self.real_node is not None:
+            # Before the control plane: draining the node's pods needs the API server.
+            self.real_node.stop()
+        stop_components(self.components)
         if self._prev_sigterm is not None and threading.current_thread() is threading.main_thread():
             with contextlib.suppress(ValueError):
                 signal.signal(signal.SIGTERM, self._prev_sigterm)
@@ -482,7 +217,8 @@ class LocalCluster:
             return json.loads(r.read())
 
     def dead_components(self) -> list[Component]:
-        return [c for c in self.components if not c.alive()]
+        node = self.real_node.components if self.real_node and not self.real_node.stopped else []
+        return [c for c in [*self.components, *node] if not c.alive()]
 
     # -- internals ------------------------------------------------------------------------------------------
     def _install_sigterm_handler(self) -> None:
@@ -507,21 +243,7 @@ class LocalCluster:
     def _spawn(self, name: str, argv: Sequence[str]) -> Component:
         if self._stopped:
             raise ClusterError("cluster is stopping")
-        log_path = self.layout.logs / f"{name}.log"
-        with open(log_path, "ab") as log_file:
-            proc = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                cwd=self.layout.root,
-                start_new_session=True,
-                # PR_SET_PDEATHSIG fires when the *thread* that forked exits, so only from the main thread.
-                preexec_fn=_set_pdeathsig
-                if sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread()
-                else None,
-            )
-        comp = Component(name, proc, log_path)
+        comp = spawn(name, argv, self.layout.logs, self.layout.root)
         self.components.append(comp)
         return comp
 
@@ -546,41 +268,8 @@ class LocalCluster:
             time.sleep(0.1)
 
     def _write_files(self, ports: Ports) -> None:
-        lay = self.layout
-        for d in (lay.root, lay.pki, lay.logs):
-            d.mkdir(parents=True, exist_ok=True)
-        lay.pki.chmod(0o700)
-        ca = certs.make_ca()
-        ca.write(lay.pki, "ca")
-        certs.issue(
-            ca,
-            "kube-apiserver",
-            dns_names=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
-            ip_addresses=("127.0.0.1", "10.96.0.1"),
-            server=True,
-        ).write(lay.pki, "apiserver")
-        sa_key, sa_pub = certs.make_signing_key()
-        lay.pem("sa.key").write_bytes(sa_key)
-        lay.pem("sa.key").chmod(0o600)
-        lay.pem("sa.pub").write_bytes(sa_pub)
-
         self.server_url = f"https://127.0.0.1:{ports.apiserver}"
-        identities = {
-            "admin": (ADMIN_USER, ("system:masters",)),
-            "kube-controller-manager": ("system:kube-controller-manager", ()),
-            "kube-scheduler": ("system:kube-scheduler", ()),
-            "kwok": ("kwok-controller", ("system:masters",)),
-        }
-        for component, (user, groups) in identities.items():
-            pair = certs.issue(ca, user, organizations=groups, client=True)
-            if component == "admin":
-                pair.write(lay.pki, "admin")
-                target = self.kubeconfig
-            else:
-                target = lay.component_kubeconfig(component)
-            target.write_text(yaml.safe_dump(kubeconfig_dict(self.server_url, ca.cert_pem, pair, user)))
-            target.chmod(0o600)
-        lay.audit_policy.write_text(yaml.safe_dump(AUDIT_POLICY))
+        pki.write_control_plane(self.layout, self.server_url)
 
     def _start(self, timer: _Timer) -> None:
         lay = self.layout
@@ -643,31 +332,16 @@ class LocalCluster:
             return True
 
         self._wait("the default ServiceAccount", default_sa, 60)
+        if self._want_real_node:
+            self.start_real_node()
 
-
-def run_kubectl(
-    kubectl: Path,
-    kubeconfig: Path,
-    args: Sequence[str],
-    *,
-    input: str | None = None,
-    check: bool = True,
-    timeout: float = 120,
-) -> subprocess.CompletedProcess[str]:
-    """Run kubectl against kubeconfig; with check, a failure raises with kubectl's stderr in the message."""
-    argv = [str(kubectl), f"--kubeconfig={kubeconfig}", *args]
-    proc = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout, check=False)
-    if check and proc.returncode != 0:
-        raise KubectlError(proc.returncode, argv, proc.stdout, proc.stderr)
-    return proc
-
-
-class KubectlError(subprocess.CalledProcessError):
-    """A failed kubectl run whose message (and so a test failure) shows kubectl's stderr."""
-
-    def __str__(self) -> str:
-        args = self.cmd[2:] if isinstance(self.cmd, list) else self.cmd
-        return f"kubectl {' '.join(map(str, args))} exited {self.returncode}:\n{self.stderr or ''}".rstrip()
+    def start_real_node(self, timeout: float = 120) -> RealNode:
+        """Add the real node `xrouter-node` (xrouter_dev.realnode) to this running cluster."""
+        if self.real_node is None or self.real_node.stopped:
+            node = RealNode(self, self._log)
+            self.real_node = node
+            node.start(timeout)
+        return self.real_node
 
 
 class ExistingCluster:
@@ -699,228 +373,7 @@ class ExistingCluster:
         return run_kubectl(self._kubectl, self.kubeconfig, args, input=input, check=check, timeout=timeout)
 
 
-# --------------------------------------------------------------------------------------------------------
-# CLI: a daemonized cluster in a directory (`make cluster`).
-
-
-@dataclass(frozen=True)
-class StateDir:
-    root: Path
-
-    @property
-    def pid(self) -> Path:
-        return self.root / "cluster.pid"
-
-    @property
-    def ready(self) -> Path:
-        return self.root / "ready.json"
-
-    @property
-    def children(self) -> Path:
-        return self.root / "children.json"
-
-    @property
-    def kubeconfig(self) -> Path:
-        return self.root / "kubeconfig"
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "launcher.log"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie is not alive.
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _usage(state: StateDir, info: dict[str, Any]) -> str:
-    bin_dir = tools_dir() / "bin"
-    return (
-        f"cluster ready: {info['server_url']} (Kubernetes {K8S_VERSION}, "
-        f"control plane up in {info['startup_seconds']:.1f}s)\n"
-        f"  export KUBECONFIG={state.kubeconfig.resolve()}\n"
-        f"  export PATH={bin_dir}:$PATH   # our kubectl and helm\n"
-        f"  kubectl get nodes -L topology.kubernetes.io/zone\n"
-        f"  audit log: {info['audit_log']}\n"
-        f"  logs: {state.data.resolve() / 'logs'}\n"
-        f"  stop: make cluster-down"
-    )
-
-
-def cmd_start(state: StateDir, timeout: float) -> int:
-    state.root.mkdir(parents=True, exist_ok=True)
-    pid = _read_pid(state.pid)
-    if pid is not None and _pid_alive(pid) and state.ready.exists():
-        print(f"cluster already running (pid {pid})")
-        print(_usage(state, json.loads(state.ready.read_text())))
-        return 0
-    if pid is not None and _pid_alive(pid):
-        print(f"a launcher (pid {pid}) is still starting or stuck; stopping it first", file=sys.stderr)
-        cmd_stop(state)
-    for stale in (state.ready, state.pid, state.kubeconfig, state.children):
-        stale.unlink(missing_ok=True)
-    t0 = time.monotonic()
-    with open(state.log, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "xrouter_dev.cluster", "_run", "--dir", str(state.root)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=os.environ.copy(),
-        )
-    while not state.ready.exists():
-        if proc.poll() is not None:
-            print(f"cluster failed to start (exit {proc.returncode}); {state.log}:", file=sys.stderr)
-            print(state.log.read_text(errors="replace")[-4000:], file=sys.stderr)
-            return 1
-        if time.monotonic() - t0 > timeout:
-            print(f"cluster not ready after {timeout:.0f}s; see {state.log}", file=sys.stderr)
-            cmd_stop(state)
-            return 1
-        time.sleep(0.1)
-    info = json.loads(state.ready.read_text())
-    print(_usage(state, info))
-    print(f"warm start took {time.monotonic() - t0:.1f}s wall clock")
-    return 0
-
-
-def cmd_run(state: StateDir) -> int:
-    """The daemon body: start, publish, then supervise until SIGTERM/SIGINT."""
-    state.root.mkdir(parents=True, exist_ok=True)
-    state.pid.write_text(str(os.getpid()))
-    if state.data.exists():
-        shutil.rmtree(state.data)
-    stop_requested = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop_requested.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    cluster = LocalCluster(workdir=state.data, remove_workdir=True)
-    code = 0
-    try:
-        cluster.start()
-        shutil.copyfile(cluster.kubeconfig, state.kubeconfig)
-        state.kubeconfig.chmod(0o600)
-        state.children.write_text(json.dumps({c.name: c.proc.pid for c in cluster.components}))
-        info = {
-            "server_url": cluster.server_url,
-            "kubeconfig": str(state.kubeconfig.resolve()),
-            "audit_log": str(cluster.audit_log),
-            "startup_seconds": cluster.startup_seconds,
-            "pid": os.getpid(),
-        }
-        tmp = state.ready.with_suffix(".tmp")
-        tmp.write_text(json.dumps(info, indent=2))
-        tmp.replace(state.ready)
-        while not stop_requested.wait(1.0):
-            dead = cluster.dead_components()
-            if dead:
-                c = dead[0]
-                print(f"{c.name} exited ({c.proc.returncode}); stopping the cluster:\n{c.tail()}", flush=True)
-                code = 1
-                break
-    except Exception as e:  # report and fall through to cleanup
-        print(f"cluster failed: {e}", flush=True)
-        code = 1
-    finally:
-        cluster.stop()
-        for f in (state.ready, state.kubeconfig, state.children, state.pid):
-            f.unlink(missing_ok=True)
-        print("cluster stopped", flush=True)
-    return code
-
-
-def _our_children(state: StateDir) -> Iterator[int]:
-    try:
-        children: dict[str, int] = json.loads(state.children.read_text())
-    except (OSError, ValueError):
-        return
-    bin_dir = str(tools_dir() / "bin")
-    for pid in children.values():
-        with contextlib.suppress(OSError):
-            if bin_dir in Path(f"/proc/{pid}/cmdline").read_text(errors="replace"):
-                yield pid
-
-
-def cmd_stop(state: StateDir) -> int:
-    pid = _read_pid(state.pid)
-    if pid is None or not _pid_alive(pid):
-        leftovers = list(_our_children(state))
-        for child in leftovers:
-            _signal_group(child, signal.SIGKILL)
-        for f in (state.ready, state.kubeconfig, state.children, state.pid):
-            f.unlink(missing_ok=True)
-        shutil.rmtree(state.data, ignore_errors=True)
-        print("cluster not running" + (f" (killed {len(leftovers)} leftover processes)" if leftovers else ""))
-        return 0
-    children = list(_our_children(state))
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while _pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if _pid_alive(pid):
-        _signal_group(pid, signal.SIGKILL)
-    for child in children:  # PR_SET_PDEATHSIG already does this; belt and braces.
-        if _pid_alive(child):
-            _signal_group(child, signal.SIGKILL)
-    for f in (state.ready, state.kubeconfig, state.children, state.pid):
-        f.unlink(missing_ok=True)
-    shutil.rmtree(state.data, ignore_errors=True)
-    print("cluster stopped")
-    return 0
-
-
-def cmd_status(state: StateDir) -> int:
-    pid = _read_pid(state.pid)
-    if pid is not None and _pid_alive(pid) and state.ready.exists():
-        print(_usage(state, json.loads(state.ready.read_text())))
-        return 0
-    print("cluster not running")
-    return 1
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m xrouter_dev.cluster", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["start", "stop", "status", "_run"])
-    parser.add_argument(
-        "--dir", type=Path, default=Path(".cluster"), help="state directory (default .cluster)"
-    )
-    parser.add_argument("--timeout", type=float, default=180, help="seconds to wait for readiness")
-    args = parser.parse_args(argv)
-    state = StateDir(args.dir.resolve())
-    if args.command == "start":
-        return cmd_start(state, args.timeout)
-    if args.command == "stop":
-        return cmd_stop(state)
-    if args.command == "status":
-        return cmd_status(state)
-    return cmd_run(state)
-
-
 if __name__ == "__main__":
+    from xrouter_dev.daemon import main
+
     sys.exit(main())

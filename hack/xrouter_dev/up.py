@@ -1,17 +1,16 @@
 """`make up`: the whole system on one machine, stopped by Ctrl-C.
 
-Starts the local control plane (or uses the cluster whose kubeconfig ``XROUTER_KUBECONFIG``
-names), installs the CRD and RBAC, runs the operator, applies the sample XRouter, waits for it
-to be Ready, then runs a router process on 127.0.0.1 with exactly the config the operator
-rendered into the ConfigMap, and the env the operator put on the Deployment (Secrets resolved
-from the cluster). Pods on the local control plane are kwok fakes, so this local router process
-is the one that answers requests.
+Starts the local control plane with the real node ``xrouter-node`` (or uses the cluster whose
+kubeconfig ``XROUTER_KUBECONFIG`` names), loads our images into the node's containerd, installs the
+operator as a pod with the chart (its image, its RBAC), runs Redis and PostgreSQL as pods, applies
+the sample XRouter with ``localhost/xrouter:dev`` and waits until its 2 router pods are Ready, then
+port-forwards ``http://127.0.0.1:8080`` to the router Service and prints curl and openai examples.
+Ctrl-C removes everything (the real node's host changes included).
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import json
 import os
@@ -25,7 +24,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from xrouter_dev import procs
+from xrouter_dev import stack as xstack
 from xrouter_dev.cluster import ExistingCluster, LocalCluster
+from xrouter_dev.tools import tools_bin
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "config" / "samples" / "xrouter.yaml"
@@ -45,30 +46,6 @@ def say(msg: str) -> None:
 
 def _get_json(cluster: Cluster, *args: str) -> Any:
     return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
-
-
-def router_env(cluster: Cluster, namespace: str, deployment: dict[str, Any]) -> dict[str, str]:
-    """The router container's env as the kubelet would build it: literal values, and
-    secretKeyRef values read from the cluster. Values are never printed."""
-    env: dict[str, str] = {}
-    secrets: dict[str, dict[str, str]] = {}
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
-    for var in container.get("env", []):
-        if "value" in var:
-            env[var["name"]] = var["value"]
-            continue
-        ref = var.get("valueFrom", {}).get("secretKeyRef")
-        if ref is None:
-            continue
-        if ref["name"] not in secrets:
-            data = _get_json(cluster, "secret", ref["name"], "-n", namespace).get("data", {})
-            secrets[ref["name"]] = {k: base64.b64decode(v).decode() for k, v in data.items()}
-        value = secrets[ref["name"]].get(ref["key"])
-        if value is None and not ref.get("optional"):
-            raise SystemExit(f"secret {ref['name']!r} has no key {ref['key']!r} (env {var['name']})")
-        if value is not None:
-            env[var["name"]] = value
-    return env
 
 
 def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
@@ -121,97 +98,74 @@ def examples(host: str, port: int, model: str, key_hint: str) -> str:
 def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     state = Path(args.dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
-    venv_bin = Path(sys.executable).parent
     existing = os.environ.get("XROUTER_KUBECONFIG")
-    cluster: Cluster
+    cluster: ExistingCluster | LocalCluster
+    ns = args.namespace
     if existing:
-        say(f"using the cluster in {existing}")
+        say(f"using the cluster in {existing} (its nodes must have the localhost/xrouter*:dev images)")
         cluster = ExistingCluster(Path(existing))
     else:
-        say("starting the local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok)")
-        cluster = stack.enter_context(LocalCluster(state / "cluster", remove_workdir=True))
-    kube_env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
-    ns = args.namespace
-
-    say("installing the CRD and RBAC (config/crd, config/rbac)")
-    cluster.kubectl("apply", "--server-side", "--field-manager=xrouter-up", "-k", str(REPO / "config/crd"))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/xrouters.xrouter.io", "--timeout=60s")
-    cluster.kubectl("apply", "--server-side", "--field-manager=xrouter-up", "-k", str(REPO / "config/rbac"))
+        say("starting the local control plane, kwok's fake nodes and the real node xrouter-node")
+        local = stack.enter_context(LocalCluster(state / "cluster", remove_workdir=True, real_node=True))
+        assert local.real_node is not None
+        say("loading our images into the node's containerd (make images built them)")
+        local.real_node.load_images(only=["router", "operator", "redis", "postgres"])
+        cluster = local
     if ns != "default":
         cluster.kubectl("create", "namespace", ns, check=False)
 
-    say(f"running the operator (logs: {state / 'operator.log'})")
-    operator = stack.enter_context(
-        process(
-            [
-                str(venv_bin / "xrouter-operator"),
-                "run",
-                "--namespace",
-                ns,
-                "--log-format",
-                "json",
-                "--metrics-port",
-                "0",
-            ],
-            state / "operator.log",
-            kube_env,
-        )
+    say("installing the operator as a pod (charts/xrouter: its image, its RBAC)")
+    xstack.install_operator(
+        cluster, f"{ns}-xrouter-system" if ns != "default" else "xrouter-system", "xrouter"
     )
+    say("starting Redis and PostgreSQL pods")
+    objs = xstack.data_services(ns)
+    cluster.kubectl(
+        "apply", "-n", ns, "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objs})
+    )
+    xstack.wait_rollouts(cluster, ns, ["redis", "postgres"])
 
-    say(f"applying {SAMPLE.relative_to(REPO)} to namespace {ns}")
-    cluster.kubectl("apply", "-n", ns, "-f", str(SAMPLE))
+    say(f"applying {SAMPLE.relative_to(REPO)} (image localhost/xrouter:dev, real node) to namespace {ns}")
+    sample = xstack.sample_on_real_node(ns)
+    cluster.kubectl(
+        "apply", "-n", ns, "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": sample})
+    )  # fmt: skip
     name = "sample"
-    say("waiting for the XRouter to be Ready")
-    deadline = time.monotonic() + args.timeout
-    while True:
-        if operator.poll() is not None:
-            raise SystemExit(f"the operator exited ({operator.returncode}); see {state / 'operator.log'}")
-        ready = cluster.kubectl(
-            "wait", "-n", ns, f"xrouter/{name}", "--for=condition=Ready", "--timeout=5s", check=False
-        )
-        if ready.returncode == 0:
-            break
-        if time.monotonic() > deadline:
-            raise SystemExit(
-                f"XRouter {ns}/{name} not Ready after {args.timeout:.0f}s:\n"
-                + cluster.kubectl("get", "-n", ns, "xrouter", name, "-o", "yaml").stdout
-            )
+    xs = xstack.Stack(cluster, ns, "xrouter-system", name=name)
+    took = xstack.wait_ready(xs, 2, args.timeout)
+    say(f"XRouter Ready with 2 router pods on the real node in {took:.1f}s")
 
-    # The router runs here with the operator's own rendering: the ConfigMap's config and the
-    # Deployment's env, so what you try is what the cluster's pods would run.
-    config_map = _get_json(cluster, "configmap", f"{name}-config", "-n", ns)
-    deployment = _get_json(cluster, "deployment", name, "-n", ns)
-    config_path = state / "config.json"
-    config_path.write_text(config_map["data"]["config.json"])
-    env = {**os.environ, **router_env(cluster, ns, deployment)}
-    say(f"running the router on http://{args.host}:{args.port} (logs: {state / 'router.log'})")
-    router = stack.enter_context(
+    say(f"port-forwarding http://{args.host}:{args.port} to service/{name} ({state / 'port-forward.log'})")
+    forward = stack.enter_context(
         process(
             [
-                str(venv_bin / "xrouter-router"),
-                "--config",
-                str(config_path),
-                "--host",
-                args.host,
-                "--port",
-                str(args.port),
+                str(tools_bin("kubectl")),
+                f"--kubeconfig={cluster.kubeconfig}",
+                "port-forward",
+                "-n",
+                ns,
+                f"service/{name}",
+                f"{args.port}:80",
+                f"--address={args.host}",
             ],
-            state / "router.log",
-            env,
+            state / "port-forward.log",
         )
     )
-    wait_http(f"http://{args.host}:{args.port}/ready", 60, router)
+    wait_http(f"http://{args.host}:{args.port}/ready", 60, forward)
 
+    config_map = _get_json(cluster, "configmap", f"{name}-config", "-n", ns)
     model = json.loads(config_map["data"]["config.json"])["models"][0]["name"]
     xr = cluster.kubectl("get", "-n", ns, "xrouters").stdout
+    pods = cluster.kubectl("get", "-n", ns, "pods", "-o", "wide").stdout
     admin_secret = f"{name}-admin-key"  # the operator's naming: <xrouter>-admin-key
     print(
         f"""
 XRouter is up.
 
 {xr}
-Router:     http://{args.host}:{args.port}   (/health, /ready, /metrics)
-Kubeconfig: {cluster.kubeconfig}
+{pods}
+Router:     http://{args.host}:{args.port}   (/health, /ready, /metrics; port-forward to service/{name})
+Kubeconfig: {cluster.kubeconfig}   (kubectl get nodes -o wide: xrouter-node, containerd://)
 API key:    the sample declares team-a in Secret xrouter-sample-keys ({SAMPLE.relative_to(REPO)})
 Admin key:  kubectl -n {ns} get secret {admin_secret} -o jsonpath='{{.data.admin-key}}' | base64 -d
 {examples(args.host, args.port, model, "sk-sample-team-a-change-me")}
@@ -222,10 +176,12 @@ Ctrl-C stops everything this started.
     (state / "ready").write_text(f"http://{args.host}:{args.port}\n")
 
     while True:
-        for proc, what in ((operator, "operator"), (router, "router")):
-            if proc.poll() is not None:
-                say(f"the {what} exited ({proc.returncode}); stopping")
-                return 1
+        if forward.poll() is not None:
+            say(f"the port-forward exited ({forward.returncode}); stopping")
+            return 1
+        if isinstance(cluster, LocalCluster) and cluster.dead_components():
+            say(f"{cluster.dead_components()[0].name} exited; stopping")
+            return 1
         time.sleep(0.5)
 
 
@@ -243,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--namespace", default="default")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("XROUTER_UP_PORT", "8080")))
-    parser.add_argument("--timeout", type=float, default=120)
+    parser.add_argument("--timeout", type=float, default=240)
     args = parser.parse_args(argv)
     # Ctrl-C and SIGTERM both unwind the ExitStack, which stops everything in reverse order.
     signal.signal(signal.SIGTERM, _interrupt)

@@ -4,6 +4,9 @@
 kubeconfig, that existing cluster (then `audit_log` is None). Either way it has `.kubeconfig`,
 `.kubectl(*args, input=None, check=True)`, `.audit_log` and `.server_url`.
 `namespace` (function): a fresh namespace, deleted after the test.
+`real_node` (function): the cluster's real node `xrouter-node` (xrouter_dev.realnode), started on first
+use and kept for the session; with XROUTER_TEST_KUBECONFIG, a node labelled xrouter.io/real-node=true
+must exist. Pods opt in with nodeconfig.real_node_pod_placement().
 
 Every test collected under tests/e2e is marked `e2e`.
 """
@@ -17,6 +20,8 @@ from pathlib import Path
 
 import pytest
 from xrouter_dev.cluster import ExistingCluster, LocalCluster
+from xrouter_dev.nodeconfig import REAL_NODE_LABEL
+from xrouter_dev.realnode import NodeError, RealNode
 
 _HERE = Path(__file__).parent.resolve()
 
@@ -53,3 +58,18 @@ def namespace(cluster: LocalCluster | ExistingCluster) -> Iterator[str]:
         yield name
     finally:
         cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+@pytest.fixture
+def real_node(cluster: LocalCluster | ExistingCluster) -> RealNode | None:
+    """The running real node (None on an existing cluster that has one). Fails, naming what is
+    missing (make deps / make tools / root), where this machine cannot run one."""
+    if isinstance(cluster, ExistingCluster):
+        nodes = cluster.kubectl("get", "nodes", "-l", f"{REAL_NODE_LABEL}=true", "-o", "name").stdout
+        if not nodes.strip():
+            pytest.skip(f"the existing cluster has no node labelled {REAL_NODE_LABEL}=true")
+        return None
+    try:
+        return cluster.start_real_node()
+    except NodeError as e:
+        pytest.fail(str(e), pytrace=False)

@@ -33,7 +33,10 @@ def is_ready(obj: dict[str, Any]) -> bool:
 
 
 def test_nodes_ready_with_zones_and_pinned_version(cluster: Cluster) -> None:
+    # kwok's fake nodes; the real node (tests/e2e/test_realnode_node.py) may be there too.
     nodes = get_json(cluster, "nodes")["items"]
+    if isinstance(cluster, LocalCluster):
+        nodes = [n for n in nodes if n["metadata"]["labels"].get("type") == "kwok"]
     ready = [n for n in nodes if is_ready(n)]
     assert ready, "no Ready node"
     version = json.loads(cluster.kubectl("version", "-o", "json").stdout)

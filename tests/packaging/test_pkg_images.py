@@ -124,6 +124,54 @@ def test_lock_covers_pyproject_dependencies() -> None:
     assert {"uvloop", "httptools", "watchfiles", "websockets"} <= set(pins)
 
 
+# Interpreters the lock must hold on: Debian bookworm's python3 (3.11.2), the python:3.11 images, later.
+PYTHONS = ("3.11.2", "3.11.11", "3.12.8", "3.13.1")
+
+
+def _lock_for(python: str) -> dict[str, Version]:
+    """The pins that apply on that interpreter (lines whose environment marker holds there)."""
+    env = {"python_full_version": python, "python_version": ".".join(python.split(".")[:2])}
+    pins: dict[str, Version] = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        req = Requirement(line)
+        if req.marker is None or req.marker.evaluate(env):
+            pins[canonicalize_name(req.name)] = Version(str(next(iter(req.specifier)).version))
+    return pins
+
+
+@pytest.mark.parametrize("python", PYTHONS)
+def test_lock_satisfies_every_pinned_requirement_on_each_python(python: str) -> None:
+    """`pip install --no-deps -r constraints.txt && pip check` must pass on any Python 3.11+: every
+    pinned distribution's own requirements (as its metadata states them, markers evaluated for that
+    Python) are pinned too, at a version they accept. E.g. redis wants async-timeout below 3.11.3."""
+    import importlib.metadata as md
+
+    env = {"python_full_version": python, "python_version": ".".join(python.split(".")[:2]), "extra": ""}
+    pins = _lock_for(python)
+    checked = 0
+    for name, version in pins.items():
+        try:
+            dist = md.distribution(name)
+        except md.PackageNotFoundError:
+            continue
+        if Version(dist.version) != version:
+            continue  # the dev venv has another version: its metadata may differ
+        checked += 1
+        for raw in dist.requires or []:
+            req = Requirement(raw)
+            if req.marker is not None and not req.marker.evaluate(env):
+                continue
+            dep = canonicalize_name(req.name)
+            assert dep in pins, f"Python {python}: {name} {version} needs {raw!r}, not in constraints.txt"
+            assert req.specifier.contains(pins[dep], prereleases=True), (
+                f"Python {python}: {name} needs {raw!r}, constraints.txt pins {pins[dep]}"
+            )
+    assert checked > 20, "too few pins could be checked against installed metadata"
+
+
 # --- the entrypoints, from a clean venv built like the image -----------------------------------------
 
 
@@ -195,3 +243,18 @@ def test_operator_entrypoint_starts(image_venvs: dict[str, Path], tmp_path: Path
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "usage" in (result.stdout + result.stderr).lower()
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_images_do_not_ship_the_dev_tooling(image_venvs: dict[str, Path], name: str) -> None:
+    """xrouter_dev (the local cluster launcher, fake provider, make up) is not in either image."""
+    python = image_venvs[name] / "bin" / "python"
+    probe = (
+        "import importlib.util as u; "
+        "print(u.find_spec('xrouter_dev') is None, u.find_spec('xrouter_router') is None)"
+    )
+    out = subprocess.run(
+        [str(python), "-c", probe], capture_output=True, text=True, cwd="/", check=True
+    ).stdout
+    assert out.split() == ["True", "False"], out
+    assert "COPY hack/" not in DOCKERFILES[name].read_text()
