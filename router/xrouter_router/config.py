@@ -114,6 +114,9 @@ class Route(CamelModel):
     targets: list[Target] = Field(min_length=1)
     # Other public model names tried in order once every target has failed.
     fallbacks: list[str] = []
+    # Public model names (larger context windows) tried in order when an upstream
+    # answers that the prompt is too long (400 context_length_exceeded and the like).
+    context_window_fallbacks: list[str] = []
 
 
 class Limits(CamelModel):
@@ -220,6 +223,11 @@ class RouterConfig(CamelModel):
             for f in m.fallbacks:
                 if f not in models or f == m.name:
                     raise ValueError(f"models[{m.name}].fallbacks: {f!r} is not another declared model")
+            for f in m.context_window_fallbacks:
+                if f not in models or f == m.name:
+                    raise ValueError(
+                        f"models[{m.name}].contextWindowFallbacks: {f!r} is not another declared model"
+                    )
         keys = [k.name for k in self.keys]
         dupes = {n for n in keys if keys.count(n) > 1}
         if dupes:

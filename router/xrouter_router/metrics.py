@@ -60,6 +60,12 @@ class Metrics:
         self.inflight = Gauge("xrouter_inflight_requests", "Requests in flight", ["model"], registry=r)
         self.retries = Counter("xrouter_retries", "Upstream retries", ["model", "provider"], registry=r)
         self.fallbacks = Counter("xrouter_fallbacks", "Fallbacks to another model", ["model"], registry=r)
+        self.context_window_fallbacks = Counter(
+            "xrouter_context_window_fallbacks",
+            "Requests moved to a contextWindowFallbacks model because the prompt was too long",
+            ["model", "to"],
+            registry=r,
+        )
         self.breaker_state = Gauge(
             "xrouter_breaker_state",
             "Circuit breaker: 0 closed, 1 half-open, 2 open",

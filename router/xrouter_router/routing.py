@@ -53,6 +53,7 @@ class CompiledRoute:
     hash_key: str
     targets: list[RouteTarget]
     fallbacks: list[str]
+    context_window_fallbacks: list[str] = field(default_factory=list)
     _cum: list[int] = field(default_factory=list)
     _ring: list[int] = field(default_factory=list)
     _ring_idx: list[int] = field(default_factory=list)

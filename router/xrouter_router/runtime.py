@@ -79,6 +79,7 @@ def build(config: RouterConfig, targets: TargetRegistry, clients: Clients) -> Ru
             r.hash_key,
             [RouteTarget(targets.get(config, t.provider, t.model), t.weight) for t in r.targets],
             list(r.fallbacks),
+            list(r.context_window_fallbacks),
         )
         for r in config.models
     }
