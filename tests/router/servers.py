@@ -320,7 +320,10 @@ _REFUSALS: dict[str, Any] = {
     },
     "ctx-anthropic": {
         "type": "error",
-        "error": {"type": "invalid_request_error", "message": "prompt is too long: 210000 tokens > 200000 maximum"},
+        "error": {
+            "type": "invalid_request_error",
+            "message": "prompt is too long: 210000 tokens > 200000 maximum",
+        },
     },
     "bad-400": {
         "error": {

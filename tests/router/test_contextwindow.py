@@ -119,7 +119,9 @@ def test_unknown_context_window_fallback_is_refused_naming_the_field(tmp_path: P
 
     data = {
         "providers": [{"name": "m", "type": "mock"}],
-        "models": [{"name": "a", "targets": [{"provider": "m", "model": "x"}], "contextWindowFallbacks": ["b"]}],
+        "models": [
+            {"name": "a", "targets": [{"provider": "m", "model": "x"}], "contextWindowFallbacks": ["b"]}
+        ],
     }
     with pytest.raises(ValueError, match=r"models\[a\]\.contextWindowFallbacks: 'b'"):
         RouterConfig.model_validate(data)
@@ -130,8 +132,16 @@ def test_unknown_context_window_fallback_is_refused_naming_the_field(tmp_path: P
     [
         (400, b'{"error":{"code":"context_length_exceeded","message":"x"}}', True),
         (400, b'{"error":{"innererror":{"code":"context_length_exceeded"},"message":"x"}}', True),
-        (400, b'{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long"}}', True),
-        (400, b'{"error":{"message":"This model\'s maximum context length is 4096 tokens","code":null}}', True),
+        (
+            400,
+            b'{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long"}}',
+            True,
+        ),
+        (
+            400,
+            b'{"error":{"message":"This model\'s maximum context length is 4096 tokens","code":null}}',
+            True,
+        ),
         (400, b'{"error":{"code":"invalid_value","message":"temperature"}}', False),
         (422, b'{"error":{"code":"context_length_exceeded"}}', False),
         (400, b"not json", False),
