@@ -29,6 +29,7 @@ class Call:
     usage: Usage = field(default_factory=Usage)
     answered: bool = False  # the final body has been handed to the server
     disconnected: bool = False
+    cache_status: str | None = None  # on a cached route: "cache_hit" or "cache_miss"
     watcher: asyncio.Task[None] | None = None
 
     def meta(self) -> list[tuple[bytes, bytes]]:

@@ -104,6 +104,20 @@ class Target(CamelModel):
     weight: int = Field(default=1, ge=0)
 
 
+class CacheConfig(CamelModel):
+    """A route's response cache, in Redis: exact matches on the normalized request."""
+
+    ttl_seconds: int = Field(ge=1, le=30 * 86400, description="How long an answer is kept.")
+    scope: Literal["key", "shared"] = Field(
+        default="key",
+        description="key: each API key sees only answers to its own requests; shared: every key "
+        "allowed to use the model shares them.",
+    )
+    max_entry_bytes: int = Field(
+        default=1024 * 1024, ge=1, le=16 * 1024 * 1024, description="Larger answers are not cached."
+    )
+
+
 class Route(CamelModel):
     """A public model name and how requests for it are routed."""
 
@@ -117,6 +131,8 @@ class Route(CamelModel):
     # Public model names (larger context windows) tried in order when an upstream
     # answers that the prompt is too long (400 context_length_exceeded and the like).
     context_window_fallbacks: list[str] = []
+    # None: answers are never cached (the default; caching is opt-in per route).
+    cache: CacheConfig | None = None
 
 
 class Limits(CamelModel):

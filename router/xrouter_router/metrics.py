@@ -66,6 +66,15 @@ class Metrics:
             ["model", "to"],
             registry=r,
         )
+        self.cache_hits = Counter(
+            "xrouter_cache_hits", "Requests answered from the response cache", ["model"], registry=r
+        )
+        self.cache_misses = Counter(
+            "xrouter_cache_misses",
+            "Requests on a cached route that went upstream (no entry, no-cache, a stream, Redis down)",
+            ["model"],
+            registry=r,
+        )
         self.breaker_state = Gauge(
             "xrouter_breaker_state",
             "Circuit breaker: 0 closed, 1 half-open, 2 open",

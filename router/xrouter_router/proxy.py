@@ -93,7 +93,9 @@ class LLMEndpoint:
         assert task is not None
         timer = asyncio.get_running_loop().call_later(WATCH_AFTER, _arm, receive, task, call)
         try:
-            await failover.serve(call, rt, metrics, payload, scope, send)
+            # A route with a response cache goes through it; the others pay nothing for it.
+            serve = failover.serve if rt.routes[call.model].cache is None else state.cache.serve
+            await serve(call, rt, metrics, payload, scope, send)
         except APIError as exc:  # the request cannot be sent to its target (a 400 naming the part)
             await self._refuse(call, exc, send)
         except asyncio.CancelledError:

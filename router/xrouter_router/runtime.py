@@ -80,6 +80,7 @@ def build(config: RouterConfig, targets: TargetRegistry, clients: Clients) -> Ru
             [RouteTarget(targets.get(config, t.provider, t.model), t.weight) for t in r.targets],
             list(r.fallbacks),
             list(r.context_window_fallbacks),
+            r.cache,
         )
         for r in config.models
     }

@@ -1,6 +1,7 @@
 """``State``: what the endpoints share, passed to them explicitly: the compiled
 config (``runtime``, swapped whole on reload), the keys, the limiter, the usage
-recorder, the breakers (in ``targets``), the upstream clients and the metrics."""
+recorder, the breakers (in ``targets``), the upstream clients, the response cache
+and the metrics."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from redis.asyncio import Redis
 
 from . import db
 from .auth import KeyInfo, KeyStore
+from .cache import ResponseCache
 from .clients import Clients
 from .config import Limits, RouterConfig
 from .limits import Limiter
@@ -37,6 +39,7 @@ class State:
         d = config.database
         self.usage = UsageRecorder(dsn, self.metrics, d.spill_dir, d.batch_size, d.flush_interval_seconds)
         self.limiter = Limiter(redis, config.redis.fail_mode, self.metrics, total, self.usage.spent)
+        self.cache = ResponseCache(lambda: self.limiter.redis, self.metrics)
         self.ready = False
         self._budgets()
 
