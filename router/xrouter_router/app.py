@@ -25,6 +25,7 @@ from .errors import APIError, error_body
 from .proxy import LLMEndpoint
 from .reload import Reloader
 from .state import State
+from .usageapi import UsageAPI
 
 log = logging.getLogger("xrouter.app")
 
@@ -84,13 +85,14 @@ async def shutdown(state: State, tasks: list[asyncio.Task[None]]) -> None:
 
 def build_app(state: State, config_path: str | None = None) -> Starlette:
     """The router as a Starlette app. ``config_path`` enables hot reload of that file."""
-    ops, admin = Ops(state), Admin(state)
+    ops, admin, usage = Ops(state), Admin(state), UsageAPI(state)
     routes = [
         # The LLM endpoints first: they are nearly all the traffic.
         Route("/v1/chat/completions", LLMEndpoint(state, "chat"), methods=["POST"]),
         Route("/v1/completions", LLMEndpoint(state, "completions"), methods=["POST"]),
         Route("/v1/embeddings", LLMEndpoint(state, "embeddings"), methods=["POST"]),
         Route("/v1/models", ops.models, methods=["GET"]),
+        Route("/v1/usage", usage.get, methods=["GET"]),
         Route("/health", ops.health, methods=["GET"]),
         Route("/ready", ops.ready, methods=["GET"]),
         Route("/metrics", ops.metrics, methods=["GET"]),

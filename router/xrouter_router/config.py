@@ -142,6 +142,8 @@ class Limits(CamelModel):
     tpm: int | None = Field(default=None, ge=0, description="Tokens per minute.")
     max_concurrent: int | None = Field(default=None, ge=0)
     budget_usd: float | None = Field(default=None, ge=0)
+    # The calendar window (UTC) budgetUsd applies to; "none": the key's whole lifetime.
+    budget_period: Literal["none", "daily", "weekly", "monthly"] = "none"
     # None: every model; otherwise the public model names this key may call.
     allowed_models: list[str] | None = None
 

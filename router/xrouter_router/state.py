@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from . import db
 from .auth import KeyInfo, KeyStore
+from .budgets import NONE
 from .cache import ResponseCache
 from .clients import Clients
 from .config import Limits, RouterConfig
@@ -53,7 +54,11 @@ class State:
 
     def _budgets(self) -> None:
         keys = [*self.keys.config_keys.values(), *self.keys.db_keys.values()]
-        self.usage.budget_keys = {k.name for k in keys if k.limits.budget_usd is not None}
+        self.usage.budget_keys = {
+            k.name: k.limits.budget_period
+            for k in keys
+            if k.limits.budget_usd is not None or k.limits.budget_period != NONE
+        }
 
     async def refresh_db_keys(self) -> None:
         if self.usage.pool is None:
