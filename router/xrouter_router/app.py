@@ -80,6 +80,8 @@ async def shutdown(state: State, tasks: list[asyncio.Task[None]]) -> None:
     await state.clients.aclose()
     await state.usage.aclose()
     await state.limiter.aclose()
+    if state.telemetry is not None:
+        await asyncio.to_thread(state.telemetry.shutdown)  # exports the spans still buffered
     log.info("router stopped; usage buffer flushed (%d rows left in spill files)", state.usage.spill_rows)
 
 

@@ -206,6 +206,15 @@ class ServerConfig(CamelModel):
     log_bodies: bool = False
 
 
+class TelemetryConfig(CamelModel):
+    """OpenTelemetry traces. Export itself (endpoint, sampling, headers) is configured
+    by the standard OTEL_* environment variables; with no OTLP endpoint set, it is off."""
+
+    # Put prompts and completions in spans (gen_ai.input.messages/gen_ai.output.messages).
+    # They are user data: off unless the trace backend may hold it.
+    capture_content: bool = False
+
+
 class RouterConfig(CamelModel):
     """The whole router config: what the operator renders into the ConfigMap."""
 
@@ -220,6 +229,7 @@ class RouterConfig(CamelModel):
     retry: RetryPolicy = RetryPolicy()
     breaker: BreakerPolicy = BreakerPolicy()
     server: ServerConfig = ServerConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> RouterConfig:

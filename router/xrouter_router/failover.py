@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from typing import Any
 
 from .asgi import Scope, Send, header, respond
@@ -14,7 +15,10 @@ from .call import Call
 from .config import RetryPolicy
 from .errors import APIError, UpstreamFailure, UpstreamRefusal
 from .metrics import Metrics
+from .providers import Adapter
+from .routing import TargetState
 from .runtime import Runtime
+from .tracing import AttemptRecord
 from .upstream import attempt
 
 
@@ -104,7 +108,7 @@ async def _model(
                 break
             call.provider, call.upstream_model = target.provider, target.upstream_model
             try:
-                await attempt(call, adapter, target, payload, send)
+                await (attempt if call.trace is None else _traced)(call, adapter, target, payload, send)
             except UpstreamFailure as exc:
                 last = exc
                 if exc.breaker:
@@ -137,3 +141,35 @@ async def _model(
             metrics.child(metrics.retries, call.model, target.provider).inc()
             await asyncio.sleep(delay)
     return last
+
+
+async def _traced(
+    call: Call, adapter: Adapter, target: TargetState, payload: dict[str, Any], send: Send
+) -> None:
+    """``attempt``, recorded for the request's trace (telemetry on)."""
+    trace = call.trace
+    assert trace is not None
+    began = time.perf_counter()
+    error: str | None = None
+    status = 0
+    try:
+        await attempt(call, adapter, target, payload, send)
+        status = call.status
+    except (UpstreamFailure, UpstreamRefusal) as exc:
+        error, status = type(exc).__name__, exc.status
+        raise
+    except BaseException as exc:
+        error = type(exc).__name__
+        raise
+    finally:
+        trace.attempts.append(
+            AttemptRecord(
+                target.provider,
+                adapter.provider.type.value,
+                target.upstream_model,
+                began,
+                time.perf_counter(),
+                error,
+                status,
+            )
+        )

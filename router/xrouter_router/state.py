@@ -19,6 +19,7 @@ from .limits import Limiter
 from .metrics import Metrics
 from .runtime import Runtime, TargetRegistry, build
 from .secrets import override
+from .telemetry import Telemetry, otlp_configured
 from .usage import UsageRecorder
 
 log = logging.getLogger("xrouter.state")
@@ -41,6 +42,8 @@ class State:
         self.usage = UsageRecorder(dsn, self.metrics, d.spill_dir, d.batch_size, d.flush_interval_seconds)
         self.limiter = Limiter(redis, config.redis.fail_mode, self.metrics, total, self.usage.spent)
         self.cache = ResponseCache(lambda: self.limiter.redis, self.metrics)
+        # None unless OTLP export is configured: then telemetry costs nothing.
+        self.telemetry = Telemetry() if otlp_configured() else None
         self.ready = False
         self._budgets()
 
