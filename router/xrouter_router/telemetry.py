@@ -87,7 +87,14 @@ class Telemetry:
         self.provider.shutdown()
 
     def export(self, call: Call, scope: Scope, payload: dict[str, Any] | None) -> None:
-        """The request's spans, from its finished ``Call``."""
+        """The request's spans, from its finished ``Call``. Never raises: the client
+        has its answer already, and a trace is not worth an error."""
+        try:
+            self._export(call, scope, payload)
+        except Exception as exc:
+            log.warning("could not build the spans of request %s: %s", call.request_id, type(exc).__name__)
+
+    def _export(self, call: Call, scope: Scope, payload: dict[str, Any] | None) -> None:
         from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 
         trace = call.trace or Trace()
