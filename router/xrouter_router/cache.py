@@ -1,9 +1,10 @@
 """The response cache (a route's ``cache``): exact matches on the normalized request,
 kept in Redis, per key or shared.
 
-Only complete, non-streamed 200 answers are stored, and only up to
-``maxEntryBytes``; errors never are. A stream is never answered from the cache
-(it goes upstream, marked ``miss``). ``Cache-Control: no-cache`` on the request
+Only complete 200 answers are stored, and only up to ``maxEntryBytes``; errors and
+broken streams never are. A chat stream is stored as the completion it adds up to,
+and a stored chat completion is replayed to a stream request as SSE
+(``cachereplay.py``). ``Cache-Control: no-cache`` on the request
 skips the lookup (the fresh answer is stored); ``no-store`` skips both. The cache is
 an optimisation and never a reason to fail: with Redis down or not configured, every
 request is a miss, and after an error the cache is left alone for a few seconds so a
@@ -25,6 +26,7 @@ from redis.exceptions import RedisError
 
 from . import failover
 from .asgi import Message, Scope, Send, header, respond
+from .cachereplay import Assembler, as_stream, replayable
 from .call import Call
 from .config import CacheConfig
 from .metrics import Metrics
@@ -108,40 +110,73 @@ class ResponseCache:
         call.cache_status = "cache_miss"
         directives = _directives(scope)
         key = None
-        if not call.stream and "no-store" not in directives:
+        streamable = not call.stream or call.kind == "chat"
+        if streamable and "no-store" not in directives:
             key = cache_key(call.kind, payload, config, call.key.name)
-            if "no-cache" not in directives:
-                body = await self.get(key)
-                if body is not None:
-                    call.status, call.provider, call.cache_status = 200, "cache", "cache_hit"
-                    metrics.child(metrics.cache_hits, call.model).inc()
-                    await respond(send, 200, body, [HIT, *call.meta()])
-                    call.answered = True
-                    return
+            if "no-cache" not in directives and await self._hit(call, key, payload, send):
+                metrics.child(metrics.cache_hits, call.model).inc()
+                return
         metrics.child(metrics.cache_misses, call.model).inc()
-        capture = _Capture(send, config.max_entry_bytes if key is not None else 0)
+        capture = _Capture(send, config.max_entry_bytes if key is not None else 0, call.stream)
         await failover.serve(call, rt, metrics, payload, scope, capture)
-        if key is not None and capture.body is not None:
-            await self.put(key, capture.body, config.ttl_seconds)
+        if key is None or call.status != 200:
+            return
+        if capture.stream is not None:
+            u = call.usage
+            usage = {
+                "prompt_tokens": u.prompt,
+                "completion_tokens": u.completion,
+                "total_tokens": u.prompt + u.completion,
+            }
+            body = capture.stream.result(usage)
+        else:
+            body = capture.body
+        if body is not None:
+            await self.put(key, body, config.ttl_seconds)
+
+    async def _hit(self, call: Call, key: str, payload: dict[str, Any], send: Send) -> bool:
+        body = await self.get(key)
+        if body is None:
+            return False
+        if call.stream:
+            data = replayable(call.kind, body)
+            if data is None:
+                return False
+            include_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
+            body = as_stream(data, include_usage)
+            headers = [HIT, (b"cache-control", b"no-cache"), *call.meta()]
+            call.status, call.provider, call.cache_status = 200, "cache", "cache_hit"
+            await respond(send, 200, body, headers, content_type=b"text/event-stream")
+        else:
+            call.status, call.provider, call.cache_status = 200, "cache", "cache_hit"
+            await respond(send, 200, body, [HIT, *call.meta()])
+        call.answered = True
+        return True
 
 
 class _Capture:
     """A ``send`` that marks the answer ``miss`` and keeps a complete 200 body of at
-    most ``limit`` bytes (a streamed or chunked answer, or any error, is not kept)."""
+    most ``limit`` bytes, or for a stream feeds it to an ``Assembler`` (an error is
+    never kept; nothing is with ``limit`` 0)."""
 
-    __slots__ = ("_send", "body", "limit", "status")
+    __slots__ = ("_send", "body", "limit", "status", "stream")
 
-    def __init__(self, send: Send, limit: int) -> None:
+    def __init__(self, send: Send, limit: int, stream: bool) -> None:
         self._send = send
         self.limit = limit
         self.status = 0
         self.body: bytes | None = None
+        self.stream = Assembler(limit) if stream and limit else None
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.status = message["status"]
             message["headers"] = [*message.get("headers", ()), MISS]
-        elif self.status == 200 and self.limit:
+        elif self.status != 200:
+            pass
+        elif self.stream is not None:
+            self.stream.feed(message.get("body", b""))
+        elif self.limit:
             body = message.get("body", b"")
             if self.body is None and not message.get("more_body", False) and len(body) <= self.limit:
                 self.body = bytes(body)

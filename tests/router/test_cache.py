@@ -26,6 +26,7 @@ def _config(provider: FakeProvider, tmp: Path, db: bool = False, **cache: Any) -
         {"name": "cached", "targets": [{"provider": "fake", "model": "cached-up"}], "cache": cached},
         {"name": "flaky", "targets": [{"provider": "fake2", "model": "flaky-1"}], "cache": cached},
         {"name": "echo-cached", "targets": [{"provider": "mock", "model": "echo-1"}], "cache": cached},
+        {"name": "broken", "targets": [{"provider": "fake2", "model": "breakstream"}], "cache": cached},
     ]
     config["keys"][1]["limits"] = {"allowedModels": ["echo", "cached"]}
     config["prices"]["cached-up"] = {"input": 1.0, "output": 2.0}
@@ -111,24 +112,56 @@ def test_no_cache_streams_errors_and_large_answers_go_upstream(
     assert _ask(router, extra_headers={"Cache-Control": "no-cache"})[1] == "miss"
     assert _ask(router, extra_headers={"Cache-Control": "no-store"})[1] == "miss"
     assert provider.stats()["cached-up"] == 3
-    # A stream always goes upstream, and the non-streamed entry stays for non-streams.
-    raw = client(router).chat.completions.with_raw_response.create(model="cached", messages=MSG, stream=True)
-    assert raw.headers["x-xrouter-cache"] == "miss"
-    text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
-    assert text == "what is cached stays cached"
-    assert provider.stats()["cached-up"] == 4
     assert _ask(router)[1] == "hit"
     # An answer over maxEntryBytes is never stored.
     big: Any = [{"role": "user", "content": "word " * 1000}]
     assert _ask(router, messages=big)[1] == "miss"
     assert _ask(router, messages=big)[1] == "miss"
-    assert provider.stats()["cached-up"] == 6
+    assert provider.stats()["cached-up"] == 5
     # An error is never stored: flaky-1 fails once (maxRetries 0), then answers.
     with pytest.raises(openai.InternalServerError) as e:
         _ask(router, model="flaky")
     assert e.value.response.headers["x-xrouter-cache"] == "miss"
     assert _ask(router, model="flaky")[1] == "miss"
     assert _ask(router, model="flaky")[1] == "hit"
+
+
+def _stream(router: Router, **kw: Any) -> tuple[str, str, list[Any]]:
+    """(content, x-xrouter-cache, chunks) of a streamed request."""
+    raw = client(router).chat.completions.with_raw_response.create(
+        model=kw.pop("model", "cached"), messages=MSG, stream=True, **kw
+    )
+    chunks = list(raw.parse())
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    return text, raw.headers["x-xrouter-cache"], chunks
+
+
+def test_streams_are_stored_as_the_completion_and_replayed_as_sse(
+    start_router: StartRouter, provider: FakeProvider, tmp_path: Path, redis: RedisServer
+) -> None:
+    router = start_router(_config(provider, tmp_path), {"TEST_REDIS_URL": redis.url})
+    text, state, first = _stream(router)
+    assert (text, state) == ("what is cached stays cached", "miss")
+    # The stream was stored as the completion it adds up to: a plain request hits it...
+    content, state, _ = _ask(router)
+    assert (content, state) == (text, "hit")
+    # ...and so does a stream, replayed as SSE, with usage only when asked for.
+    again, state, chunks = _stream(router)
+    assert (again, state) == (text, "hit")
+    assert all(c.usage is None for c in chunks)
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert {c.id for c in chunks} == {first[0].id}
+    _, state, chunks = _stream(router, stream_options={"include_usage": True})
+    assert state == "hit"
+    usage = chunks[-1].usage
+    assert usage is not None and usage.completion_tokens == 5 and not chunks[-1].choices
+    assert provider.stats()["cached-up"] == 1
+    assert router.metric("xrouter_cache_hits_total", model="cached") == 3
+    # A broken stream is never stored.
+    for _ in range(2):
+        with pytest.raises(openai.APIError):
+            _stream(router, model="broken")
+    assert provider.stats()["breakstream"] == 2
 
 
 def test_redis_down_is_a_miss_not_a_failure(
@@ -178,3 +211,49 @@ def test_cache_config_is_checked_naming_the_field(tmp_path: Path) -> None:
     data["models"][0]["cache"] = {"ttlSeconds": 5, "scope": "everyone"}  # type: ignore[index]
     with pytest.raises(ValueError, match="scope"):
         RouterConfig.model_validate(data)
+
+
+def test_replay_and_assembly_round_trip_tool_calls_and_choices() -> None:
+    from xrouter_router.cachereplay import Assembler, as_stream, replayable
+
+    calls = [
+        {
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'},
+        },
+        {"id": "call_2", "type": "function", "function": {"name": "get_time", "arguments": "{}"}},
+    ]
+    usage = {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+    original = {
+        "id": "chatcmpl-9",
+        "object": "chat.completion",
+        "created": 7,
+        "model": "m-up",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": None, "tool_calls": calls},
+                "finish_reason": "tool_calls",
+            },
+            {"index": 1, "message": {"role": "assistant", "content": "two"}, "finish_reason": "length"},
+        ],
+        "usage": usage,
+    }
+    import orjson
+
+    data = replayable("chat", orjson.dumps(original))
+    assert data is not None and replayable("completions", orjson.dumps(original)) is None
+    stream = as_stream(data, include_usage=True)
+    assert stream.endswith(b"data: [DONE]\n\n")
+    assembler = Assembler(1 << 20)
+    for i in range(0, len(stream), 7):  # in pieces, as a socket would deliver it
+        assembler.feed(stream[i : i + 7])
+    rebuilt = assembler.result(usage)
+    assert rebuilt is not None and orjson.loads(rebuilt) == original
+    broken = Assembler(1 << 20)
+    broken.feed(stream[: len(stream) // 2])
+    assert broken.result(usage) is None  # no [DONE]: never stored
+    small = Assembler(100)
+    small.feed(stream)
+    assert small.result(usage) is None  # over maxEntryBytes
