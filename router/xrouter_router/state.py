@@ -57,11 +57,13 @@ class State:
 
     def _budgets(self) -> None:
         keys = [*self.keys.config_keys.values(), *self.keys.db_keys.values()]
-        self.usage.budget_keys = {
-            k.name: k.limits.budget_period
-            for k in keys
-            if k.limits.budget_usd is not None or k.limits.budget_period != NONE
-        }
+        self.usage.set_budget_keys(
+            {
+                k.name: k.limits.budget_period
+                for k in keys
+                if k.limits.budget_usd is not None or k.limits.budget_period != NONE
+            }
+        )
 
     async def refresh_db_keys(self) -> None:
         if self.usage.pool is None:

@@ -115,6 +115,16 @@ class UsageRecorder:
     def enabled(self) -> bool:
         return self.dsn is not None
 
+    def set_budget_keys(self, keys: dict[str, str]) -> None:
+        """Track these keys' spend (name -> budgetPeriod). A key whose period changed
+        has a new account: its spend is read from the database at the next flush,
+        not up to SPEND_REFRESH_SECONDS later."""
+        changed = keys != self.budget_keys
+        self.budget_keys = keys
+        if changed and self.pool is not None:
+            self._spend_checked = -SPEND_REFRESH_SECONDS
+            self._wake.set()
+
     def _account(self, key_name: str, when: float) -> str:
         return self.periods.account(key_name, self.budget_keys.get(key_name), when)
 

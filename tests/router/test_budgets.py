@@ -140,3 +140,37 @@ def test_usage_needs_the_callers_key_and_shows_keys_without_a_budget(
     alpha = _usage(router, KEY)
     assert alpha["budgetUsd"] is None and alpha["remainingUsd"] is None and alpha["budgetPeriod"] == "none"
     assert alpha["spentUsd"] > 0  # without a database: this process's spend
+
+
+def test_changing_the_period_on_reload_reads_the_new_periods_spend_at_once(
+    start_router: StartRouter, provider: FakeProvider, tmp_path: Path, database: tuple[Postgres, str]
+) -> None:
+    pg, name = database
+    config = base_config(
+        provider.url,
+        tmp_path,
+        database={
+            "url": {"env": "TEST_DATABASE_URL"},
+            "spillDir": str(tmp_path / "spill"),
+            "flushIntervalSeconds": 0.2,
+        },
+    )
+    config["keys"][0]["limits"] = {"budgetUsd": 0.5}
+    router = start_router(config, {"TEST_DATABASE_URL": pg.dsn(name)})
+    _until(lambda: pg.sql("SELECT count(*) FROM xrouter_schema", name) == "2")
+    row = (
+        "INSERT INTO xrouter_usage VALUES"
+        " ('{}', 'alpha', 'gpt', 'fake', 'gpt-up', 1, 1, 0, {}, 200, 1, {}, NULL)"
+    )
+    pg.sql(row.format("old", 1.0, "now() - interval '40 days'"), name)
+    pg.sql(row.format("new", 0.3, "now()"), name)
+    _until(lambda: _usage(router, KEY)["remainingUsd"] == 0)  # lifetime: 1.3 spent
+    # Just after a spend refresh: the next periodic one is about 5 s away.
+    config["keys"][0]["limits"] = {"budgetUsd": 0.5, "budgetPeriod": "monthly"}
+    router.write_config(config)
+    _until(lambda: _usage(router, KEY)["budgetPeriod"] == "monthly", timeout=5)
+    began = time.monotonic()
+    # This month's 0.3 is read at the next flush (0.2 s), not at the next refresh.
+    _until(lambda: _usage(router, KEY)["remainingUsd"] == pytest.approx(0.2), timeout=10)
+    assert time.monotonic() - began < 2.5
+    client(router).chat.completions.create(model="gpt", messages=MSG)
