@@ -148,6 +148,9 @@ class Telemetry:
             attributes=attrs,
             start_time=ns(call.started),
         )
+        if not span.is_recording():  # sampled out: its children would be too
+            span.end()
+            return
         if (call.status or 500) >= 500:
             span.set_status(Status(StatusCode.ERROR))
             span.set_attribute("error.type", str(call.status or 500))

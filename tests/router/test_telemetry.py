@@ -166,3 +166,17 @@ print("ok")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "ok"
+
+
+def test_sampled_out_requests_export_nothing(
+    start_router: StartRouter, provider: FakeProvider, tmp_path: Path, otlp: OTLPReceiver
+) -> None:
+    router = _router(start_router, provider, tmp_path, otlp)
+    # The caller decided not to sample (flags 00): the default sampler follows it.
+    client(router).chat.completions.create(
+        model="failover", messages=MSG, extra_headers={"traceparent": f"00-{TRACE_ID}-{PARENT}-00"}
+    )
+    client(router).chat.completions.create(model="gpt", messages=MSG)
+    spans = otlp.wait(2)
+    assert {s.attributes["gen_ai.request.model"] for s in spans} == {"gpt", "gpt-up"}
+    assert all(s.trace_id != TRACE_ID for s in spans)
