@@ -14,6 +14,8 @@ _CODE = "context_length_exceeded"
 _MESSAGES = (
     "maximum context length",  # OpenAI, Azure, vLLM
     "prompt is too long",  # Anthropic (type invalid_request_error)
+    "exceed context limit",  # Anthropic: input length and max_tokens exceed context limit
+    "exceeds the context window",  # OpenAI, newer wording
     "context length exceeded",
     "context_length_exceeded",
 )

@@ -142,6 +142,13 @@ def test_unknown_context_window_fallback_is_refused_naming_the_field(tmp_path: P
             b'{"error":{"message":"This model\'s maximum context length is 4096 tokens","code":null}}',
             True,
         ),
+        (
+            400,
+            b'{"type":"error","error":{"type":"invalid_request_error","message":"input length and'
+            b' `max_tokens` exceed context limit: 198000 + 8192 > 200000"}}',
+            True,
+        ),
+        (400, b'{"error":{"message":"Your input exceeds the context window of this model."}}', True),
         (400, b'{"error":{"code":"invalid_value","message":"temperature"}}', False),
         (422, b'{"error":{"code":"context_length_exceeded"}}', False),
         (400, b"not json", False),
