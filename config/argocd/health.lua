@@ -1,6 +1,7 @@
 -- Argo CD health check for xrouter.io/XRouter (resource.customizations.health.xrouter.io_XRouter).
 -- Order matters: suspended, then a generation the operator has not observed yet, then the
--- operator's own conditions (Degraded wins over Ready). Tested by tests/packaging/test_pkg_argocd.py.
+-- operator's own conditions (Degraded wins over Ready; Ready=False with reason ScaledToZero is
+-- Suspended). Tested by tests/packaging/test_pkg_argocd.py.
 local hs = {}
 
 local function condition(conditions, type)
@@ -54,6 +55,13 @@ if degraded ~= nil and degraded.status == "True" then
 end
 
 local ready = condition(conditions, "Ready")
+if ready ~= nil and ready.status == "False" and ready.reason == "ScaledToZero" then
+  -- replicas: 0 is a choice, not a rollout that never finishes.
+  hs.status = "Suspended"
+  hs.message = describe(ready, "Scaled to zero")
+  return hs
+end
+
 if ready ~= nil and ready.status == "True" then
   hs.status = "Healthy"
   hs.message = describe(ready, "Ready")

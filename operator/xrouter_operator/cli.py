@@ -31,6 +31,7 @@ def to_yaml(docs: list[dict[str, Any]]) -> str:
 
 
 def render_file(path: str, namespace: str | None, monitoring: bool, admin_key: str | None) -> str:
+    from .naming import ADMIN_KEY_FIELD, admin_secret_name
     from .render import RenderInputs, parse, render
 
     text = sys.stdin.read() if path == "-" else Path(path).read_text()
@@ -45,10 +46,20 @@ def render_file(path: str, namespace: str | None, monitoring: bool, admin_key: s
         meta["namespace"] = namespace or meta.get("namespace") or "default"
         doc["metadata"] = meta
         inputs = RenderInputs(
-            admin_key=admin_key or RenderInputs().admin_key,
+            admin_key=admin_key,
             monitoring_kinds=frozenset({"ServiceMonitor", "PrometheusRule"}) if monitoring else frozenset(),
         )
-        out.extend(render(parse(doc), inputs))
+        xr = parse(doc)
+        out.extend(render(xr, inputs))
+        if admin_key is None:
+            secret = admin_secret_name(xr.metadata.name)
+            print(
+                f"note: {xr.metadata.namespace}/{xr.metadata.name}: no --admin-key, so the Secret {secret} "
+                f"is not rendered; the pods wait for it. Create it with a key only you know:\n"
+                f"  kubectl -n {xr.metadata.namespace} create secret generic {secret} "
+                f'--from-literal={ADMIN_KEY_FIELD}="$(openssl rand -base64 32)"',
+                file=sys.stderr,
+            )
     if not found:
         raise ValueError(f"{path}: no {KIND} object found")
     return to_yaml(out)
@@ -80,7 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     rend.add_argument(
         "--with-monitoring", action="store_true", help="as if the Prometheus operator CRDs exist"
     )
-    rend.add_argument("--admin-key", help="admin key to put in the Secret (default: a placeholder)")
+    rend.add_argument(
+        "--admin-key",
+        help="admin key to put in the NAME-admin-key Secret (default: no Secret is rendered; "
+        "create it yourself with a key only you know)",
+    )
 
     sub.add_parser("crd", help="print the CustomResourceDefinition")
     sub.add_parser("rbac", help="print the ClusterRole the operator needs")

@@ -17,29 +17,14 @@ from typing import Any
 import kopf
 
 from . import metrics
+from .kinds import WATCHED_CHILDREN, XROUTER
 from .kube import Kube, KubeError
-from .models import GROUP, PLURAL, VERSION
+from .naming import INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER
 from .reconcile import Reconciler
-from .render import INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER
 
 log = logging.getLogger("xrouter_operator")
 
 Key = tuple[str, str]
-
-CHILDREN = (
-    ("", "v1", "serviceaccounts"),
-    ("", "v1", "secrets"),
-    ("", "v1", "configmaps"),
-    ("", "v1", "services"),
-    ("", "v1", "pods"),
-    ("apps", "v1", "deployments"),
-    ("autoscaling", "v2", "horizontalpodautoscalers"),
-    ("networking.k8s.io", "v1", "networkpolicies"),
-    ("policy", "v1", "poddisruptionbudgets"),
-    ("batch", "v1", "cronjobs"),
-    ("batch", "v1", "jobs"),
-)
-
 
 _tasks: set[asyncio.Task[None]] = set()
 
@@ -62,16 +47,28 @@ class Queue:
         self.dirty: set[Key] = set()
         self.running: set[Key] = set()
         self.failures: dict[Key, int] = {}
+        self.timers: dict[Key, asyncio.TimerHandle] = {}
         self.wake = asyncio.Event()
 
     def add(self, key: Key) -> None:
+        """An XRouter event: remember the key for resyncs and reconcile it soon."""
         self.known.add(key)
+        self.touch(key)
+
+    def touch(self, key: Key) -> None:
+        """A child event or a retry: reconcile soon, but do not make the key known. A
+        child of a deleted XRouter (garbage collection sends its events after the
+        XRouter's DELETED) must not bring the key back into the resync set."""
         self.dirty.add(key)
         self.wake.set()
 
     def forget(self, key: Key) -> None:
         self.known.discard(key)
+        self.dirty.discard(key)
         self.failures.pop(key, None)
+        timer = self.timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
         metrics.forget(*key)
 
     async def run(self) -> None:
@@ -92,10 +89,11 @@ class Queue:
                 self.add(key)
 
     async def _one(self, key: Key) -> None:
-        retry = False
+        retry = gone = False
         with metrics.RECONCILE_DURATION.time():
             try:
                 outcome = await asyncio.to_thread(self.reconciler.reconcile, *key)
+                gone = outcome.gone
                 metrics.RECONCILES.labels(result=outcome.result).inc()
                 if outcome.result == "error":
                     metrics.ERRORS.inc()
@@ -108,15 +106,27 @@ class Queue:
                 log.error("reconcile of %s/%s failed: %s", key[0], key[1], e, exc_info=not _is_api_error(e))
                 retry = True
         self.running.discard(key)
-        if retry:
+        if gone:
+            # No such XRouter (any more): nothing to resync or retry. Unless an event came
+            # in meanwhile (it may have been re-created): then the next run decides.
+            if key not in self.dirty:
+                self.forget(key)
+        elif retry:
             n = self.failures.get(key, 0) + 1
             self.failures[key] = n
             delay = min(300.0, 2.0**n) * (0.8 + 0.4 * random.random())
-            asyncio.get_running_loop().call_later(delay, self.add, key)
+            old = self.timers.pop(key, None)
+            if old is not None:
+                old.cancel()
+            self.timers[key] = asyncio.get_running_loop().call_later(delay, self._retry, key)
         else:
             self.failures.pop(key, None)
         if key in self.dirty:
             self.wake.set()
+
+    def _retry(self, key: Key) -> None:
+        self.timers.pop(key, None)
+        self.touch(key)
 
 
 def _is_api_error(e: Exception) -> bool:
@@ -138,7 +148,7 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     _spawn(_queue.run())
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL)
+@kopf.on.event(XROUTER.group, XROUTER.version, XROUTER.plural)
 async def _xrouter(type: str | None, namespace: str | None, name: str | None, **_: Any) -> None:
     if _queue is None or namespace is None or name is None:
         return
@@ -152,14 +162,14 @@ async def _child(namespace: str | None, labels: Mapping[str, str], **_: Any) -> 
     instance = labels.get(INSTANCE_LABEL)
     if _queue is None or namespace is None or not instance:
         return
-    _queue.add((namespace, instance))
+    _queue.touch((namespace, instance))
 
 
-for _group, _version, _plural in CHILDREN:
+for _kind in WATCHED_CHILDREN:
     kopf.on.event(
-        _group,
-        _version,
-        _plural,
-        id=f"child-{_plural}",
+        _kind.group,
+        _kind.version,
+        _kind.plural,
+        id=f"child-{_kind.plural}",
         labels={MANAGED_BY_LABEL: MANAGER, INSTANCE_LABEL: kopf.PRESENT},
     )(_child)

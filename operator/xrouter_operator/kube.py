@@ -4,47 +4,15 @@ count of every write (the ``xrouter_operator_api_writes_total`` metric)."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client, config
 
 from . import metrics
-from .models import API_VERSION, PLURAL
+from .kinds import KINDS
 
 USER_AGENT = "xrouter-operator/0.1"
 FIELD_MANAGER = "xrouter-operator"
-
-
-@dataclass(frozen=True)
-class Kind:
-    api_version: str
-    plural: str
-
-    def path(self, namespace: str, name: str | None = None) -> str:
-        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
-        path = f"{base}/namespaces/{namespace}/{self.plural}"
-        return f"{path}/{name}" if name else path
-
-
-KINDS: dict[str, Kind] = {
-    "ServiceAccount": Kind("v1", "serviceaccounts"),
-    "Secret": Kind("v1", "secrets"),
-    "ConfigMap": Kind("v1", "configmaps"),
-    "Service": Kind("v1", "services"),
-    "PersistentVolumeClaim": Kind("v1", "persistentvolumeclaims"),
-    "Pod": Kind("v1", "pods"),
-    "Event": Kind("v1", "events"),
-    "Deployment": Kind("apps/v1", "deployments"),
-    "HorizontalPodAutoscaler": Kind("autoscaling/v2", "horizontalpodautoscalers"),
-    "NetworkPolicy": Kind("networking.k8s.io/v1", "networkpolicies"),
-    "PodDisruptionBudget": Kind("policy/v1", "poddisruptionbudgets"),
-    "CronJob": Kind("batch/v1", "cronjobs"),
-    "Job": Kind("batch/v1", "jobs"),
-    "ServiceMonitor": Kind("monitoring.coreos.com/v1", "servicemonitors"),
-    "PrometheusRule": Kind("monitoring.coreos.com/v1", "prometheusrules"),
-    "XRouter": Kind(API_VERSION, PLURAL),
-}
 
 
 class KubeError(Exception):
@@ -123,13 +91,13 @@ class Kube:
         items: list[dict[str, Any]] = out.get("items", [])
         return items
 
-    def apply(self, manifest: dict[str, Any], *, force: bool) -> dict[str, Any]:
+    def apply(self, manifest: dict[str, Any], *, force: bool, manager: str = FIELD_MANAGER) -> dict[str, Any]:
         kind = manifest["kind"]
         meta = manifest["metadata"]
         out: dict[str, Any] = self.request(
             "PATCH",
             KINDS[kind].path(meta["namespace"], meta["name"]),
-            query={"fieldManager": FIELD_MANAGER, "force": "true" if force else "false"},
+            query={"fieldManager": manager, "force": "true" if force else "false"},
             body=manifest,
             content_type="application/apply-patch+yaml",
             kind=kind,

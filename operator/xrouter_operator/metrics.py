@@ -18,7 +18,11 @@ ERRORS = Counter("xrouter_operator_errors_total", "Reconciles that failed with a
 API_WRITES = Counter(
     "xrouter_operator_api_writes_total", "Write calls made to the Kubernetes API.", ["verb", "kind"]
 )
-READY = Gauge("xrouter_operator_xrouter_ready", "1 if the XRouter is Ready.", ["namespace", "name"])
+READY = Gauge(
+    "xrouter_operator_xrouter_ready",
+    "1 if the XRouter is Ready, 0 if not; absent while it is scaled to zero.",
+    ["namespace", "name"],
+)
 BACKUP_LAST_SUCCESS = Gauge(
     "xrouter_operator_backup_last_success_timestamp_seconds",
     "Completion time of the last successful backup Job.",

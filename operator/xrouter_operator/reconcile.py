@@ -7,6 +7,7 @@ which counts it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import logging
@@ -20,32 +21,29 @@ from typing import Any
 
 from . import metrics
 from .apply import first_difference, owned_by
-from .kube import Kube, KubeError
+from .handover import HANDOVER_MANAGER, needs_handover, replicas_only
+from .kinds import GATING_KINDS, MONITORING_GROUP_VERSION, OPTIONAL_KINDS, PRUNABLE, WORKLOAD_KINDS
+from .kube import FIELD_MANAGER, Kube, KubeError
 from .models import API_VERSION, KIND, XRouter, secret_refs
-from .render import (
+from .naming import (
     ADMIN_KEY_FIELD,
     INSTANCE_LABEL,
-    MANAGED_BY_LABEL,
     MANAGER,
     ROTATE_ANNOTATION,
     ROTATION_ANNOTATION,
-    RenderError,
-    RenderInputs,
     admin_secret_name,
+    backup_cronjob_name,
+    children_selector,
     endpoint,
-    parse,
-    render,
     selector_string,
 )
+from .parsing import RenderError, parse
+from .render import RenderInputs, render
 from .status import Observed, Problems, backup_facts, compute_status, container_restarts, status_patch
 
 log = logging.getLogger("xrouter_operator")
 
 Obj = dict[str, Any]
-PRUNABLE = ("HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy", "CronJob")
-MONITORING_KINDS = ("ServiceMonitor", "PrometheusRule")
-# A conflict on one of these means the Deployment would run with someone else's config.
-BLOCKING = {"ServiceAccount", "Secret", "ConfigMap"}
 
 
 def utcnow() -> str:
@@ -58,6 +56,8 @@ class Outcome:
     retry: bool = False
     status: Obj | None = None
     writes: list[str] = field(default_factory=list)
+    # The XRouter does not exist (any more): the queue drops the key.
+    gone: bool = False
 
 
 def _digest(obj: Obj) -> str:
@@ -86,7 +86,7 @@ class Reconciler:
     def monitoring_kinds(self) -> frozenset[str]:
         at, kinds = self._monitoring
         if time.monotonic() - at > 60:
-            kinds = frozenset(self.kube.api_resources("monitoring.coreos.com/v1") & set(MONITORING_KINDS))
+            kinds = frozenset(self.kube.api_resources(MONITORING_GROUP_VERSION) & OPTIONAL_KINDS)
             self._monitoring = (time.monotonic(), kinds)
         return kinds
 
@@ -108,7 +108,11 @@ class Reconciler:
 
     def reconcile(self, namespace: str, name: str) -> Outcome:
         body = self.kube.get("XRouter", namespace, name)
-        if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+        if body is None:
+            metrics.forget(namespace, name)
+            return Outcome("skipped", gone=True)
+        if body.get("metadata", {}).get("deletionTimestamp"):
+            # Being deleted (someone else's finalizer): its DELETED event forgets the key.
             metrics.forget(namespace, name)
             return Outcome("skipped")
         meta = body["metadata"]
@@ -137,7 +141,7 @@ class Reconciler:
             blocked = False
             for m in desired:
                 kind, mname = m["kind"], m["metadata"]["name"]
-                if blocked and kind in ("Deployment", "CronJob"):
+                if blocked and kind in WORKLOAD_KINDS:
                     errors.append(f"{kind} {mname} not applied until the conflicts above are resolved")
                     continue
                 try:
@@ -147,8 +151,10 @@ class Reconciler:
                         conflicts.append(
                             f"{kind} {mname} exists and is not owned by this XRouter; left untouched"
                         )
-                        blocked = blocked or kind in BLOCKING
+                        blocked = blocked or kind in GATING_KINDS
                         continue
+                    if kind == "Deployment" and xr.spec.autoscaling.enabled:
+                        obj = self._hand_over_replicas(m, obj, xr.spec.autoscaling.min_replicas, writes)
                     live[(kind, mname)] = self._apply(m, obj, writes)
                 except KubeError as e:
                     if e.status >= 500 or e.status in (401, 403, 429):
@@ -172,7 +178,7 @@ class Reconciler:
             endpoint=endpoint(xr) if xr else "",
             selector=selector_string(name),
             now=self.clock(),
-        )
+        ).wire()
         patch = status_patch(old_status, status)
         if patch is not None:
             self.kube.patch_status(namespace, name, patch)
@@ -199,6 +205,24 @@ class Reconciler:
                 missing.append(f"{path}: Secret {ref.name} has no key {ref.key}")
         return missing
 
+    def _hand_over_replicas(self, m: Obj, obj: Obj | None, floor: int, writes: list[str]) -> Obj | None:
+        """Keep the replica count while spec.replicas passes from us to the HPA (see
+        ``handover``). Returns the live Deployment after any writes. A Deployment created
+        with autoscaling on never had our replicas: it starts at 1 and the HPA raises it
+        to minReplicas (nothing served before, so nothing dips)."""
+        if obj is None or not needs_handover(m, obj, FIELD_MANAGER):
+            return obj
+        replicas = int(obj.get("spec", {}).get("replicas", floor))
+        try:
+            self.kube.apply(replicas_only(m, replicas), force=False, manager=HANDOVER_MANAGER)
+        except KubeError as e:
+            if e.status != 409:  # a conflict: the HPA already owns the field, nothing to keep
+                raise
+        # Now drop the field from our apply; the hand-over manager keeps its value.
+        out = self.kube.apply(m, force=True)
+        writes.append(f"handed Deployment {m['metadata']['name']} replicas ({replicas}) over to the HPA")
+        return out
+
     def _apply(self, m: Obj, obj: Obj | None, writes: list[str]) -> Obj:
         kind, meta = m["kind"], m["metadata"]
         key = (meta["namespace"], kind, meta["name"], _digest(m))
@@ -224,8 +248,9 @@ class Reconciler:
     def _prune(
         self, namespace: str, name: str, uid: str, desired: set[tuple[str, str]], writes: list[str]
     ) -> None:
-        sel = f"{MANAGED_BY_LABEL}={MANAGER},{INSTANCE_LABEL}={name}"
-        for kind in PRUNABLE + tuple(sorted(self.monitoring_kinds())):
+        sel = children_selector(name)
+        present = self.monitoring_kinds()
+        for kind in [k.kind for k in PRUNABLE if not k.optional or k.kind in present]:
             for obj in self.kube.list(kind, namespace, sel):
                 m = obj["metadata"]
                 if owned_by(obj, uid) and (kind, m["name"]) not in desired:
@@ -247,7 +272,7 @@ class Reconciler:
             return obj if obj is not None and owned_by(obj, uid) else None
 
         dep = owned("Deployment", name)
-        cron = owned("CronJob", f"{name}-backup")
+        cron = owned("CronJob", backup_cronjob_name(name))
         jobs: list[Obj] = []
         if cron is not None:
             cuid = cron["metadata"]["uid"]
@@ -279,7 +304,8 @@ class Reconciler:
             events.append(("Normal", "Suspended", p_after[2]))
         r_before, r_after = cond(old, "Ready"), cond(new, "Ready")
         if r_after[0] != r_before[0] and r_after[0]:
-            events.append(("Normal" if r_after[0] == "True" else "Warning", "Ready" + r_after[0], r_after[2]))
+            calm = r_after[0] == "True" or r_after[1] == "ScaledToZero"  # scaling to 0 is a choice
+            events.append(("Normal" if calm else "Warning", "Ready" + r_after[0], r_after[2]))
         meta = body["metadata"]
         now = self.clock()
         for type_, reason, message in events:
@@ -308,8 +334,13 @@ class Reconciler:
                 log.warning("could not post event %s: %s", reason, e)
 
     def _gauges(self, namespace: str, name: str, status: Obj, observed: Observed) -> None:
-        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in status["conditions"])
-        metrics.READY.labels(namespace, name).set(1 if ready else 0)
+        ready_c: Obj = next((c for c in status["conditions"] if c["type"] == "Ready"), {})
+        if ready_c.get("reason") == "ScaledToZero":
+            # Scaled to 0 on purpose: no series, so the XRouterNotReady alert stays quiet.
+            with contextlib.suppress(KeyError):
+                metrics.READY.remove(namespace, name)
+        else:
+            metrics.READY.labels(namespace, name).set(1 if ready_c.get("status") == "True" else 0)
         metrics.ROUTER_RESTARTS.labels(namespace, name).set(container_restarts(observed.pods))
         facts = backup_facts(observed.cronjob, observed.jobs)
         if facts.last_success_time:

@@ -1,17 +1,21 @@
 """Pure status computation from the children's real state.
 
 ``compute_status`` takes what the operator observed (the Deployment, the backup
-CronJob and its Jobs) and what went wrong while applying, and returns the status
-dict. It keeps ``lastTransitionTime`` of a condition whose status did not change, so
+CronJob and its Jobs) and what went wrong while applying, and returns the status as
+an :class:`~xrouter_operator.models.XRouterStatus` (``.wire()`` is the dict the API
+stores). It keeps ``lastTransitionTime`` of a condition whose status did not change, so
 the same observations give the same status and a steady state writes nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from .models import Condition, LastBackup, XRouterStatus
 
 Obj = dict[str, Any]
+CondStatus = Literal["True", "False", "Unknown"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,7 @@ class Problems:
 @dataclass(frozen=True)
 class BackupFacts:
     last_time: str | None = None
-    last_result: str | None = None  # Succeeded | Failed
+    last_result: Literal["Succeeded", "Failed"] | None = None
     last_success_time: str | None = None
 
 
@@ -68,7 +72,7 @@ def backup_facts(cronjob: Obj | None, jobs: list[Obj]) -> BackupFacts:
     """The most recent finished backup Job (and the last success)."""
     if cronjob is None:
         return BackupFacts()
-    finished: list[tuple[str, str]] = []
+    finished: list[tuple[str, Literal["Succeeded", "Failed"]]] = []
     for job in jobs:
         st = job.get("status", {})
         for c in st.get("conditions", []) or []:
@@ -107,7 +111,7 @@ def compute_status(
     endpoint: str,
     selector: str,
     now: str,
-) -> Obj:
+) -> XRouterStatus:
     """The new status. ``now`` is only used for conditions whose status changes."""
     old = old or {}
     dep = observed.deployment
@@ -116,7 +120,11 @@ def compute_status(
         complete, ready, desired, detail = False, 0, 0, "the Deployment does not exist yet"
     else:
         complete, ready, desired, detail = rollout(dep)
-    if dep is not None and complete and ready >= desired:
+    ready_c: tuple[CondStatus, str, str]
+    if dep is not None and complete and desired == 0:
+        # Nothing serves: not Ready, but not a fault either (Argo CD shows Suspended).
+        ready_c = ("False", "ScaledToZero", "scaled to 0 replicas: no router pod is running")
+    elif dep is not None and complete and ready >= desired:
         ready_c = ("True", "Available", detail)
     else:
         ready_c = ("False", "DeploymentMissing" if dep is None else "NotReady", detail)
@@ -127,6 +135,7 @@ def compute_status(
         if prog and prog.get("reason") == "ProgressDeadlineExceeded":
             stuck = f"the Deployment rollout is stuck: {prog.get('message', '')}"
 
+    degraded: tuple[CondStatus, str, str]
     if problems.invalid:
         degraded = ("True", "InvalidSpec", problems.invalid)
     elif problems.conflicts:
@@ -140,6 +149,7 @@ def compute_status(
     else:
         degraded = ("False", "AsExpected", "")
 
+    progressing: tuple[CondStatus, str, str]
     if suspend:
         progressing = ("False", "Suspended", "spec.suspend is true: the operator makes no changes")
     elif problems.invalid:
@@ -152,7 +162,7 @@ def compute_status(
         progressing = ("False", "RolloutComplete", detail)
 
     old_conds = {c.get("type"): c for c in old.get("conditions", []) or []}
-    conditions = []
+    conditions: list[Condition] = []
     for type_, (cstatus, reason, message) in (
         ("Ready", ready_c),
         ("Progressing", progressing),
@@ -161,29 +171,27 @@ def compute_status(
         prev = old_conds.get(type_)
         ltt = prev.get("lastTransitionTime") if prev and prev.get("status") == cstatus else None
         conditions.append(
-            {
-                "type": type_,
-                "status": cstatus,
-                "reason": reason,
-                "message": message[:1024],
-                "lastTransitionTime": ltt or now,
-                "observedGeneration": generation,
-            }
+            Condition(
+                type=type_,
+                status=cstatus,
+                reason=reason,
+                message=message[:1024],
+                last_transition_time=ltt or now,
+                observed_generation=generation,
+            )
         )
 
-    new: Obj = {
-        "observedGeneration": generation,
-        "conditions": conditions,
-        "replicas": int(dep.get("status", {}).get("replicas", 0)) if dep else 0,
-        "readyReplicas": ready,
-        "replicaSummary": f"{ready}/{desired}",
-        "selector": selector,
-        "endpoint": endpoint,
-    }
     facts = backup_facts(observed.cronjob, observed.jobs)
-    if facts.last_time:
-        new["lastBackup"] = {"time": facts.last_time, "result": facts.last_result}
-    return new
+    return XRouterStatus(
+        observed_generation=generation,
+        conditions=conditions,
+        replicas=int(dep.get("status", {}).get("replicas", 0)) if dep else 0,
+        ready_replicas=ready,
+        replica_summary=f"{ready}/{desired}",
+        selector=selector,
+        endpoint=endpoint,
+        last_backup=LastBackup(time=facts.last_time, result=facts.last_result) if facts.last_time else None,
+    )
 
 
 def status_patch(old: Obj | None, new: Obj) -> Obj | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -68,6 +69,10 @@ async def startup(state: State, config_path: str | None, tasks: list[asyncio.Tas
         reloader = Reloader(config_path, state.apply, state.metrics)
         tasks.append(loop.create_task(reloader.run()))
     state.ready = True
+    # What exists now (modules, config models, compiled routes) lives as long as the
+    # process: keep it out of the cyclic GC's full collections, which would otherwise
+    # walk all of it again and again under load.
+    gc.freeze()
     log.info("router started (pid %d)", os.getpid())
 
 

@@ -3,9 +3,10 @@ and the top-level boundary every HTTP request passes through."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import traceback
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -86,7 +87,7 @@ class Boundary:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = uuid.uuid4().hex
+        rid = os.urandom(16).hex()  # uuid4().hex's format, without building a UUID
         scope[REQUEST_ID] = rid
         rid_header = (b"x-request-id", rid.encode())
         progress = [False, False]  # response started, response complete
@@ -116,5 +117,6 @@ class Boundary:
             if not progress[0]:
                 body = error_body(500, f"internal error (request id {rid})", code="internal_error")
                 await respond(send_with_id, 500, body)
-            elif not progress[1]:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            elif not progress[1]:  # mid-answer: end it (the client may be gone already)
+                with contextlib.suppress(Exception):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})

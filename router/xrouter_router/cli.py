@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> None:
         log_config=None,
         access_log=False,
         server_header=False,
+        # The router never reads the client's address, so uvicorn's X-Forwarded-*
+        # rewriting (a middleware layer on every request) would buy nothing.
+        proxy_headers=False,
         timeout_graceful_shutdown=int(config.server.drain_seconds + 0.999) or None,
         backlog=2048,
     )

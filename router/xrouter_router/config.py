@@ -12,9 +12,10 @@ environment variable or a file (a mounted Secret) that the router reads at start
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -233,39 +234,59 @@ class RouterConfig(CamelModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> RouterConfig:
-        providers = [p.name for p in self.providers]
-        dupes = {n for n in providers if providers.count(n) > 1}
-        if dupes:
-            raise ValueError(f"providers: duplicate names {sorted(dupes)}")
-        models = [m.name for m in self.models]
-        dupes = {n for n in models if models.count(n) > 1}
-        if dupes:
-            raise ValueError(f"models: duplicate names {sorted(dupes)}")
-        known = set(providers)
-        for m in self.models:
-            for t in m.targets:
-                if t.provider not in known:
-                    raise ValueError(f"models[{m.name}].targets: unknown provider {t.provider!r}")
-            if not any(t.weight > 0 for t in m.targets):
-                raise ValueError(f"models[{m.name}].targets: at least one weight must be > 0")
-            for f in m.fallbacks:
-                if f not in models or f == m.name:
-                    raise ValueError(f"models[{m.name}].fallbacks: {f!r} is not another declared model")
-            for f in m.context_window_fallbacks:
-                if f not in models or f == m.name:
-                    raise ValueError(
-                        f"models[{m.name}].contextWindowFallbacks: {f!r} is not another declared model"
-                    )
-        keys = [k.name for k in self.keys]
-        dupes = {n for n in keys if keys.count(n) > 1}
-        if dupes:
-            raise ValueError(f"keys: duplicate names {sorted(dupes)}")
-        for k in self.keys:
-            allowed = k.limits.allowed_models if k.limits else None
-            for name in allowed or []:
-                if name not in models:
-                    raise ValueError(f"keys[{k.name}].limits.allowedModels: unknown model {name!r}")
+        check_references(self.providers, self.models, self.keys, self.default_limits)
         return self
+
+
+class _KeyLike(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def limits(self) -> Limits | None: ...
+
+
+def check_references(
+    providers: Sequence[Provider],
+    models: Sequence[Route],
+    keys: Sequence[_KeyLike],
+    default_limits: Limits,
+    prefix: str = "",
+) -> None:
+    """Unique names, and every cross-reference (target provider, fallback, context-window
+    fallback, allowedModels)
+    resolves. Shared with the operator's XRouter spec (``prefix="spec."``), so both APIs
+    refuse the same configs with the same messages. Raises ValueError naming the field."""
+    for kind, names in (
+        ("providers", [p.name for p in providers]),
+        ("models", [m.name for m in models]),
+        ("keys", [k.name for k in keys]),
+    ):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"{prefix}{kind}: duplicate names {dupes}")
+    known = {p.name for p in providers}
+    model_names = [m.name for m in models]
+    for m in models:
+        for t in m.targets:
+            if t.provider not in known:
+                raise ValueError(f"{prefix}models[{m.name}].targets: unknown provider {t.provider!r}")
+        if not any(t.weight > 0 for t in m.targets):
+            raise ValueError(f"{prefix}models[{m.name}].targets: at least one target needs weight > 0")
+        for f in m.fallbacks:
+            if f not in model_names or f == m.name:
+                raise ValueError(f"{prefix}models[{m.name}].fallbacks: {f!r} is not another declared model")
+        for f in m.context_window_fallbacks:
+            if f not in model_names or f == m.name:
+                raise ValueError(
+                    f"{prefix}models[{m.name}].contextWindowFallbacks: {f!r} is not another declared model"
+                )
+    for k in keys:
+        for name in (k.limits.allowed_models if k.limits else None) or []:
+            if name not in model_names:
+                raise ValueError(f"{prefix}keys[{k.name}].limits.allowedModels: unknown model {name!r}")
+    for name in default_limits.allowed_models or []:
+        if name not in model_names:
+            raise ValueError(f"{prefix}defaultLimits.allowedModels: unknown model {name!r}")
 
 
 ConfigText = Annotated[str, "YAML or JSON text"]

@@ -25,6 +25,17 @@ from .usage import UsageRecorder
 log = logging.getLogger("xrouter.state")
 
 
+def _urls(config: RouterConfig) -> tuple[str | None, str | None]:
+    return (
+        override("REDIS_URL", config.redis.url, "redis.url"),
+        override("DATABASE_URL", config.database.url, "database.url"),
+    )
+
+
+def _redis(url: str | None) -> Redis | None:
+    return Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5) if url else None
+
+
 class State:
     def __init__(self, config: RouterConfig) -> None:
         self.metrics = Metrics()
@@ -32,14 +43,16 @@ class State:
         self.clients = Clients()
         self.runtime: Runtime = build(config, self.targets, self.clients)
         self.keys = KeyStore(self.runtime.keys)
-        redis_url = override("REDIS_URL", config.redis.url, "redis.url")
-        dsn = override("DATABASE_URL", config.database.url, "database.url")
-        redis = (
-            Redis.from_url(redis_url, socket_timeout=0.5, socket_connect_timeout=0.5) if redis_url else None
-        )
+        redis_url, dsn = _urls(config)
+        self._redis_url = redis_url
+        redis = _redis(redis_url)
         total = max(p.timeouts.total for p in config.providers)
         d = config.database
-        self.usage = UsageRecorder(dsn, self.metrics, d.spill_dir, d.batch_size, d.flush_interval_seconds)
+        # The limiter's Redis client doubles as the shared spill: rows that PostgreSQL refuses go to a
+        # Redis stream any replica replays, so a pod replaced during an outage loses none.
+        self.usage = UsageRecorder(
+            dsn, self.metrics, d.spill_dir, d.batch_size, d.flush_interval_seconds, redis=redis
+        )
         self.limiter = Limiter(redis, config.redis.fail_mode, self.metrics, total, self.usage.spent)
         self.cache = ResponseCache(lambda: self.limiter.redis, self.metrics)
         # None unless OTLP export is configured: then telemetry costs nothing.
@@ -49,10 +62,18 @@ class State:
 
     def apply(self, config: RouterConfig) -> None:
         """Swap in a new config (raises, leaving the old one, if it cannot be built)."""
+        # Read the URLs first: an unreadable secret file refuses the reload and keeps the old config.
+        redis_url, dsn = _urls(config)
         runtime = build(config, self.targets, self.clients)
         self.runtime = runtime
         self.keys.config_keys = runtime.keys
         self.limiter.fail_mode = config.redis.fail_mode
+        if redis_url != self._redis_url:  # rotated in its Secret (mounted as a file)
+            self._redis_url = redis_url
+            redis = _redis(redis_url)
+            self.limiter.set_redis(redis)
+            self.usage.set_redis(redis)
+        self.usage.set_dsn(dsn)
         self._budgets()
 
     def _budgets(self) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from . import bodylog
+from . import bodylog, sse
 from .call import Call
 from .config import Timeouts
 from .errors import UpstreamFailure
@@ -19,7 +19,15 @@ from .providers import Adapter
 from .routing import TargetState
 from .sse import SSEParser
 
-_BROKEN_TAIL = b'data: {"error":{"message":"upstream stream ended early","type":"upstream_error"}}\n\n'
+_BROKEN_TAIL = sse.encode(b'{"error":{"message":"upstream stream ended early","type":"upstream_error"}}')
+
+
+async def _read(resp: httpx.Response) -> bytes:
+    """The whole body. ``resp.stream`` is the transport's byte stream: what
+    ``aread``/``aiter_raw`` wrap in three more generator layers (decoding, chunking,
+    byte counting) that a proxy asking for ``identity`` never needs."""
+    parts = [part async for part in resp.stream]  # type: ignore[union-attr]
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 class Clock:
@@ -82,9 +90,13 @@ async def answer(
 ) -> None:
     if not call.stream:
         clock.progress()  # the headers are in; the body may take up to streamIdle
-        data = await resp.aread()
+        data = await _read(resp)
         target.observe_latency(clock.count(call))
         out, call.usage = adapter.response(call.kind, data)
+        # The upstream is done: writing to the client is not its time, and a deadline
+        # firing between our two sends would leave half a response.
+        assert clock.timeout is not None
+        clock.timeout.reschedule(None)
         call.status = 200
         if call.log_bodies:
             bodylog.response(call.request_id, out)
@@ -108,7 +120,7 @@ async def answer(
     started = False
     broken = False
     try:
-        async for chunk in resp.aiter_raw():
+        async for chunk in resp.stream:  # type: ignore[union-attr]  # see _read
             try:
                 out = b"".join(translator.feed(ev.event, ev.data, ev.raw) for ev in parser.feed(chunk))
             except Exception:  # the translator choked on what the upstream sent

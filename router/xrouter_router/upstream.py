@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from . import streaming
+from . import sse, streaming
 from .call import Call
 from .contextwindow import is_context_window_error
 from .errors import UpstreamFailure, UpstreamRefusal
@@ -25,7 +25,8 @@ _RETRIABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524,
 # another target (another account or provider) may well work.
 _CREDENTIAL_STATUS = frozenset({401, 403})
 
-_TIMEOUT_TAIL = b'data: {"error":{"message":"upstream timed out","type":"timeout_error"}}\n\n'
+_CLOSED = httpx.ByteStream(b"")
+_TIMEOUT_TAIL = sse.encode(b'{"error":{"message":"upstream timed out","type":"timeout_error"}}')
 
 
 async def attempt(
@@ -50,6 +51,10 @@ async def attempt(
                     await streaming.answer(call, adapter, target, resp, payload, clock, send)
                 finally:
                     await resp.aclose()
+                    # httpx's Response and its BoundAsyncStream refer to each other:
+                    # left alone, every answer (headers, aiohttp response, buffers)
+                    # would wait for the cyclic GC instead of being freed here.
+                    resp.stream = _CLOSED
             except (UpstreamFailure, httpx.TransportError):
                 clock.count(call)
                 raise

@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -61,14 +62,16 @@ class Operator:
     log: Path
 
     def writes(self) -> float:
+        return self._sum("xrouter_operator_api_writes_total{")
+
+    def reconciles(self) -> float:
+        return self._sum("xrouter_operator_reconciles_total{")
+
+    def _sum(self, prefix: str) -> float:
         text = (
             urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
         )
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("xrouter_operator_api_writes_total{")
-        )
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
 
     def stop(self) -> None:
         procs.stop(self.proc)
@@ -101,7 +104,7 @@ class Env:
         text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
         self.kubectl("apply", "-f", "-", input=text)
 
-    def start_operator(self, kubeconfig: Path | None = None) -> Operator:
+    def start_operator(self, kubeconfig: Path | None = None, *extra: str) -> Operator:
         metrics_port, health_port = free_port(), free_port()
         log = self.tmp / f"operator-{metrics_port}.log"
         env = {**os.environ, "KUBECONFIG": str(kubeconfig or self.cluster.kubeconfig)}
@@ -116,6 +119,7 @@ class Env:
                     str(metrics_port),
                     "--health-port",
                     str(health_port),
+                    *extra,
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -161,8 +165,12 @@ class Env:
         expected health). best_effort: the object may have moved on since the caller looked."""
         obj = self.xr(name)
         obj["metadata"].pop("managedFields", None)
-        expected = {"healthy": "Healthy", "progressing": "Progressing", "degraded": "Degraded",
-                    "suspended": "Suspended"}[fixture.split("-", 1)[0]]
+        expected = {
+            "healthy": "Healthy",
+            "progressing": "Progressing",
+            "degraded": "Degraded",
+            "suspended": "Suspended",
+        }[fixture.split("-", 1)[0]]
         verdict = health(obj)["status"]
         if best_effort and verdict != expected:
             return
@@ -197,7 +205,17 @@ def sample_xr(**spec: Any) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def crd(cluster: Any) -> None:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/xrouters.xrouter.io", "--timeout=30s")
+
+    # Not `kubectl wait`: right after an apply the CRD may have no conditions yet, which
+    # kubectl wait reports as an error instead of waiting.
+    def established() -> bool:
+        r = cluster.kubectl(
+            "get", "crd/xrouters.xrouter.io", "-o",
+            'jsonpath={.status.conditions[?(@.type=="Established")].status}', check=False,
+        )  # fmt: skip
+        return bool(r.returncode == 0 and r.stdout.strip() == "True")
+
+    eventually("the XRouter CRD Established", established, timeout=30)
 
 
 @pytest.fixture
@@ -383,6 +401,151 @@ def test_hpa_off_is_deleted_and_scale_subresource(env: Env, operator: Operator) 
     eventually("Ready 3/3 after kubectl scale xr", lambda: env.ready(replicas=3), timeout=20)
 
 
+class DeploymentWatch:
+    """Every change of one Deployment's spec.replicas and status.readyReplicas, from a
+    watch (so a dip between two polls cannot be missed)."""
+
+    def __init__(self, cluster: Any, namespace: str, name: str) -> None:
+        from kubernetes import client, config, watch
+
+        api = client.AppsV1Api(config.new_client_from_config(str(cluster.kubeconfig)))
+        start = api.read_namespaced_deployment(name, namespace)
+        self.seen: list[tuple[int, int]] = [(start.spec.replicas, start.status.ready_replicas or 0)]
+        self._watch = watch.Watch()
+
+        def run() -> None:
+            try:
+                for ev in self._watch.stream(
+                    api.list_namespaced_deployment,
+                    namespace,
+                    field_selector=f"metadata.name={name}",
+                    resource_version=start.metadata.resource_version,
+                    timeout_seconds=120,
+                ):
+                    d = ev["object"]
+                    self.seen.append((d.spec.replicas, d.status.ready_replicas or 0))
+            except Exception:  # the stream ends when stopped or when the cluster goes away
+                return
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._watch.stop()
+
+
+def test_autoscaling_on_never_drops_ready_pods(env: Env, operator: Operator, cluster: Any) -> None:
+    env.apply(SAMPLE.read_text())
+    env.apply(sample_xr(replicas=3))
+    eventually("Ready 3/3", lambda: env.ready(replicas=3), timeout=30)
+    watcher = DeploymentWatch(cluster, env.ns, "sample")
+    try:
+        # Autoscaling on, and a pod template change in the same edit (so the Deployment is
+        # applied at once, without replicas). minReplicas 2 < 3: the HPA has no reason to act.
+        env.apply(
+            sample_xr(
+                replicas=3,
+                autoscaling={"enabled": True, "minReplicas": 2, "maxReplicas": 6},
+                pods={"annotations": {"example.com/revision": "2"}},
+            )
+        )
+        eventually("the HPA", lambda: env.get("hpa", "sample") is not None, timeout=15)
+
+        def rolled_out_and_handed_over() -> bool:
+            d = env.get("deployment", "sample") or {}
+            st = d.get("status", {})
+            annotations = d["spec"]["template"]["metadata"].get("annotations", {})
+            managers = {
+                m["manager"]
+                for m in d["metadata"].get("managedFields", [])
+                if "f:replicas" in (m.get("fieldsV1") or {}).get("f:spec", {})
+            }
+            return (
+                annotations.get("example.com/revision") == "2"
+                and st.get("observedGeneration") == d["metadata"]["generation"]
+                and st.get("updatedReplicas") == st.get("readyReplicas") == st.get("replicas")
+                and "xrouter-operator" not in managers
+            )
+
+        eventually("the rollout done and replicas handed over", rolled_out_and_handed_over, timeout=40)
+        time.sleep(3)  # a late drop (the HPA's first sync) would show here
+    finally:
+        watcher.stop()
+    replicas = [r for r, _ in watcher.seen]
+    ready = [n for _, n in watcher.seen]
+    print(f"while switching: spec.replicas min {min(replicas)}, ready pods min {min(ready)}, "
+          f"{len(watcher.seen)} Deployment updates seen")  # fmt: skip
+    assert min(replicas) == 3, watcher.seen
+    assert min(ready) >= 3, watcher.seen
+    assert (env.get("deployment", "sample") or {})["spec"]["replicas"] == 3
+
+
+def test_scaled_to_zero_is_not_ready_and_argo_shows_suspended(env: Env, operator: Operator) -> None:
+    env.apply(SAMPLE.read_text())
+    eventually("Ready", env.ready, timeout=30)
+    env.apply(sample_xr(replicas=0))
+
+    def scaled_to_zero() -> bool:
+        obj = env.xr()
+        ready = env.condition("Ready")
+        return (
+            obj.get("status", {}).get("observedGeneration") == obj["metadata"]["generation"]
+            and ready.get("reason") == "ScaledToZero"
+            and ready.get("status") == "False"
+        )
+
+    eventually("Ready=False ScaledToZero", scaled_to_zero, timeout=30)
+    assert env.xr()["status"]["replicaSummary"] == "0/0"
+    env.save("suspended-scaled-to-zero")
+
+
+def test_deleted_xrouter_is_not_reconciled_again(env: Env) -> None:
+    op = env.start_operator(None, "--resync-seconds", "1")
+    try:
+        env.apply(SAMPLE.read_text())
+        eventually("Ready", env.ready, timeout=30)
+        env.kubectl("delete", "xrouter", "sample", "--wait=true")
+        # The garbage collector deletes the children now; their events arrive after the
+        # XRouter's DELETED. Give them time, then count reconciles over five resync periods.
+        t0 = time.monotonic()
+        eventually("the children gone", lambda: env.get("deployment", "sample") is None, timeout=120)
+        print(f"children garbage-collected {time.monotonic() - t0:.1f}s after the delete")
+        time.sleep(3)
+        before = op.reconciles()
+        time.sleep(5)
+        after = op.reconciles()
+        print(f"reconciles of the deleted XRouter over 5 s (resync 1 s): {after - before:.0f}")
+        assert after == before
+    finally:
+        op.stop()
+
+
+def test_deleted_admin_key_rolls_every_pod(env: Env, operator: Operator) -> None:
+    env.apply(SAMPLE.read_text())
+    eventually("Ready", env.ready, timeout=30)
+
+    def checksum() -> str:
+        d = env.get("deployment", "sample") or {}
+        return str(d["spec"]["template"]["metadata"]["annotations"]["xrouter.io/config-checksum"])
+
+    def key() -> str:
+        sec = env.get("secret", "sample-admin-key") or {}
+        return str((sec.get("data") or {}).get("admin-key", ""))
+
+    old_checksum, old_key = checksum(), key()
+    env.kubectl("delete", "secret", "sample-admin-key")
+    eventually("a new admin key", lambda: key() not in ("", old_key), timeout=15)
+    eventually("a new pod checksum", lambda: checksum() != old_checksum, timeout=15)
+    eventually("Ready after the roll", env.ready, timeout=30)
+    pods = json.loads(env.kubectl("get", "pods", "-l", "xrouter.io/instance=sample", "-o", "json").stdout)
+    running = [p for p in pods["items"] if not p["metadata"].get("deletionTimestamp")]
+    # Every running pod is from the new template: none still serves with the old key.
+    assert running and all(
+        p["metadata"]["annotations"]["xrouter.io/config-checksum"] == checksum() for p in running
+    )
+    assert old_key not in json.dumps(env.get("deployment", "sample"))
+
+
 def test_suspend_stops_changes(env: Env, operator: Operator) -> None:
     env.apply(SAMPLE.read_text())
     eventually("Ready", env.ready, timeout=30)
@@ -516,6 +679,11 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "spec.models[].fallbacks",
     ),
     ("unknown field", {"replica": 2}, "spec.replica"),
+    (
+        "operator's env name",
+        {"pods": {"env": [{"name": "XR_ADMIN_KEY", "value": "mine"}]}},
+        "names starting with XR_ are reserved",
+    ),
 ]
 
 

@@ -27,6 +27,7 @@ class FakeKube:
         self.writes: list[tuple[str, str, str]] = []
         self.events: list[Obj] = []
         self.monitoring = kinds
+        self.replica_owners: dict[tuple[str, str, str], set[str]] = {}
 
     def put(self, obj: Obj) -> Obj:
         obj = copy.deepcopy(obj)
@@ -51,18 +52,55 @@ class FakeKube:
             and all(o["metadata"].get("labels", {}).get(a) == b for a, b in want.items())
         ]
 
-    def apply(self, manifest: Obj, *, force: bool) -> Obj:
+    def apply(self, manifest: Obj, *, force: bool, manager: str = "xrouter-operator") -> Obj:
         meta = manifest["metadata"]
         self.writes.append(("apply", manifest["kind"], meta["name"]))
         key = (manifest["kind"], meta["namespace"], meta["name"])
         live = self.objects.get(key)
         if live is None:
-            return self.put(manifest)
-        merged = _merge(live, manifest)
+            obj = self.put(manifest)
+            self._own_replicas(key, manifest, manager, force)
+            return copy.deepcopy(self.objects[key])
+        self._own_replicas(key, manifest, manager, force)
+        merged = _merge(self.objects[key], manifest)
         if merged.get("spec") != live.get("spec"):
             merged["metadata"]["generation"] = live["metadata"]["generation"] + 1
         self.objects[key] = merged
-        return copy.deepcopy(merged)
+        obj = merged
+        return copy.deepcopy(obj)
+
+    # Server-side apply's ownership of Deployment spec.replicas, as the API server keeps it:
+    # a field no manager applies any more is removed (and then defaults to 1).
+    def _own_replicas(self, key: tuple[str, str, str], manifest: Obj, manager: str, force: bool) -> None:
+        if key[0] != "Deployment":
+            return
+        owners = self.replica_owners.setdefault(key, set())
+        live = self.objects[key]
+        want = manifest.get("spec", {}).get("replicas")
+        if want is not None:
+            have = live.get("spec", {}).get("replicas")
+            others = owners - {manager}
+            if others and have != want and not force:
+                raise KubeError(409, "Conflict", f"conflict with {sorted(others)}: .spec.replicas")
+            owners.add(manager)
+            if have != want:
+                owners.intersection_update({manager})
+        elif manager in owners:
+            owners.discard(manager)
+            if not owners:
+                live["spec"]["replicas"] = 1
+        live["metadata"]["managedFields"] = [
+            {"manager": m, "operation": "Update" if m == "kube-controller-manager" else "Apply",
+             "fieldsV1": {"f:spec": {"f:replicas": {}}}}
+            for m in sorted(owners)
+        ]  # fmt: skip
+
+    def hpa_scales(self, namespace: str, name: str, replicas: int) -> None:
+        """The HPA controller writes the scale subresource (an Update: it takes the field)."""
+        key = ("Deployment", namespace, name)
+        self.objects[key]["spec"]["replicas"] = replicas
+        self.replica_owners[key] = {"kube-controller-manager"}
+        self._own_replicas(key, {"spec": {}}, "nobody", False)
 
     def delete(self, kind: str, namespace: str, name: str, uid: str) -> None:
         self.writes.append(("delete", kind, name))

@@ -84,7 +84,7 @@ def test_owned_by() -> None:
 
 
 def test_only_event_handlers_so_kopf_never_adds_a_finalizer() -> None:
-    assert handlers.CHILDREN
+    assert handlers.WATCHED_CHILDREN
     registry = kopf.get_default_registry()
     assert registry._watching.get_all_handlers()
     assert not registry._changing.get_all_handlers()  # on.create/update/delete/resume

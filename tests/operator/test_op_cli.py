@@ -15,10 +15,23 @@ def test_render_sample(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["render", "-f", str(ROOT / "config/samples/xrouter.yaml"), "-n", "demo"]) == 0
     docs = list(yaml.safe_load_all(capsys.readouterr().out))
     kinds = [d["kind"] for d in docs]
-    expected = "ServiceAccount Secret ConfigMap Service Deployment PodDisruptionBudget NetworkPolicy"
+    # No Secret: an offline render has no admin key only the user knows (issue 10 item 18).
+    expected = "ServiceAccount ConfigMap Service Deployment PodDisruptionBudget NetworkPolicy"
     assert kinds == expected.split()
     assert all(d["metadata"]["namespace"] == "demo" for d in docs)
     assert all("ownerReferences" not in d["metadata"] for d in docs)
+
+
+def test_offline_render_never_contains_a_usable_admin_key(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", "-f", str(ROOT / "config/samples/xrouter.yaml")]) == 0
+    captured = capsys.readouterr()
+    assert "generated-by-the-operator" not in captured.out
+    assert not [d for d in yaml.safe_load_all(captured.out) if d["kind"] == "Secret"]
+    assert "create secret generic sample-admin-key" in captured.err
+    # The key the user chooses is rendered when given, and only then.
+    assert main(["render", "-f", str(ROOT / "config/samples/xrouter.yaml"), "--admin-key", "s3cret"]) == 0
+    secrets = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d["kind"] == "Secret"]
+    assert [s["metadata"]["name"] for s in secrets] == ["sample-admin-key"]
 
 
 def test_render_bad_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -64,6 +64,8 @@ INVALID = [
         "allowedModels",
     ),
     ({"unknownField": 1}, "unknownField"),
+    ({"pods": {"env": [{"name": "XR_ADMIN_KEY", "value": "mine"}]}}, "spec.pods.env"),
+    ({"pods": {"env": [{"name": "XR_KEY_TEAM_A", "value": "k"}]}}, "reserved"),
 ]
 
 
@@ -87,3 +89,10 @@ def test_cron_ok(expr: str) -> None:
 def test_cron_bad(expr: str) -> None:
     with pytest.raises(ValueError, match=r"spec\.backup\.schedule"):
         check_cron(expr)
+
+
+def test_helm_style_cpu_target_is_accepted_and_the_old_spelling_refused() -> None:
+    x = parse(xr(autoscaling={"enabled": True, "targetCPUUtilizationPercentage": 55}))
+    assert x.spec.autoscaling.target_cpu_utilization_percentage == 55
+    with pytest.raises(RenderError, match="targetCpuUtilizationPercentage"):
+        parse(xr(autoscaling={"enabled": True, "targetCpuUtilizationPercentage": 55}))

@@ -240,3 +240,94 @@ def test_missing_secret_is_degraded_and_recovers() -> None:
     out = rec.reconcile("ns", "r")
     assert not out.retry and cond(kube, "Degraded")["status"] == "False"
     assert "c2VjcmV0" not in str(kube.objects[("XRouter", "ns", "r")]["status"])
+
+
+def test_a_deleted_admin_key_secret_rolls_the_pods() -> None:
+    kube, rec = make()
+    rec.reconcile("ns", "r")
+
+    def template() -> dict[str, Any]:
+        tpl: dict[str, Any] = kube.objects[("Deployment", "ns", "r")]["spec"]["template"]
+        return tpl
+
+    before = template()["metadata"]["annotations"]["xrouter.io/config-checksum"]
+    del kube.objects[("Secret", "ns", "r-admin-key")]
+    rec.reconcile("ns", "r")
+    assert base64.b64decode(kube.objects[("Secret", "ns", "r-admin-key")]["data"]["admin-key"]) == b"key-1"
+    after = template()["metadata"]["annotations"]["xrouter.io/config-checksum"]
+    # A new key means new pods, so no replica keeps serving with the old key.
+    assert after != before
+    assert "key-1" not in str(template()) and base64.b64encode(b"key-1").decode() not in str(template())
+    kube.writes.clear()
+    rec.reconcile("ns", "r")
+    assert kube.writes == []  # the checksum is stable while the key is
+
+
+def test_missing_xrouter_is_reported_gone() -> None:
+    kube, rec = make()
+    del kube.objects[("XRouter", "ns", "r")]
+    out = rec.reconcile("ns", "r")
+    assert out.gone and out.result == "skipped" and kube.writes == []
+
+
+def test_turning_autoscaling_on_keeps_the_replica_count() -> None:
+    kube, rec = make(replicas=5)
+    rec.reconcile("ns", "r")
+    dep = ("Deployment", "ns", "r")
+    assert kube.objects[dep]["spec"]["replicas"] == 5
+    xr = kube.objects[("XRouter", "ns", "r")]
+    xr["spec"]["autoscaling"] = {"enabled": True, "minReplicas": 2, "maxReplicas": 10}
+    # A pod template change in the same edit, so the Deployment is applied right away.
+    xr["spec"]["pods"] = {"annotations": {"example.com/rev": "2"}}
+    rec.reconcile("ns", "r")
+    assert kube.objects[dep]["spec"]["replicas"] == 5  # not the API's default of 1
+    assert ("HorizontalPodAutoscaler", "ns", "r") in kube.objects
+    # The operator no longer holds the field; the hand-over manager keeps the value ...
+    assert kube.replica_owners[dep] == {"xrouter-operator-handover"}
+    rec.reconcile("ns", "r")
+    assert kube.objects[dep]["spec"]["replicas"] == 5
+    # ... until the HPA writes it; from then on the operator never touches replicas.
+    kube.hpa_scales("ns", "r", 7)
+    assert kube.replica_owners[dep] == {"kube-controller-manager"}
+    kube.writes.clear()
+    xr["spec"]["pods"] = {"annotations": {"example.com/rev": "3"}}
+    rec.reconcile("ns", "r")
+    assert kube.objects[dep]["spec"]["replicas"] == 7
+    assert [w for w in kube.writes if w[0] == "apply"] == [("apply", "Deployment", "r")]
+
+
+def test_autoscaling_from_the_start_never_holds_replicas() -> None:
+    kube, rec = make(autoscaling={"enabled": True, "minReplicas": 3, "maxReplicas": 10})
+    rec.reconcile("ns", "r")
+    dep = ("Deployment", "ns", "r")
+    assert "xrouter-operator" not in kube.replica_owners.get(dep, set())
+    kube.writes.clear()
+    rec.reconcile("ns", "r")
+    assert kube.writes == []  # no hand-over needed, none made
+
+
+def test_turning_autoscaling_off_takes_replicas_back() -> None:
+    kube, rec = make(autoscaling={"enabled": True, "minReplicas": 3, "maxReplicas": 10})
+    rec.reconcile("ns", "r")
+    kube.hpa_scales("ns", "r", 6)
+    xr = kube.objects[("XRouter", "ns", "r")]
+    xr["spec"]["autoscaling"] = {"enabled": False}
+    xr["spec"]["replicas"] = 4
+    rec.reconcile("ns", "r")
+    assert kube.objects[("Deployment", "ns", "r")]["spec"]["replicas"] == 4
+    assert ("HorizontalPodAutoscaler", "ns", "r") not in kube.objects
+
+
+def test_scaled_to_zero_leaves_the_ready_gauge_out() -> None:
+    from prometheus_client import REGISTRY
+
+    kube, rec = make(replicas=0)
+    rec.reconcile("ns", "r")
+    ready_deployment(kube)
+    rec.reconcile("ns", "r")
+    assert cond(kube, "Ready")["reason"] == "ScaledToZero"
+    labels = {"namespace": "ns", "name": "r"}
+    assert REGISTRY.get_sample_value("xrouter_operator_xrouter_ready", labels) is None
+    kube.objects[("XRouter", "ns", "r")]["spec"]["replicas"] = 2
+    rec.reconcile("ns", "r")
+    assert REGISTRY.get_sample_value("xrouter_operator_xrouter_ready", labels) == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from xrouter_operator.models import XRouterStatus
 from xrouter_operator.status import Observed, Problems, backup_facts, compute_status, status_patch
 
 
@@ -35,7 +36,7 @@ def status(
         endpoint="http://r.ns.svc",
         selector="a=b",
         now="2026-01-01T00:00:00Z",
-    )
+    ).wire()
 
 
 def conds(s: dict[str, Any]) -> dict[str, tuple[str, str]]:
@@ -95,7 +96,7 @@ def test_transition_time_kept_and_patch_only_on_change() -> None:
         endpoint="http://r.ns.svc",
         selector="a=b",
         now="2026-02-02T00:00:00Z",
-    )
+    ).wire()
     assert later == first
     assert status_patch(first, later) is None
     changed = status(Observed(deployment=dep(ready=1)), old=first)
@@ -125,3 +126,29 @@ def test_backup_facts() -> None:
     assert backup_facts(None, [ok]).last_time is None
     s = status(Observed(deployment=dep(), cronjob=cron, jobs=[ok]))
     assert s["lastBackup"] == {"time": "2026-01-01T03:00:00Z", "result": "Succeeded"}
+
+
+def test_scaled_to_zero_is_not_ready() -> None:
+    s = status(Observed(deployment=dep(replicas=0, ready=0, updated=0, total=0)))
+    assert conds(s) == {
+        "Ready": ("False", "ScaledToZero"),
+        "Progressing": ("False", "RolloutComplete"),
+        "Degraded": ("False", "AsExpected"),
+    }
+    assert s["replicaSummary"] == "0/0"
+
+
+def test_status_is_the_api_model() -> None:
+    s = compute_status(
+        generation=1,
+        suspend=False,
+        old=None,
+        observed=Observed(deployment=dep()),
+        problems=Problems(),
+        endpoint="http://r.ns.svc",
+        selector="a=b",
+        now="2026-01-01T00:00:00Z",
+    )
+    assert isinstance(s, XRouterStatus)
+    # What the API stores parses back through the same model (the CRD's status schema).
+    assert XRouterStatus.model_validate(s.wire()) == s

@@ -91,3 +91,15 @@ def test_not_ready_without_degraded_is_progressing() -> None:
     obj = _ready()
     obj["status"]["conditions"] = [{"type": "Ready", "status": "Unknown", "reason": "Starting"}]
     assert health(obj) == {"status": "Progressing", "message": "Starting"}
+
+
+def test_scaled_to_zero_is_suspended_but_degraded_still_wins() -> None:
+    obj = _ready()
+    obj["spec"]["replicas"] = 0
+    obj["status"]["replicaSummary"] = "0/0"
+    obj["status"]["conditions"][0].update(
+        status="False", reason="ScaledToZero", message="scaled to 0 replicas: no router pod is running"
+    )
+    assert health(obj) == {"status": "Suspended", "message": "scaled to 0 replicas: no router pod is running"}
+    obj["status"]["conditions"][2].update(status="True", reason="SecretMissing", message="no Secret")
+    assert health(obj)["status"] == "Degraded"

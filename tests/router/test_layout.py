@@ -100,3 +100,27 @@ def test_upstream_calls_go_through_httpx_only() -> None:
         or (isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "aiohttp")
     ]
     assert not direct
+
+
+def test_uvicorn_serves_a_starlette_app() -> None:
+    from starlette.applications import Starlette
+    from xrouter_router.app import create_app
+    from xrouter_router.config import RouterConfig
+
+    config = RouterConfig.model_validate(
+        {
+            "providers": [{"name": "m", "type": "mock"}],
+            "models": [{"name": "echo", "targets": [{"provider": "m", "model": "e"}]}],
+        }
+    )
+    app = create_app(config)
+    assert isinstance(app, Starlette)
+    paths = {getattr(r, "path", None) for r in app.routes}
+    assert {
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/embeddings",
+        "/health",
+        "/ready",
+        "/metrics",
+    } <= paths

@@ -160,9 +160,6 @@ async def test_disk_is_the_last_resort(tmp_path: Path, redis: RedisServer) -> No
     await client.aclose()
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs app.py to pass redis= to UsageRecorder (lead: wire, then drop this mark)"
-)
 def test_router_replaced_during_an_outage_loses_no_row(
     start_router: StartRouter,
     provider: FakeProvider,

@@ -114,12 +114,11 @@ class Adapter:
             url = self._urls[(kind, upstream_model)] = httpx.URL(self.url(kind, upstream_model))
         # stream= rather than content=: the headers are complete here, so httpx need not
         # re-derive and re-normalise them (content-length, host) on every request.
-        request = httpx.Request(
-            "POST",
-            url,
-            headers=[*self._headers, (b"content-length", str(len(content)).encode())],
-            stream=httpx.ByteStream(content),
-            extensions=self._extensions,
+        request = httpx.Request("POST", url, stream=httpx.ByteStream(content), extensions=self._extensions)
+        # Set after construction: Request() would copy them, and then work out their
+        # encoding again when the transport reads them; they are ASCII, by construction.
+        request.headers = httpx.Headers(
+            [*self._headers, (b"content-length", str(len(content)).encode())], encoding="ascii"
         )
         request.read()  # in memory already: lets the transport send it as one body
         return await self._clients.get(self.name).send(request, stream=True)

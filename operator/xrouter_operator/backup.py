@@ -1,0 +1,112 @@
+"""Builders of the database backup: the PersistentVolumeClaim and the pg_dump CronJob."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .models import XRouter
+from .naming import RUN_AS, SECRETS_DIR, backup_cronjob_name, backup_pvc_name, labels, meta
+from .routerconfig import SecretFile, projected_volume
+from .workload import resources, restricted_container_security, restricted_pod_security
+
+Manifest = dict[str, Any]
+
+# The URL is read from the projected Secret file (never an env var); a separate
+# assignment so that a missing file stops the script (set -e) instead of dumping nothing.
+BACKUP_SCRIPT = """\
+set -euo pipefail
+url="$(cat "$DATABASE_URL_FILE")"
+f="/backup/xrouter-$(date -u +%Y%m%dT%H%M%SZ).sql.gz"
+pg_dump --no-owner --no-privileges --dbname="$url" | gzip > "$f.partial"
+mv "$f.partial" "$f"
+echo "wrote $f"
+ls -1t /backup/xrouter-*.sql.gz | tail -n +$((RETENTION + 1)) | while read -r old; do
+  rm -f -- "$old"; echo "removed $old"
+done
+"""
+
+
+def backup_pvc(xr: XRouter) -> Manifest:
+    assert xr.spec.backup is not None
+    s = xr.spec.backup.storage
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": s.size}}}
+    if s.storage_class_name:
+        spec["storageClassName"] = s.storage_class_name
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": meta(xr, backup_pvc_name(xr), "backup"),
+        "spec": spec,
+    }
+
+
+def backup_cronjob(xr: XRouter) -> Manifest:
+    b = xr.spec.backup
+    db = xr.spec.database
+    assert b is not None and db is not None
+    name = xr.metadata.name
+    pod_labels = labels(name, "backup")
+    url = SecretFile(db.url_secret_ref.name, db.url_secret_ref.key, "database-url")
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": meta(xr, backup_cronjob_name(name), "backup"),
+        "spec": {
+            "schedule": b.schedule,
+            "suspend": b.suspend,
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": 600,
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {
+                "metadata": {"labels": pod_labels},
+                "spec": {
+                    "backoffLimit": 2,
+                    "activeDeadlineSeconds": 3600,
+                    "template": {
+                        "metadata": {"labels": pod_labels},
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "serviceAccountName": name,
+                            "automountServiceAccountToken": False,
+                            # As restricted as the router: high non-root UID (the dump is
+                            # written through fsGroup), read-only root, no capabilities.
+                            "securityContext": restricted_pod_security(),
+                            "containers": [
+                                {
+                                    "name": "pg-dump",
+                                    "image": b.image,
+                                    "command": ["/bin/sh", "-c", BACKUP_SCRIPT],
+                                    "env": [
+                                        {"name": "DATABASE_URL_FILE", "value": f"{SECRETS_DIR}/{url.path}"},
+                                        {"name": "RETENTION", "value": str(b.retention)},
+                                        # No passwd entry for the UID: libpq looks for .pgpass here.
+                                        {"name": "HOME", "value": "/tmp"},
+                                    ],
+                                    "resources": resources(b.resources),
+                                    "securityContext": {
+                                        **restricted_container_security(),
+                                        "runAsUser": RUN_AS,
+                                        "runAsGroup": RUN_AS,
+                                    },
+                                    "volumeMounts": [
+                                        {"name": "backup", "mountPath": "/backup"},
+                                        {"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": True},
+                                        {"name": "tmp", "mountPath": "/tmp"},
+                                    ],
+                                }
+                            ],
+                            "volumes": [
+                                {
+                                    "name": "backup",
+                                    "persistentVolumeClaim": {"claimName": backup_pvc_name(xr)},
+                                },
+                                projected_volume("secrets", [url]),
+                                {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                            ],
+                        },
+                    },
+                },
+            },
+        },
+    }

@@ -1,0 +1,123 @@
+"""The policy half of the API: NetworkPolicy, PodDisruptionBudget, backup and monitoring."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from .cron import CRON, check_cron
+from .models_workload import Resources
+from .schema import DNS_LABEL, ApiModel, IntOrString, Json, Quantity, cel
+
+
+class PeerSelector(ApiModel):
+    """Pods allowed to reach the router (as in a NetworkPolicy ingress peer)."""
+
+    pod_selector: Json | None = None
+    namespace_selector: Json | None = None
+
+
+class Egress(ApiModel):
+    provider_cidrs: list[str] = Field(
+        default=["0.0.0.0/0"], description="Where the providers are; port from each baseUrl (default 443)."
+    )
+
+
+class NetworkPolicy(ApiModel):
+    enabled: bool = True
+    ingress_from: list[PeerSelector] = Field(
+        default=[], description="Who may reach the router port. Empty: every pod in the namespace."
+    )
+    egress: Egress = Egress()
+    allow_metrics_from: list[PeerSelector] = Field(
+        default=[], description="Extra peers allowed to scrape metrics (Prometheus)."
+    )
+
+
+class PodDisruptionBudget(ApiModel):
+    model_config = cel(
+        (
+            "!(has(self.maxUnavailable) && has(self.minAvailable))",
+            "spec.podDisruptionBudget: set at most one of maxUnavailable and minAvailable",
+        ),
+    )
+
+    enabled: bool = True
+    max_unavailable: IntOrString | None = None
+    min_available: IntOrString | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> PodDisruptionBudget:
+        if self.max_unavailable is not None and self.min_available is not None:
+            raise ValueError("spec.podDisruptionBudget: set at most one of maxUnavailable and minAvailable")
+        return self
+
+
+class BackupStorage(ApiModel):
+    """Either a new PVC (size, storageClassName) or an existing claim."""
+
+    model_config = cel(
+        (
+            "has(self.size) != has(self.existingClaim)",
+            "spec.backup.storage: set exactly one of size (a new PVC) or existingClaim",
+        ),
+        (
+            "!has(self.existingClaim) || !has(self.storageClassName)",
+            "spec.backup.storage.storageClassName only applies to a new PVC (size)",
+            ".storageClassName",
+        ),
+    )
+
+    size: Quantity | None = None
+    storage_class_name: str | None = None
+    existing_claim: str | None = Field(default=None, pattern=DNS_LABEL.replace("-z0-9]*", "-z0-9.]*"))
+
+    @model_validator(mode="after")
+    def _check(self) -> BackupStorage:
+        if (self.size is None) == (self.existing_claim is None):
+            raise ValueError("spec.backup.storage: set exactly one of size (a new PVC) or existingClaim")
+        if self.existing_claim is not None and self.storage_class_name is not None:
+            raise ValueError("spec.backup.storage.storageClassName only applies to a new PVC (size)")
+        return self
+
+
+class BackupResources(Resources):
+    """Requests and limits of the pg_dump container (unset: sized for a small database)."""
+
+    requests: dict[str, Quantity] = Field(
+        default_factory=lambda: dict[str, int | str](cpu="50m", memory="64Mi")
+    )
+    limits: dict[str, Quantity] = Field(default_factory=lambda: dict[str, int | str](memory="512Mi"))
+
+
+class Backup(ApiModel):
+    """pg_dump of spec.database to a volume, on a schedule."""
+
+    schedule: str = Field(pattern=CRON, description="Cron schedule, e.g. '0 3 * * *'.")
+    retention: int = Field(default=7, ge=1, le=1000, description="How many dumps to keep.")
+    storage: BackupStorage
+    suspend: bool = False
+    image: str = Field(default="postgres:16-alpine", min_length=1)
+    resources: BackupResources = BackupResources()
+
+    @model_validator(mode="after")
+    def _check(self) -> Backup:
+        check_cron(self.schedule)
+        return self
+
+
+class ServiceMonitorSpec(ApiModel):
+    enabled: bool = True
+    interval: str = Field(default="30s", pattern=r"^[0-9]+(ms|s|m|h)$")
+    labels: dict[str, str] = {}
+
+
+class PrometheusRuleSpec(ApiModel):
+    enabled: bool = True
+    labels: dict[str, str] = {}
+
+
+class Monitoring(ApiModel):
+    """Created only when the Prometheus operator's CRDs exist in the cluster."""
+
+    service_monitor: ServiceMonitorSpec = ServiceMonitorSpec()
+    prometheus_rule: PrometheusRuleSpec = PrometheusRuleSpec()

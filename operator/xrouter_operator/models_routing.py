@@ -1,0 +1,103 @@
+"""The routing half of the API: providers, models (routes), keys, Redis and PostgreSQL.
+
+Provider, Route, Target and Limits are the router config's own models with bounds added
+(name lengths, list sizes) so that the CRD's CEL rules stay within the API server's cost
+budget. Their types, defaults and checks (ProviderType, Strategy, "baseUrl is required")
+come from ``xrouter_router.config``; only the secret fields differ, because the XRouter
+names Secrets where the router config names files or env vars.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+from pydantic.json_schema import SkipJsonSchema
+from xrouter_router import config as rc
+
+from .schema import DNS_LABEL, MODEL_NAME_MAX, ApiModel, cel
+
+
+class SecretKeyRef(ApiModel):
+    """A key in a Secret in the XRouter's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, description="Name of the Secret.")
+    key: str = Field(min_length=1, max_length=253, description="Key in the Secret's data.")
+
+
+class Provider(rc.Provider):
+    model_config = cel(
+        (
+            "self.type == 'mock' || has(self.baseUrl)",
+            "spec.providers[].baseUrl is required unless type is mock",
+            ".baseUrl",
+        ),
+        (
+            "self.type != 'azure-openai' || has(self.apiVersion)",
+            "spec.providers[].apiVersion is required for type azure-openai",
+            ".apiVersion",
+        ),
+    )
+
+    name: str = Field(pattern=DNS_LABEL, max_length=40)
+    base_url: str | None = Field(default=None, pattern=r"^https?://", max_length=2048)
+    api_version: str | None = Field(default=None, description="Required for azure-openai.")
+    # The router config's apiKey (a file or env var) is rendered from this reference.
+    api_key: SkipJsonSchema[None] = Field(default=None, exclude=True)
+    api_key_secret_ref: SecretKeyRef | None = None
+
+
+class Target(rc.Target):
+    provider: str = Field(min_length=1, max_length=40, description="Name of a provider in spec.providers.")
+    model: str = Field(min_length=1, max_length=256, description="Upstream model (or Azure deployment).")
+    weight: int = Field(default=1, ge=0, le=1_000_000)
+
+
+class Route(rc.Route):
+    """A public model name and how requests for it are routed."""
+
+    model_config = cel(
+        (
+            "self.targets.exists(t, !has(t.weight) || t.weight > 0)",
+            "spec.models[].targets: at least one target needs weight > 0",
+            ".targets",
+        ),
+        (
+            "!has(self.fallbacks) || !self.fallbacks.exists(f, f == self.name)",
+            "spec.models[].fallbacks must not name the model itself",
+            ".fallbacks",
+        ),
+    )
+
+    name: str = Field(min_length=1, max_length=MODEL_NAME_MAX, description="The public model name.")
+    targets: list[Target] = Field(min_length=1, max_length=8)  # type: ignore[assignment]
+    fallbacks: list[Annotated[str, Field(max_length=MODEL_NAME_MAX)]] = Field(
+        default=[], max_length=4, description="Other public model names, tried in order."
+    )
+
+
+class Limits(rc.Limits):
+    """Limits for an API key. Unset means unlimited."""
+
+    allowed_models: list[Annotated[str, Field(max_length=MODEL_NAME_MAX)]] | None = Field(
+        default=None, max_length=16
+    )
+
+
+class Key(ApiModel):
+    """An API key declared as code: the raw key lives in a Secret."""
+
+    name: str = Field(pattern=DNS_LABEL, max_length=40)
+    secret_key_ref: SecretKeyRef
+    limits: Limits | None = Field(default=None, description="Unset: spec.defaultLimits.")
+
+
+class Redis(ApiModel):
+    url_secret_ref: SecretKeyRef
+    fail_mode: Literal["open", "closed"] = "open"
+    port: int = Field(default=6379, ge=1, le=65535, description="For the NetworkPolicy egress rule.")
+
+
+class Database(ApiModel):
+    url_secret_ref: SecretKeyRef = Field(description="A postgresql:// URL.")
+    port: int = Field(default=5432, ge=1, le=65535, description="For the NetworkPolicy egress rule.")

@@ -1,0 +1,127 @@
+"""The spec -> the router's config (validated by the router's own model), plus how the
+pods get the secrets that config names.
+
+Every secret reaches the router as a file in one projected volume (``SECRETS_DIR``),
+never as an environment variable: the kubelet updates the files when a Secret changes
+(the router re-reads them), they do not show in ``kubectl describe pod`` or in a crash
+dump of the environment, and checkov's CKV_K8S_35 holds. The config names each file
+with ``{file: ...}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from xrouter_router import config as rc
+
+from .models import SecretKeyRef, XRouter
+from .naming import ADMIN_KEY_FIELD, SECRETS_DIR, SPILL_DIR, admin_secret_name
+from .parsing import RenderError, format_validation_error
+
+# Read-only for the owner and the pod's fsGroup (the router's group), nobody else.
+SECRET_FILE_MODE = 0o440
+
+
+@dataclass(frozen=True)
+class SecretFile:
+    """One key of one Secret, projected to ``path`` (relative to the volume's mount)."""
+
+    secret: str
+    key: str
+    path: str
+
+    def source(self, mount: str = SECRETS_DIR) -> rc.SecretSource:
+        return rc.SecretSource(file=f"{mount}/{self.path}")
+
+
+def _file(ref: SecretKeyRef, path: str) -> SecretFile:
+    return SecretFile(ref.name, ref.key, path)
+
+
+def projected_volume(name: str, files: list[SecretFile]) -> dict[str, Any]:
+    """A projected volume carrying exactly these Secret keys and no others (one source
+    per Secret, in order of first use)."""
+    items: dict[str, list[dict[str, str]]] = {}
+    for f in files:
+        items.setdefault(f.secret, []).append({"key": f.key, "path": f.path})
+    return {
+        "name": name,
+        "projected": {
+            "defaultMode": SECRET_FILE_MODE,
+            "sources": [{"secret": {"name": secret, "items": its}} for secret, its in items.items()],
+        },
+    }
+
+
+def router_config(xr: XRouter) -> tuple[rc.RouterConfig, list[SecretFile]]:
+    """The router's config, validated by the router's own model, and the Secret keys the
+    pods must see as files for the ``{file: ...}`` sources it names."""
+    spec = xr.spec
+    admin = SecretFile(admin_secret_name(xr.metadata.name), ADMIN_KEY_FIELD, "admin-key")
+    files = [admin]
+    providers = []
+    for p in spec.providers:
+        api_key = None
+        if p.api_key_secret_ref is not None:
+            f = _file(p.api_key_secret_ref, f"providers/{p.name}/api-key")
+            files.append(f)
+            api_key = f.source()
+        providers.append(
+            rc.Provider(
+                name=p.name,
+                type=p.type,
+                base_url=p.base_url,
+                api_key=api_key,
+                api_version=p.api_version,
+                timeouts=p.timeouts,
+                max_retries=p.max_retries,
+            )
+        )
+    keys = []
+    for k in spec.keys:
+        f = _file(k.secret_key_ref, f"keys/{k.name}")
+        files.append(f)
+        keys.append(
+            rc.Key(
+                name=k.name,
+                secret=f.source(),
+                limits=rc.Limits.model_validate(k.limits.model_dump()) if k.limits else None,
+            )
+        )
+    redis = rc.RedisConfig()
+    if spec.redis is not None:
+        f = _file(spec.redis.url_secret_ref, "redis-url")
+        files.append(f)
+        redis = rc.RedisConfig(url=f.source(), fail_mode=spec.redis.fail_mode)
+    database = rc.DatabaseConfig(spill_dir=SPILL_DIR)
+    if spec.database is not None:
+        f = _file(spec.database.url_secret_ref, "database-url")
+        files.append(f)
+        database = rc.DatabaseConfig(url=f.source(), spill_dir=SPILL_DIR)
+    try:
+        config = rc.RouterConfig(
+            providers=providers,
+            models=[
+                rc.Route(
+                    name=m.name,
+                    strategy=m.strategy,
+                    hash_key=m.hash_key,
+                    targets=[
+                        rc.Target(provider=t.provider, model=t.model, weight=t.weight) for t in m.targets
+                    ],
+                    fallbacks=list(m.fallbacks),
+                )
+                for m in spec.models
+            ],
+            keys=keys,
+            default_limits=rc.Limits.model_validate(spec.default_limits.model_dump()),
+            prices=dict(spec.prices),
+            admin_key=admin.source(),
+            redis=redis,
+            database=database,
+        )
+    except ValidationError as e:
+        raise RenderError(f"spec: the router rejects the config: {format_validation_error(e)}") from None
+    return config, files
