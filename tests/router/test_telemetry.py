@@ -135,7 +135,7 @@ def test_refused_requests_get_a_span_too(
     assert span.kind == 2 and span.attributes["http.response.status_code"] == 401
 
 
-def test_off_without_an_endpoint_imports_nothing(tmp_path: Path, provider: FakeProvider) -> None:
+def test_off_without_an_endpoint_loads_no_tracing_sdk(tmp_path: Path, provider: FakeProvider) -> None:
     """In a clean interpreter: a request through the whole app with no OTEL_* endpoint
     loads neither the tracing SDK nor an exporter."""
     import yaml
