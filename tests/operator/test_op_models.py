@@ -81,7 +81,7 @@ INVALID = [
             "models": [{"name": "m", "contextWindowFallbacks": list("abcde"), "targets": MOCK_TARGET}]
             + [{"name": n, "targets": MOCK_TARGET} for n in "abcde"]
         },
-        "contextWindowFallbacks\n  List should have at most 4 items",
+        "spec.models[0].contextWindowFallbacks: List should have at most 4 items",
     ),
     ({"models": [{"name": "m", "cache": {"ttlSeconds": 0}, "targets": MOCK_TARGET}]}, "cache.ttlSeconds"),
     ({"models": [{"name": "m", "cache": {}, "targets": MOCK_TARGET}]}, "cache.ttlSeconds"),
