@@ -38,6 +38,7 @@ from .models_policy import (
     ServiceMonitorSpec,
 )
 from .models_routing import Database, Key, Limits, Provider, Redis, Route, SecretKeyRef, Target
+from .models_telemetry import CollectorPeer, IpBlock, Telemetry
 from .models_workload import (
     Autoscaling,
     Behavior,
@@ -53,12 +54,16 @@ from .models_workload import (
     Service,
     Toleration,
 )
-from .models_telemetry import CollectorPeer, IpBlock, Telemetry
 from .schema import ApiModel, cel, map_list
 
 # The variables the operator sets from spec.telemetry; a pods.env entry of the same name
 # would meet them in the container, where one of the two silently wins.
-OTEL_ENV = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "OTEL_SERVICE_NAME")
+OTEL_ENV = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_SERVICE_NAME",
+)
 OTEL_ENV_MESSAGE = "spec.pods.env: OTEL_* variables set by spec.telemetry may not be set here as well"
 
 GROUP = "xrouter.io"
@@ -68,13 +73,14 @@ PLURAL = "xrouters"
 API_VERSION = f"{GROUP}/{VERSION}"
 
 __all__ = [
-    "API_VERSION", "GROUP", "KIND", "PLURAL", "VERSION",
-    "OTEL_ENV", "Autoscaling", "Backup", "BackupStorage", "Behavior", "CollectorPeer", "Condition", "Database", "Egress", "EnvVar",
-    "Image", "IpBlock", "Key", "LastBackup", "Limits", "LocalObjectReference", "Monitoring", "NetworkPolicy",
-    "ObjectMeta", "PeerSelector", "PodDisruptionBudget", "Pods", "Price", "PrometheusRuleSpec",
-    "Provider", "ProviderType", "PullPolicy", "Redis", "Resources", "Rollout", "Route", "ScalingPolicy",
-    "ScalingRules", "SecretKeyRef", "Service", "ServiceMonitorSpec", "Strategy", "Target", "Telemetry", "Timeouts",
-    "Toleration", "XRouter", "XRouterSpec", "XRouterStatus", "check_cron", "secret_refs",
+    "API_VERSION", "GROUP", "KIND", "OTEL_ENV", "PLURAL", "VERSION",
+    "Autoscaling", "Backup", "BackupStorage", "Behavior", "CollectorPeer", "Condition", "Database",
+    "Egress", "EnvVar", "Image", "IpBlock", "Key", "LastBackup", "Limits", "LocalObjectReference",
+    "Monitoring", "NetworkPolicy", "ObjectMeta", "PeerSelector", "PodDisruptionBudget", "Pods", "Price",
+    "PrometheusRuleSpec", "Provider", "ProviderType", "PullPolicy", "Redis", "Resources", "Rollout",
+    "Route", "ScalingPolicy", "ScalingRules", "SecretKeyRef", "Service", "ServiceMonitorSpec",
+    "Strategy", "Target", "Telemetry", "Timeouts", "Toleration", "XRouter", "XRouterSpec",
+    "XRouterStatus", "check_cron", "secret_refs",
 ]  # fmt: skip
 
 

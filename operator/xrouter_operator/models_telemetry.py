@@ -15,7 +15,9 @@ from pydantic import Field, model_validator
 
 from .schema import ApiModel, Json, cel
 
-ENDPOINT_MESSAGE = "spec.telemetry.endpoint must be an http(s) URL with a host, e.g. http://otel-collector:4318"
+ENDPOINT_MESSAGE = (
+    "spec.telemetry.endpoint must be an http(s) URL with a host, e.g. http://otel-collector:4318"
+)
 PEER_MESSAGE = "spec.telemetry.collector: set either ipBlock or podSelector/namespaceSelector, not both"
 
 
@@ -42,7 +44,9 @@ class CollectorPeer(ApiModel):
 
     @model_validator(mode="after")
     def _one_kind(self) -> CollectorPeer:
-        if self.ip_block is not None and (self.pod_selector is not None or self.namespace_selector is not None):
+        if self.ip_block is not None and (
+            self.pod_selector is not None or self.namespace_selector is not None
+        ):
             raise ValueError(PEER_MESSAGE)
         return self
 

@@ -709,7 +709,11 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         {"telemetry": {"endpoint": "http://"}},
         "spec.telemetry.endpoint must be an http(s) URL",
     ),
-    ("telemetry endpoint not http", {"telemetry": {"endpoint": "grpc://otel:4317"}}, "spec.telemetry.endpoint"),
+    (
+        "telemetry endpoint not http",
+        {"telemetry": {"endpoint": "grpc://otel:4317"}},
+        "spec.telemetry.endpoint",
+    ),
     (
         "telemetry sampling ratio above 1",
         {"telemetry": {"endpoint": "http://otel:4318", "samplingRatio": 2}},

@@ -90,13 +90,21 @@ INVALID = [
         "cache.scope",
     ),
     (
-        {"models": [{"name": "m", "cache": {"ttlSeconds": 60, "maxEntryBytes": 2**25}, "targets": MOCK_TARGET}]},
+        {
+            "models": [
+                {"name": "m", "cache": {"ttlSeconds": 60, "maxEntryBytes": 2**25}, "targets": MOCK_TARGET}
+            ]
+        },
         "cache.maxEntryBytes",
     ),
     ({"defaultLimits": {"budgetPeriod": "monthly"}}, "limits.budgetPeriod daily, weekly or monthly needs"),
     ({"defaultLimits": {"budgetUsd": 5, "budgetPeriod": "hourly"}}, "defaultLimits.budgetPeriod"),
     (
-        {"keys": [{"name": "k", "secretKeyRef": {"name": "s", "key": "k"}, "limits": {"budgetPeriod": "daily"}}]},
+        {
+            "keys": [
+                {"name": "k", "secretKeyRef": {"name": "s", "key": "k"}, "limits": {"budgetPeriod": "daily"}}
+            ]
+        },
         "needs limits.budgetUsd",
     ),
     ({"telemetry": {"endpoint": "otel:4318"}}, "spec.telemetry.endpoint"),
@@ -106,12 +114,19 @@ INVALID = [
     ({"telemetry": {"endpoint": "http://otel", "samplingRatio": 1.5}}, "spec.telemetry.samplingRatio"),
     ({"telemetry": {"samplingRatio": 0.5}}, "spec.telemetry.endpoint"),
     (
-        {"telemetry": {"endpoint": "http://otel", "collector": {"ipBlock": {"cidr": "10.0.0.0/8"},
-                                                                 "podSelector": {}}}},
+        {
+            "telemetry": {
+                "endpoint": "http://otel",
+                "collector": {"ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}},
+            }
+        },
         "spec.telemetry.collector",
     ),
     (
-        {"telemetry": {"endpoint": "http://otel"}, "pods": {"env": [{"name": "OTEL_TRACES_SAMPLER", "value": "x"}]}},
+        {
+            "telemetry": {"endpoint": "http://otel"},
+            "pods": {"env": [{"name": "OTEL_TRACES_SAMPLER", "value": "x"}]},
+        },
         "OTEL_* variables set by spec.telemetry",
     ),
 ]

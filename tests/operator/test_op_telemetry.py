@@ -94,7 +94,12 @@ def test_network_policy_egress_to_where_the_collector_is() -> None:
     )  # fmt: skip
     assert ([{"namespaceSelector": ns, "podSelector": pods}], 4318) in egress_ports(np)
     np = one(
-        xr(telemetry={"endpoint": "https://otel.example.com", "collector": {"ipBlock": {"cidr": "203.0.113.0/24"}}}),
+        xr(
+            telemetry={
+                "endpoint": "https://otel.example.com",
+                "collector": {"ipBlock": {"cidr": "203.0.113.0/24"}},
+            }
+        ),
         "NetworkPolicy",
     )
     assert ([{"ipBlock": {"cidr": "203.0.113.0/24"}}], 443) in egress_ports(np)
