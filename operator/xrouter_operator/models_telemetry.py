@@ -63,8 +63,10 @@ class Telemetry(ApiModel):
         ),
     )
 
+    # No userinfo (user:password@) in the authority: the endpoint is plain env on the
+    # Deployment, so credentials go in OTEL_EXPORTER_OTLP_HEADERS from a Secret instead.
     endpoint: str = Field(
-        pattern=r"^https?://",
+        pattern=r"^https?://[^/?#@]+([/?#].*)?$",
         max_length=2048,
         description="The collector's OTLP/HTTP base URL (OTEL_EXPORTER_OTLP_ENDPOINT); the router "
         "appends /v1/traces. Port default: 4318 for http, 443 for https.",

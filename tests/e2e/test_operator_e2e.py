@@ -706,7 +706,7 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ),
     (
         "telemetry endpoint without host",
-        {"telemetry": {"endpoint": "http://"}},
+        {"telemetry": {"endpoint": "http://:4318"}},
         "spec.telemetry.endpoint must be an http(s) URL",
     ),
     (

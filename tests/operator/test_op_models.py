@@ -109,8 +109,9 @@ INVALID = [
     ),
     ({"telemetry": {"endpoint": "otel:4318"}}, "spec.telemetry.endpoint"),
     ({"telemetry": {"endpoint": "grpc://otel:4317"}}, "spec.telemetry.endpoint"),
+    ({"telemetry": {"endpoint": "https://user:secret@otel.example.com"}}, "spec.telemetry.endpoint"),
     ({"telemetry": {"endpoint": "http://otel:port"}}, "spec.telemetry.endpoint must be an http(s) URL"),
-    ({"telemetry": {"endpoint": "http://"}}, "spec.telemetry.endpoint must be an http(s) URL"),
+    ({"telemetry": {"endpoint": "http://:4318"}}, "spec.telemetry.endpoint must be an http(s) URL"),
     ({"telemetry": {"endpoint": "http://otel", "samplingRatio": 1.5}}, "spec.telemetry.samplingRatio"),
     ({"telemetry": {"samplingRatio": 0.5}}, "spec.telemetry.endpoint"),
     (
