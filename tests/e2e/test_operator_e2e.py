@@ -715,6 +715,11 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "spec.telemetry.endpoint",
     ),
     (
+        "telemetry endpoint with a password",
+        {"telemetry": {"endpoint": "https://user:secret@otel.example.com"}},
+        "spec.telemetry.endpoint",
+    ),
+    (
         "telemetry sampling ratio above 1",
         {"telemetry": {"endpoint": "http://otel:4318", "samplingRatio": 2}},
         "spec.telemetry.samplingRatio",
