@@ -58,7 +58,7 @@ class LLMEndpoint:
         call = Call(scope[REQUEST_ID], time.perf_counter(), self.kind)
         telemetry = state.telemetry
         if telemetry is not None:
-            call.trace = Trace(rt.config.telemetry.capture_content)
+            call.trace = Trace(rt.config.telemetry.capture_content, self.kind)
         lease: Lease | None = None
         payload: dict[str, Any] | None = None
         try:
