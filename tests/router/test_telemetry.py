@@ -190,25 +190,32 @@ def _answer_attributes(span: Span) -> dict[str, Any]:
     return {k: a.get(k) for k in ("gen_ai.response.model", "gen_ai.response.finish_reasons")}
 
 
+@pytest.mark.parametrize("model", ["gpt", "echo"])  # passed through; translated
 @pytest.mark.parametrize("stream", [False, True])
 def test_responses_get_request_and_attempt_spans(
-    start_router: StartRouter, provider: FakeProvider, tmp_path: Path, otlp: OTLPReceiver, stream: bool
+    start_router: StartRouter,
+    provider: FakeProvider,
+    tmp_path: Path,
+    otlp: OTLPReceiver,
+    stream: bool,
+    model: str,
 ) -> None:
     router = _router(start_router, provider, tmp_path, otlp, telemetry={"captureContent": True})
     c = client(router)
     kw: Any = {"extra_headers": {"traceparent": TRACEPARENT}, "max_output_tokens": 50}
     if stream:
-        with c.responses.stream(model="gpt", input="trace this secret prompt", **kw) as s:
+        with c.responses.stream(model=model, input="trace this secret prompt", **kw) as s:
             list(s)
             out = s.get_final_response()
     else:
-        out = c.responses.create(model="gpt", input="trace this secret prompt", **kw)
+        out = c.responses.create(model=model, input="trace this secret prompt", **kw)
     server, (attempt,) = _by_kind(otlp.wait(2))
     assert server.trace_id == TRACE_ID and server.parent_span_id == PARENT
     assert attempt.parent_span_id == server.span_id
     a = server.attributes
-    assert server.name == "chat gpt" and a["xrouter.api"] == "responses"
-    assert a["gen_ai.system"] == "openai" and a["xrouter.stream"] is stream
+    assert server.name == f"chat {model}" and a["xrouter.api"] == "responses"
+    assert a["gen_ai.system"] == ("openai" if model == "gpt" else "xrouter.mock")
+    assert a["xrouter.stream"] is stream
     assert a["gen_ai.request.max_tokens"] == 50
     assert _answer_attributes(server) == _answer_attributes(attempt)
     assert a["gen_ai.response.model"] == out.model
