@@ -46,10 +46,34 @@ HIT = (b"x-xrouter-cache", b"hit")
 MISS = (b"x-xrouter-cache", b"miss")
 
 
-def cache_key(kind: str, payload: dict[str, Any], config: CacheConfig, key_name: str) -> str:
-    """The Redis key for this request: a digest of what changes the answer."""
+# Responses API fields that tie a request to state the provider keeps: the answer
+# depends on (or creates) that state, so such a request is never served from the
+# cache nor stored in it.
+STATEFUL = ("previous_response_id", "conversation", "background", "prompt")
+
+
+def cacheable(kind: str, payload: dict[str, Any]) -> bool:
+    """Whether this request may be answered from the cache and its answer kept.
+
+    A ``/v1/responses`` request qualifies only with ``store: false`` (the API stores
+    by default, and each stored response is a new object at the provider that later
+    requests and ``GET /v1/responses/{id}`` refer to) and none of ``STATEFUL``.
+    Streams are cached for chat only (``cachereplay.py`` replays chat chunks)."""
+    if kind == "responses" and (
+        payload.get("store") is not False or any(payload.get(f) is not None for f in STATEFUL)
+    ):
+        return False
+    return not payload.get("stream") or kind == "chat"
+
+
+def cache_key(
+    kind: str, payload: dict[str, Any], config: CacheConfig, key_name: str, variant: str | None = None
+) -> str:
+    """The Redis key for this request: a digest of what changes the answer
+    (``variant``: a request header that does, such as ``anthropic-beta``)."""
     relevant = {k: v for k, v in payload.items() if k not in IGNORED}
-    digest = hashlib.sha256(orjson.dumps([kind, relevant], option=orjson.OPT_SORT_KEYS)).hexdigest()
+    parts = [kind, relevant] if variant is None else [kind, relevant, variant]
+    digest = hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()
     # Key names are unique, and only the name's digest is stored, not the name.
     scope = "shared" if config.scope == "shared" else hashlib.sha256(key_name.encode()).hexdigest()[:32]
     return f"{PREFIX}{scope}:{digest}"
@@ -110,9 +134,12 @@ class ResponseCache:
         call.cache_status = "cache_miss"
         directives = _directives(scope)
         key = None
-        streamable = not call.stream or call.kind == "chat"
-        if streamable and "no-store" not in directives:
-            key = cache_key(call.kind, payload, config, call.key.name)
+        if "no-store" not in directives and cacheable(call.kind, payload):
+            variant = None
+            if call.kind == "messages":  # beta features reach a passed-through provider
+                beta = header(scope, b"anthropic-beta")
+                variant = beta.decode("latin-1") if beta is not None else None
+            key = cache_key(call.kind, payload, config, call.key.name, variant)
             if "no-cache" not in directives and await self._hit(call, key, payload, send):
                 metrics.child(metrics.cache_hits, call.model).inc()
                 return

@@ -58,7 +58,7 @@ class LLMEndpoint:
         call = Call(scope[REQUEST_ID], time.perf_counter(), self.kind)
         telemetry = state.telemetry
         if telemetry is not None:
-            call.trace = Trace(rt.config.telemetry.capture_content)
+            call.trace = Trace(rt.config.telemetry.capture_content, self.kind)
         lease: Lease | None = None
         payload: dict[str, Any] | None = None
         try:
@@ -89,6 +89,13 @@ class LLMEndpoint:
             if telemetry is not None:
                 telemetry.export(call, scope, payload)
             return
+        except Exception:
+            # A bug: asgi.Boundary answers the 500; it still counts, like any request.
+            call.status = 500
+            accounting.finish(call, rt, state.metrics, state.usage, True)
+            if telemetry is not None:
+                telemetry.export(call, scope, payload)
+            raise
         if rt.config.server.log_bodies:
             call.log_bodies = True
             bodylog.request(call.request_id, payload)
@@ -111,6 +118,12 @@ class LLMEndpoint:
                 raise
             task.uncancel()
             call.status = 499
+        except Exception:
+            # A bug (asgi.Boundary answers the 500, or ends a started answer): recorded
+            # as a 500 unless the client already had the whole answer.
+            if not call.answered:
+                call.status = 500
+            raise
         finally:
             timer.cancel()
             if call.watcher is not None:

@@ -40,13 +40,23 @@ SYSTEMS = {
     "anthropic": "anthropic",
     "mock": "xrouter.mock",
 }
-OPERATIONS = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings"}
+# The Responses and Messages APIs are chats too (the semantic conventions have no
+# operation of their own for them); ``xrouter.api`` tells the endpoints apart.
+OPERATIONS = {
+    "chat": "chat",
+    "completions": "text_completion",
+    "embeddings": "embeddings",
+    "responses": "chat",
+    "messages": "chat",
+}
 # Request parameters recorded as gen_ai.request.* attributes.
 PARAMETERS = {
     "temperature": "gen_ai.request.temperature",
     "top_p": "gen_ai.request.top_p",
     "max_tokens": "gen_ai.request.max_tokens",
     "max_completion_tokens": "gen_ai.request.max_tokens",
+    "max_output_tokens": "gen_ai.request.max_tokens",  # /v1/responses
+    "top_k": "gen_ai.request.top_k",  # /v1/messages
     "frequency_penalty": "gen_ai.request.frequency_penalty",
     "presence_penalty": "gen_ai.request.presence_penalty",
     "seed": "gen_ai.request.seed",
@@ -116,6 +126,7 @@ class Telemetry:
             "gen_ai.request.model": call.model,
             "http.request.method": "POST",
             "http.response.status_code": call.status or 500,
+            "xrouter.api": call.kind,
             "xrouter.request_id": call.request_id,
             "xrouter.stream": call.stream,
         }

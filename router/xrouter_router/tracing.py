@@ -15,6 +15,9 @@ import orjson
 from .asgi import Message, Send
 from .sse import SSEParser
 
+# The Responses stream events that end a response (and carry its outcome).
+_FINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
 
 @dataclass(slots=True)
 class AttemptRecord:
@@ -30,6 +33,7 @@ class AttemptRecord:
 @dataclass(slots=True)
 class Trace:
     capture_content: bool = False
+    kind: str = "chat"  # the endpoint: its answers' shape
     attempts: list[AttemptRecord] = field(default_factory=list)
     response_model: str | None = None
     response_id: str | None = None
@@ -70,6 +74,12 @@ class Trace:
     def _chunk(self, data: Any, delta: bool) -> None:
         if not isinstance(data, dict):
             return
+        if self.kind == "responses":
+            self._response_event(data, delta)
+            return
+        if self.kind == "messages":
+            self._message_event(data, delta)
+            return
         if isinstance(data.get("model"), str):
             self.response_model = data["model"]
         if isinstance(data.get("id"), str):
@@ -91,6 +101,70 @@ class Trace:
                     while len(self.output) <= index:
                         self.output.append("")
                     self.output[index] += text
+
+    def _text(self, text: Any) -> None:
+        if self.capture_content and isinstance(text, str):
+            if not self.output:
+                self.output.append("")
+            self.output[0] += text
+
+    def _response_event(self, data: dict[str, Any], delta: bool) -> None:
+        """A Responses API ``response`` object, or one of its stream events."""
+        if delta:
+            kind = data.get("type")
+            if kind == "response.output_text.delta":
+                self._text(data.get("delta"))
+                return
+            response = data.get("response")
+            if not isinstance(response, dict):
+                return
+            # Every lifecycle event carries the response; only the last one its outcome.
+            self._response_head(response, kind in _FINAL_EVENTS)
+            return
+        self._response_head(data, True)
+        for item in data.get("output") or ():
+            if isinstance(item, dict) and item.get("type") == "message":
+                for part in item.get("content") or ():
+                    if isinstance(part, dict) and part.get("type") == "output_text":
+                        self._text(part.get("text"))
+
+    def _response_head(self, response: dict[str, Any], final: bool) -> None:
+        if isinstance(response.get("model"), str):
+            self.response_model = response["model"]
+        if isinstance(response.get("id"), str):
+            self.response_id = response["id"]
+        status = response.get("status")
+        if final and isinstance(status, str):
+            details = response.get("incomplete_details")
+            reason = details.get("reason") if isinstance(details, dict) else None
+            self.finish_reasons.append(reason if isinstance(reason, str) else status)
+
+    def _message_event(self, data: dict[str, Any], delta: bool) -> None:
+        """An Anthropic Messages ``message``, or one of its stream events."""
+        kind = data.get("type")
+        if kind == "message_start" and isinstance(data.get("message"), dict):
+            data = data["message"]
+            kind = "message"
+        if kind == "message":
+            if isinstance(data.get("model"), str):
+                self.response_model = data["model"]
+            if isinstance(data.get("id"), str):
+                self.response_id = data["id"]
+            if not delta:
+                for block in data.get("content") or ():
+                    if isinstance(block, dict) and block.get("type") == "text":
+                        self._text(block.get("text"))
+        elif kind == "content_block_delta" and isinstance(data.get("delta"), dict):
+            if data["delta"].get("type") == "text_delta":
+                self._text(data["delta"].get("text"))
+            return
+        elif kind == "message_delta" and isinstance(data.get("delta"), dict):
+            data = data["delta"]
+        else:
+            return
+        reason = data.get("stop_reason")
+        if isinstance(reason, str):
+            self.finish_reasons.append(reason)
 
 
 def now() -> float:

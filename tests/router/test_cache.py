@@ -257,3 +257,94 @@ def test_replay_and_assembly_round_trip_tool_calls_and_choices() -> None:
     small = Assembler(100)
     small.feed(stream)
     assert small.result(usage) is None  # over maxEntryBytes
+
+
+# /v1/responses and /v1/messages on a cached route.
+
+
+def _cached_router(
+    start_router: StartRouter, provider: FakeProvider, tmp: Path, redis: RedisServer
+) -> Router:
+    config = _config(provider, tmp)
+    config["providers"].append({"name": "claude-c", "type": "anthropic", "baseUrl": provider.url})
+    config["models"].append(
+        {
+            "name": "claude-cached",
+            "targets": [{"provider": "claude-c", "model": "claude-c-up"}],
+            "cache": {"ttlSeconds": 60},
+        }
+    )
+    return start_router(config, {"TEST_REDIS_URL": redis.url})
+
+
+def test_responses_without_store_are_served_from_the_cache(
+    start_router: StartRouter, provider: FakeProvider, tmp_path: Path, redis: RedisServer
+) -> None:
+    router = _cached_router(start_router, provider, tmp_path, redis)
+    c = client(router).responses.with_raw_response
+    states, texts = [], []
+    for _ in range(2):
+        raw = c.create(model="cached", input="what is cached stays cached", store=False)
+        states.append(raw.headers.get("x-xrouter-cache"))
+        texts.append(raw.parse().output_text)
+    assert states == ["miss", "hit"]
+    assert texts == ["what is cached stays cached"] * 2
+    assert provider.stats()["cached-up"] == 1
+    assert router.metric("xrouter_cache_hits_total", model="cached") == 1
+
+
+def test_stateful_responses_are_never_served_from_the_cache(
+    start_router: StartRouter, provider: FakeProvider, tmp_path: Path, redis: RedisServer
+) -> None:
+    """A stored response (``store`` true, the API's default) is a new object at the
+    provider each time, and ``previous_response_id`` continues the provider's state:
+    neither is answered from the cache, nor stored in it."""
+    router = _cached_router(start_router, provider, tmp_path, redis)
+    c = client(router).responses.with_raw_response
+    ids, states = [], []
+    for _ in range(2):
+        raw = c.create(model="cached", input="stored each time")  # store defaults to true
+        states.append(raw.headers.get("x-xrouter-cache"))
+        ids.append(raw.parse().id)
+    for _ in range(2):
+        raw = c.create(model="cached", input="go on", previous_response_id=ids[0], store=False)
+        states.append(raw.headers.get("x-xrouter-cache"))
+    assert states == ["miss"] * 4
+    assert ids[0] != ids[1]
+    assert provider.stats()["cached-up"] == 4
+    assert router.metric("xrouter_cache_hits_total", model="cached") == 0
+    # Nothing was stored for them either.
+    import redis as redis_lib
+
+    assert redis_lib.Redis.from_url(redis.url).keys("xrouter:cache:*") == []
+
+
+def test_messages_are_served_from_the_cache(
+    start_router: StartRouter, provider: FakeProvider, tmp_path: Path, redis: RedisServer
+) -> None:
+    import anthropic
+
+    router = _cached_router(start_router, provider, tmp_path, redis)
+    ac = anthropic.Anthropic(base_url=router.url, api_key=KEY, max_retries=0)
+    kw: Any = {
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "cached words"}]}],
+    }
+    for model, upstream in (
+        ("cached", "cached-up"),
+        ("claude-cached", "claude-c-up"),
+    ):  # translated; passed through
+        states, texts = [], []
+        for _ in range(2):
+            raw = ac.messages.with_raw_response.create(model=model, **kw)
+            states.append(raw.headers.get("x-xrouter-cache"))
+            texts.append(raw.parse().content[0].text)  # type: ignore[union-attr]
+        assert states == ["miss", "hit"], model
+        assert texts[0] == texts[1] and "cached words" in texts[0]
+        assert provider.stats()[upstream] == 1
+    # Another anthropic-beta header may change the answer: another entry.
+    raw = ac.messages.with_raw_response.create(
+        model="claude-cached", extra_headers={"anthropic-beta": "some-feature-2025-01-01"}, **kw
+    )
+    assert raw.headers.get("x-xrouter-cache") == "miss"
+    assert provider.stats()["claude-c-up"] == 2

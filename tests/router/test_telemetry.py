@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import StartRouter, base_config, client
+from .conftest import KEY, StartRouter, base_config, client
 from .otlp import OTLPReceiver, Span
 from .servers import FakeProvider, Router
 
@@ -180,3 +180,81 @@ def test_sampled_out_requests_export_nothing(
     spans = otlp.wait(2)
     assert {s.attributes["gen_ai.request.model"] for s in spans} == {"gpt", "gpt-up"}
     assert all(s.trace_id != TRACE_ID for s in spans)
+
+
+# The other front doors: /v1/responses and /v1/messages, passed through and translated.
+
+
+def _answer_attributes(span: Span) -> dict[str, Any]:
+    a = span.attributes
+    return {k: a.get(k) for k in ("gen_ai.response.model", "gen_ai.response.finish_reasons")}
+
+
+@pytest.mark.parametrize("model", ["gpt", "echo"])  # passed through; translated
+@pytest.mark.parametrize("stream", [False, True])
+def test_responses_get_request_and_attempt_spans(
+    start_router: StartRouter,
+    provider: FakeProvider,
+    tmp_path: Path,
+    otlp: OTLPReceiver,
+    stream: bool,
+    model: str,
+) -> None:
+    router = _router(start_router, provider, tmp_path, otlp, telemetry={"captureContent": True})
+    c = client(router)
+    kw: Any = {"extra_headers": {"traceparent": TRACEPARENT}, "max_output_tokens": 50}
+    if stream:
+        with c.responses.stream(model=model, input="trace this secret prompt", **kw) as s:
+            list(s)
+            out = s.get_final_response()
+    else:
+        out = c.responses.create(model=model, input="trace this secret prompt", **kw)
+    server, (attempt,) = _by_kind(otlp.wait(2))
+    assert server.trace_id == TRACE_ID and server.parent_span_id == PARENT
+    assert attempt.parent_span_id == server.span_id
+    a = server.attributes
+    assert server.name == f"chat {model}" and a["xrouter.api"] == "responses"
+    assert a["gen_ai.system"] == ("openai" if model == "gpt" else "xrouter.mock")
+    assert a["xrouter.stream"] is stream
+    assert a["gen_ai.request.max_tokens"] == 50
+    assert _answer_attributes(server) == _answer_attributes(attempt)
+    assert a["gen_ai.response.model"] == out.model
+    assert a["gen_ai.response.id"] == out.id
+    assert a["gen_ai.response.finish_reasons"] == ["completed"]
+    assert out.usage is not None and a["gen_ai.usage.output_tokens"] == out.usage.output_tokens
+    assert "trace this secret prompt" in a["gen_ai.input.messages"]
+    assert out.output_text and out.output_text in a["gen_ai.output.messages"]
+
+
+@pytest.mark.parametrize("model", ["claude", "gpt"])  # passed through; translated
+@pytest.mark.parametrize("stream", [False, True])
+def test_messages_get_request_and_attempt_spans(
+    start_router: StartRouter,
+    provider: FakeProvider,
+    tmp_path: Path,
+    otlp: OTLPReceiver,
+    stream: bool,
+    model: str,
+) -> None:
+    import anthropic
+
+    router = _router(start_router, provider, tmp_path, otlp)
+    ac = anthropic.Anthropic(base_url=router.url, api_key=KEY, max_retries=0)
+    kw: Any = {"model": model, "max_tokens": 64, "messages": MSG}
+    if stream:
+        with ac.messages.stream(**kw) as s:
+            list(s)
+            out = s.get_final_message()
+    else:
+        out = ac.messages.create(**kw)
+    server, (attempt,) = _by_kind(otlp.wait(2))
+    assert attempt.parent_span_id == server.span_id
+    a = server.attributes
+    assert server.name == f"chat {model}" and a["xrouter.api"] == "messages"
+    assert a["gen_ai.system"] == ("anthropic" if model == "claude" else "openai")
+    assert a["gen_ai.request.max_tokens"] == 64
+    assert _answer_attributes(server) == _answer_attributes(attempt)
+    assert a["gen_ai.response.model"] == out.model
+    assert a["gen_ai.response.finish_reasons"] == [out.stop_reason]
+    assert a["gen_ai.usage.output_tokens"] == out.usage.output_tokens
+    assert "trace this secret prompt" not in repr(a)
