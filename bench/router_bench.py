@@ -12,12 +12,19 @@ of the ``--before`` commit (``git archive``), run from this venv with that copy
 first on ``PYTHONPATH``. LiteLLM's proxy (pinned, installed from PyPI into its own
 venv) runs with 1 worker and a master key.
 
+Two more cases of this checkout (``--skip-features`` leaves them out): telemetry on
+(OpenTelemetry spans exported over OTLP/HTTP to a sink on loopback that answers 200),
+and the route's response cache on, where every request after the first is a hit.
+Telemetry off is the "after" case.
+
     python bench/router_bench.py [--duration 10] [--before REF] [--skip-before] [--skip-litellm]
+        [--skip-features]
 """
 
 from __future__ import annotations
 
 import argparse
+import http.server
 import json
 import os
 import platform
@@ -26,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -195,14 +203,46 @@ def export(ref: str, tmp: Path) -> Path:
     return dest / "router"
 
 
+def start_otlp_sink() -> tuple[http.server.ThreadingHTTPServer, str]:
+    """An OTLP/HTTP endpoint on loopback that reads each export and answers 200."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
 def start_router(
-    tmp: Path, upstream: str, redis: RedisServer, pg: Postgres, db: str, code: Path | None = None
+    tmp: Path,
+    upstream: str,
+    redis: RedisServer,
+    pg: Postgres,
+    db: str,
+    code: Path | None = None,
+    cache: bool = False,
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """``xrouter-router`` from this venv; ``code``: a router package dir to run instead."""
+    """``xrouter-router`` from this venv; ``code``: a router package dir to run instead;
+    ``cache``: the route caches answers (in Redis); ``extra_env``: e.g. OTEL_*."""
     port = free_port()
+    model: dict[str, Any] = {"name": "bench", "targets": [{"provider": "nginx", "model": "bench-up"}]}
+    if cache:
+        model["cache"] = {"ttlSeconds": 3600}
     config = {
         "providers": [{"name": "nginx", "type": "openai-compatible", "baseUrl": upstream + "/v1"}],
-        "models": [{"name": "bench", "targets": [{"provider": "nginx", "model": "bench-up"}]}],
+        "models": [model],
         "keys": [
             {
                 "name": "bench",
@@ -220,6 +260,7 @@ def start_router(
         "REDIS_URL": redis.url,
         "DATABASE_URL": pg.dsn(db),
         "XROUTER_LOG_LEVEL": "INFO",
+        **(extra_env or {}),
     }
     if code is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(code), *filter(None, [os.environ.get("PYTHONPATH")])])
@@ -281,6 +322,7 @@ def main() -> None:
     parser.add_argument("--skip-litellm", action="store_true")
     parser.add_argument("--before", default=BEFORE, help="the commit to compare against")
     parser.add_argument("--skip-before", action="store_true")
+    parser.add_argument("--skip-features", action="store_true", help="no telemetry-on or cache-hit case")
     args = parser.parse_args()
     ensure_debs()
     tmp = Path(tempfile.mkdtemp(prefix="xrouter-bench-"))
@@ -328,6 +370,31 @@ def main() -> None:
             print(f"  usage rows written by xrouter {label}: {rows}", flush=True)
             stop(router)
             procs.remove(router)
+        if not args.skip_features:
+            sink, otlp = start_otlp_sink()
+            features: list[tuple[str, bool, dict[str, str]]] = [
+                ("telemetry on (OTLP/HTTP to a loopback sink)", False, {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp}),
+                ("cache on, every request a hit", True, {}),
+            ]
+            for i, (label, cache, extra) in enumerate(features):
+                db = f"feature{i}"
+                pg.sql(f"CREATE DATABASE {db}")
+                subprocess.run(["redis-cli", "-u", redis.url, "flushall"], check=True, capture_output=True)
+                router, router_port = start_router(tmp, upstream, redis, pg, db, None, cache, extra)
+                procs.append(router)
+                results.append(
+                    measure(
+                        f"xrouter {label}",
+                        f"http://127.0.0.1:{router_port}{path}",
+                        args.duration,
+                        tmp,
+                        KEY,
+                        router.pid,
+                    )
+                )
+                stop(router)
+                procs.remove(router)
+            sink.shutdown()
         if not args.skip_litellm:
             litellm, litellm_port = start_litellm(tmp, upstream)
             procs.append(litellm)
@@ -384,6 +451,8 @@ def report(results: list[dict[str, Any]]) -> None:
     after = _best([r for r in results if r["server"].startswith("xrouter after")])
     before = _best([r for r in results if r["server"].startswith("xrouter before")])
     lite = _best([r for r in results if r["server"].startswith("litellm")])
+    telemetry = _best([r for r in results if r["server"].startswith("xrouter telemetry on")])
+    cached = _best([r for r in results if r["server"].startswith("xrouter cache on")])
     if before is not None:
         print("(each xrouter version ran twice: the ratios use the better figure of each)")
 
@@ -399,6 +468,13 @@ def report(results: list[dict[str, Any]]) -> None:
             f"xrouter CPU per request, before -> after: {before['cpu_us']:.0f} µs -> {after['cpu_us']:.0f} µs"
         )
         print(f"xrouter added p50, before -> after: {added(before):.3f} ms -> {added(after):.3f} ms")
+    for name, r in (("telemetry on", telemetry), ("cache hit", cached)):
+        if r is not None:
+            ratio = r["rps32"] / max(after["rps32"], 1e-9)
+            print(
+                f"xrouter {name} vs after (telemetry off, no cache): {ratio:.2f}x throughput,"
+                f" CPU per request {after['cpu_us']:.0f} µs -> {r['cpu_us']:.0f} µs"
+            )
     if lite is not None:
         ratio = after["rps32"] / max(lite["rps32"], 1e-9)
         verdict = "met" if ratio >= 25 else "NOT met"

@@ -38,6 +38,7 @@ from .models_policy import (
     ServiceMonitorSpec,
 )
 from .models_routing import Database, Key, Limits, Provider, Redis, Route, SecretKeyRef, Target
+from .models_telemetry import CollectorPeer, IpBlock, Telemetry
 from .models_workload import (
     Autoscaling,
     Behavior,
@@ -55,6 +56,16 @@ from .models_workload import (
 )
 from .schema import ApiModel, cel, map_list
 
+# The variables the operator sets from spec.telemetry; a pods.env entry of the same name
+# would meet them in the container, where one of the two silently wins.
+OTEL_ENV = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_SERVICE_NAME",
+)
+OTEL_ENV_MESSAGE = "spec.pods.env: OTEL_* variables set by spec.telemetry may not be set here as well"
+
 GROUP = "xrouter.io"
 VERSION = "v1alpha1"
 KIND = "XRouter"
@@ -62,13 +73,14 @@ PLURAL = "xrouters"
 API_VERSION = f"{GROUP}/{VERSION}"
 
 __all__ = [
-    "API_VERSION", "GROUP", "KIND", "PLURAL", "VERSION",
-    "Autoscaling", "Backup", "BackupStorage", "Behavior", "Condition", "Database", "Egress", "EnvVar",
-    "Image", "Key", "LastBackup", "Limits", "LocalObjectReference", "Monitoring", "NetworkPolicy",
-    "ObjectMeta", "PeerSelector", "PodDisruptionBudget", "Pods", "Price", "PrometheusRuleSpec",
-    "Provider", "ProviderType", "PullPolicy", "Redis", "Resources", "Rollout", "Route", "ScalingPolicy",
-    "ScalingRules", "SecretKeyRef", "Service", "ServiceMonitorSpec", "Strategy", "Target", "Timeouts",
-    "Toleration", "XRouter", "XRouterSpec", "XRouterStatus", "check_cron", "secret_refs",
+    "API_VERSION", "GROUP", "KIND", "OTEL_ENV", "PLURAL", "VERSION",
+    "Autoscaling", "Backup", "BackupStorage", "Behavior", "CollectorPeer", "Condition", "Database",
+    "Egress", "EnvVar", "Image", "IpBlock", "Key", "LastBackup", "Limits", "LocalObjectReference",
+    "Monitoring", "NetworkPolicy", "ObjectMeta", "PeerSelector", "PodDisruptionBudget", "Pods", "Price",
+    "PrometheusRuleSpec", "Provider", "ProviderType", "PullPolicy", "Redis", "Resources", "Rollout",
+    "Route", "ScalingPolicy", "ScalingRules", "SecretKeyRef", "Service", "ServiceMonitorSpec",
+    "Strategy", "Target", "Telemetry", "Timeouts", "Toleration", "XRouter", "XRouterSpec",
+    "XRouterStatus", "check_cron", "secret_refs",
 ]  # fmt: skip
 
 
@@ -87,6 +99,12 @@ class XRouterSpec(ApiModel):
             ".models",
         ),
         (
+            "self.models.all(m, !has(m.contextWindowFallbacks) "
+            "|| m.contextWindowFallbacks.all(f, self.models.exists(o, o.name == f)))",
+            "spec.models[].contextWindowFallbacks must name models in spec.models",
+            ".models",
+        ),
+        (
             "!has(self.keys) || self.keys.all(k, !has(k.limits) || !has(k.limits.allowedModels) "
             "|| k.limits.allowedModels.all(n, self.models.exists(m, m.name == n)))",
             "spec.keys[].limits.allowedModels must name models in spec.models",
@@ -96,6 +114,12 @@ class XRouterSpec(ApiModel):
             "!has(self.backup) || has(self.database)",
             "spec.backup needs spec.database (the database to dump)",
             ".backup",
+        ),
+        (
+            "!has(self.telemetry) || !has(self.pods) || !has(self.pods.env) "
+            f"|| !self.pods.env.exists(e, e.name in {list(OTEL_ENV)})",
+            OTEL_ENV_MESSAGE,
+            ".pods",
         ),
     )
 
@@ -117,6 +141,7 @@ class XRouterSpec(ApiModel):
     pod_disruption_budget: PodDisruptionBudget = PodDisruptionBudget()
     backup: Backup | None = None
     monitoring: Monitoring = Monitoring()
+    telemetry: Telemetry | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> XRouterSpec:
@@ -124,6 +149,8 @@ class XRouterSpec(ApiModel):
         check_references(self.providers, self.models, self.keys, self.default_limits, prefix="spec.")
         if self.backup is not None and self.database is None:
             raise ValueError("spec.backup needs spec.database (the database to dump)")
+        if self.telemetry is not None and any(e.name in OTEL_ENV for e in self.pods.env):
+            raise ValueError(OTEL_ENV_MESSAGE)
         return self
 
 

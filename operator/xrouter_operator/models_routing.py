@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 from xrouter_router import config as rc
 
@@ -67,6 +67,11 @@ class Route(rc.Route):
             "spec.models[].fallbacks must not name the model itself",
             ".fallbacks",
         ),
+        (
+            "!has(self.contextWindowFallbacks) || !self.contextWindowFallbacks.exists(f, f == self.name)",
+            "spec.models[].contextWindowFallbacks must not name the model itself",
+            ".contextWindowFallbacks",
+        ),
     )
 
     name: str = Field(min_length=1, max_length=MODEL_NAME_MAX, description="The public model name.")
@@ -74,14 +79,38 @@ class Route(rc.Route):
     fallbacks: list[Annotated[str, Field(max_length=MODEL_NAME_MAX)]] = Field(
         default=[], max_length=4, description="Other public model names, tried in order."
     )
+    context_window_fallbacks: list[Annotated[str, Field(max_length=MODEL_NAME_MAX)]] = Field(
+        default=[],
+        max_length=4,
+        description="Other public model names (larger context windows), tried in order when an upstream "
+        "answers that the prompt is too long.",
+    )
+
+
+BUDGET_PERIOD_NEEDS_BUDGET = "limits.budgetPeriod daily, weekly or monthly needs limits.budgetUsd"
 
 
 class Limits(rc.Limits):
     """Limits for an API key. Unset means unlimited."""
 
+    model_config = cel(
+        (
+            "!has(self.budgetPeriod) || self.budgetPeriod == 'none' || has(self.budgetUsd)",
+            BUDGET_PERIOD_NEEDS_BUDGET,
+            ".budgetPeriod",
+        ),
+    )
+
     allowed_models: list[Annotated[str, Field(max_length=MODEL_NAME_MAX)]] | None = Field(
         default=None, max_length=16
     )
+
+    @model_validator(mode="after")
+    def _period_needs_budget(self) -> Limits:
+        # A period without a budget limits nothing: refused rather than silently ignored.
+        if self.budget_period != "none" and self.budget_usd is None:
+            raise ValueError(BUDGET_PERIOD_NEEDS_BUDGET)
+        return self
 
 
 class Key(ApiModel):

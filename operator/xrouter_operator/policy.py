@@ -44,6 +44,12 @@ def network_policy(xr: XRouter) -> Manifest:
         egress.append({"ports": [{"port": xr.spec.redis.port, "protocol": "TCP"}]})
     if xr.spec.database is not None:
         egress.append({"ports": [{"port": xr.spec.database.port, "protocol": "TCP"}]})
+    t = xr.spec.telemetry
+    if t is not None:
+        rule: dict[str, Any] = {"ports": [{"port": t.port(), "protocol": "TCP"}]}
+        if t.collector is not None:
+            rule = {"to": [t.collector.model_dump(by_alias=True, exclude_none=True)], **rule}
+        egress.append(rule)
     ports = _provider_ports(xr.spec)
     if ports:
         egress.append(

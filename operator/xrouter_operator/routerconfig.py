@@ -112,6 +112,8 @@ def router_config(xr: XRouter) -> tuple[rc.RouterConfig, list[SecretFile]]:
                         rc.Target(provider=t.provider, model=t.model, weight=t.weight) for t in m.targets
                     ],
                     fallbacks=list(m.fallbacks),
+                    context_window_fallbacks=list(m.context_window_fallbacks),
+                    cache=m.cache,
                 )
                 for m in spec.models
             ],
@@ -121,6 +123,9 @@ def router_config(xr: XRouter) -> tuple[rc.RouterConfig, list[SecretFile]]:
             admin_key=admin.source(),
             redis=redis,
             database=database,
+            telemetry=rc.TelemetryConfig(
+                capture_content=spec.telemetry is not None and spec.telemetry.capture_content
+            ),
         )
     except ValidationError as e:
         raise RenderError(f"spec: the router rejects the config: {format_validation_error(e)}") from None

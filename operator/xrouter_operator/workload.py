@@ -97,11 +97,28 @@ def default_spread(name: str) -> list[dict[str, Any]]:
     ]
 
 
+def telemetry_env(xr: XRouter) -> list[dict[str, Any]]:
+    """The standard OTEL_* variables for spec.telemetry (none without it: tracing off).
+    parentbased_traceidratio keeps a caller's sampling decision and samples new traces
+    at the ratio, as the SDK's own default (parentbased_always_on) does at 1."""
+    t = xr.spec.telemetry
+    if t is None:
+        return []
+    env = [
+        {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": t.endpoint},
+        {"name": "OTEL_TRACES_SAMPLER", "value": "parentbased_traceidratio"},
+        {"name": "OTEL_TRACES_SAMPLER_ARG", "value": repr(float(t.sampling_ratio))},
+    ]
+    if t.service_name is not None:
+        env.append({"name": "OTEL_SERVICE_NAME", "value": t.service_name})
+    return env
+
+
 def deployment(xr: XRouter, secret_files: list[SecretFile], checksum: str) -> Manifest:
     spec = xr.spec
     name = xr.metadata.name
     pods = spec.pods
-    user_env = [e.model_dump(by_alias=True, exclude_none=True) for e in pods.env]
+    user_env = telemetry_env(xr) + [e.model_dump(by_alias=True, exclude_none=True) for e in pods.env]
     container: dict[str, Any] = {
         "name": "router",
         "image": spec.image.ref,

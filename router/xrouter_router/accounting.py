@@ -50,6 +50,7 @@ def finish(call: Call, rt: Runtime, metrics: Metrics, usage: UsageRecorder, reco
                 status,
                 round(total * 1000, 3),
                 time.time(),
+                call.cache_status,
             )
         )
     logs.access(

@@ -27,6 +27,7 @@ from .frontdoors import AnthropicErrors, CountTokens, ResponseRetrieve
 from .proxy import LLMEndpoint
 from .reload import Reloader
 from .state import State
+from .usageapi import UsageAPI
 
 log = logging.getLogger("xrouter.app")
 
@@ -85,12 +86,15 @@ async def shutdown(state: State, tasks: list[asyncio.Task[None]]) -> None:
     await state.clients.aclose()
     await state.usage.aclose()
     await state.limiter.aclose()
+    if state.telemetry is not None:
+        await asyncio.to_thread(state.telemetry.shutdown)  # exports the spans still buffered
     log.info("router stopped; usage buffer flushed (%d rows left in spill files)", state.usage.spill_rows)
 
 
 def build_app(state: State, config_path: str | None = None) -> Starlette:
     """The router as a Starlette app. ``config_path`` enables hot reload of that file."""
-    ops, admin, retrieve = Ops(state), Admin(state), ResponseRetrieve(state)
+    ops, admin, usage = Ops(state), Admin(state), UsageAPI(state)
+    retrieve = ResponseRetrieve(state)
     routes = [
         # The LLM endpoints first: they are nearly all the traffic.
         Route("/v1/chat/completions", LLMEndpoint(state, "chat"), methods=["POST"]),
@@ -102,6 +106,7 @@ def build_app(state: State, config_path: str | None = None) -> Starlette:
         Route("/v1/messages", AnthropicErrors(LLMEndpoint(state, "messages")), methods=["POST"]),
         Route("/v1/messages/count_tokens", AnthropicErrors(CountTokens(state)), methods=["POST"]),
         Route("/v1/models", ops.models, methods=["GET"]),
+        Route("/v1/usage", usage.get, methods=["GET"]),
         Route("/health", ops.health, methods=["GET"]),
         Route("/ready", ops.ready, methods=["GET"]),
         Route("/metrics", ops.metrics, methods=["GET"]),

@@ -17,7 +17,6 @@ class KeyInfo:
     name: str
     sha256: str
     limits: Limits
-    source: str = "config"  # or "db"
 
     def may_use(self, model: str) -> bool:
         allowed = self.limits.allowed_models

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from .auth import KeyInfo
 from .metrics import UNKNOWN
 from .providers import Usage
+from .tracing import Trace
 
 
 @dataclass(slots=True)
@@ -29,6 +30,8 @@ class Call:
     usage: Usage = field(default_factory=Usage)
     answered: bool = False  # the final body has been handed to the server
     disconnected: bool = False
+    cache_status: str | None = None  # on a cached route: "cache_hit" or "cache_miss"
+    trace: Trace | None = None  # only while OpenTelemetry export is on
     watcher: asyncio.Task[None] | None = None
 
     def meta(self) -> list[tuple[bytes, bytes]]:

@@ -105,6 +105,20 @@ class Target(CamelModel):
     weight: int = Field(default=1, ge=0)
 
 
+class CacheConfig(CamelModel):
+    """A route's response cache, in Redis: exact matches on the normalized request."""
+
+    ttl_seconds: int = Field(ge=1, le=30 * 86400, description="How long an answer is kept.")
+    scope: Literal["key", "shared"] = Field(
+        default="key",
+        description="key: each API key sees only answers to its own requests; shared: every key "
+        "allowed to use the model shares them.",
+    )
+    max_entry_bytes: int = Field(
+        default=1024 * 1024, ge=1, le=16 * 1024 * 1024, description="Larger answers are not cached."
+    )
+
+
 class Route(CamelModel):
     """A public model name and how requests for it are routed."""
 
@@ -115,6 +129,11 @@ class Route(CamelModel):
     targets: list[Target] = Field(min_length=1)
     # Other public model names tried in order once every target has failed.
     fallbacks: list[str] = []
+    # Public model names (larger context windows) tried in order when an upstream
+    # answers that the prompt is too long (400 context_length_exceeded and the like).
+    context_window_fallbacks: list[str] = []
+    # None: answers are never cached (the default; caching is opt-in per route).
+    cache: CacheConfig | None = None
 
 
 class Limits(CamelModel):
@@ -124,6 +143,8 @@ class Limits(CamelModel):
     tpm: int | None = Field(default=None, ge=0, description="Tokens per minute.")
     max_concurrent: int | None = Field(default=None, ge=0)
     budget_usd: float | None = Field(default=None, ge=0)
+    # The calendar window (UTC) budgetUsd applies to; "none": the key's whole lifetime.
+    budget_period: Literal["none", "daily", "weekly", "monthly"] = "none"
     # None: every model; otherwise the public model names this key may call.
     allowed_models: list[str] | None = None
 
@@ -186,6 +207,15 @@ class ServerConfig(CamelModel):
     log_bodies: bool = False
 
 
+class TelemetryConfig(CamelModel):
+    """OpenTelemetry traces. Export itself (endpoint, sampling, headers) is configured
+    by the standard OTEL_* environment variables; with no OTLP endpoint set, it is off."""
+
+    # Put prompts and completions in spans (gen_ai.input.messages/gen_ai.output.messages).
+    # They are user data: off unless the trace backend may hold it.
+    capture_content: bool = False
+
+
 class RouterConfig(CamelModel):
     """The whole router config: what the operator renders into the ConfigMap."""
 
@@ -200,6 +230,7 @@ class RouterConfig(CamelModel):
     retry: RetryPolicy = RetryPolicy()
     breaker: BreakerPolicy = BreakerPolicy()
     server: ServerConfig = ServerConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> RouterConfig:
@@ -221,7 +252,8 @@ def check_references(
     default_limits: Limits,
     prefix: str = "",
 ) -> None:
-    """Unique names, and every cross-reference (target provider, fallback, allowedModels)
+    """Unique names, and every cross-reference (target provider, fallback, context-window
+    fallback, allowedModels)
     resolves. Shared with the operator's XRouter spec (``prefix="spec."``), so both APIs
     refuse the same configs with the same messages. Raises ValueError naming the field."""
     for kind, names in (
@@ -243,6 +275,11 @@ def check_references(
         for f in m.fallbacks:
             if f not in model_names or f == m.name:
                 raise ValueError(f"{prefix}models[{m.name}].fallbacks: {f!r} is not another declared model")
+        for f in m.context_window_fallbacks:
+            if f not in model_names or f == m.name:
+                raise ValueError(
+                    f"{prefix}models[{m.name}].contextWindowFallbacks: {f!r} is not another declared model"
+                )
     for k in keys:
         for name in (k.limits.allowed_models if k.limits else None) or []:
             if name not in model_names:

@@ -39,6 +39,10 @@ MIGRATIONS: list[str] = [
         revoked_at timestamptz
     );
     """,
+    # The response cache: which rows were answered from it (see usagerow.UsageRow).
+    """
+    ALTER TABLE xrouter_usage ADD COLUMN cache_status text;
+    """,
 ]
 
 CONNECT_TIMEOUT = 3.0

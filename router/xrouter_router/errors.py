@@ -93,9 +93,11 @@ class UpstreamFailure(Exception):
 
 class UpstreamRefusal(Exception):
     """The upstream refused the request itself (4xx other than 401/403/408/409/429):
-    passed to the client, never retried."""
+    passed to the client, never retried. ``context_window``: it says the prompt is too
+    long for the model, so the route's ``contextWindowFallbacks`` may still answer."""
 
-    def __init__(self, status: int, body: bytes) -> None:
+    def __init__(self, status: int, body: bytes, context_window: bool = False) -> None:
         super().__init__(status)
         self.status = status
         self.body = body
+        self.context_window = context_window

@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from typing import Any
 
 from .asgi import Scope, Send, header, respond
 from .call import Call
+from .config import RetryPolicy
 from .errors import APIError, UpstreamFailure, UpstreamRefusal
 from .metrics import Metrics
+from .providers import Adapter
+from .routing import TargetState
 from .runtime import Runtime
+from .tracing import AttemptRecord
 from .translated import adapter_for
 from .upstream import attempt
 
@@ -30,52 +35,33 @@ async def serve(
         raw = header(scope, route.hash_key[7:].lower().encode())
         hash_value = raw.decode("latin-1") if raw is not None else None
     retry = rt.config.retry
-    last: UpstreamFailure | None = None
-    for i, name in enumerate([call.model, *route.fallbacks]):
-        if i:
+    final: UpstreamFailure | UpstreamRefusal | None = None  # what the last model tried said
+    plan = [call.model, *route.fallbacks]
+    windows = route.context_window_fallbacks
+    widened = False  # now walking contextWindowFallbacks
+    i = 0
+    while i < len(plan):
+        name = plan[i]
+        i += 1
+        if i > 1 and not widened:
             metrics.child(metrics.fallbacks, call.model).inc()
-        for target in rt.routes[name].order(hash_value):
-            adapter = adapter_for(rt.adapters[target.provider], call.kind)
-            if not adapter.supports(call.kind):
-                continue
-            retries = adapter.provider.max_retries
-            breaker = target.breaker
-            for n in range(retries + 1):
-                ticket = breaker.admit()
-                if ticket is None:
-                    break
-                call.provider, call.upstream_model = target.provider, target.upstream_model
-                try:
-                    await attempt(call, adapter, target, payload, send)
-                except UpstreamFailure as exc:
-                    last = exc
-                    if exc.breaker:
-                        breaker.failure(ticket)
-                    else:
-                        breaker.release(ticket)
-                    if not exc.retry:
-                        break
-                except UpstreamRefusal as exc:
-                    breaker.release(ticket)
-                    call.status = exc.status
-                    await respond(send, exc.status, exc.body, call.meta())
-                    return
-                except BaseException:  # a 400 from the adapter, the client leaving, a bug
-                    breaker.release(ticket)
-                    raise
-                else:
-                    breaker.success(ticket)
-                    return
-                if n == retries:
-                    break
-                delay = min(retry.max_delay_seconds, retry.base_delay_seconds * 2**n)
-                delay *= 0.5 + random.random() / 2
-                if last.retry_after is not None:
-                    if last.retry_after > retry.max_delay_seconds:
-                        break  # too long to wait here: try elsewhere
-                    delay = max(delay, last.retry_after)
-                metrics.child(metrics.retries, call.model, target.provider).inc()
-                await asyncio.sleep(delay)
+        outcome = await _model(call, rt, metrics, payload, send, name, hash_value, retry)
+        if outcome is None:
+            return
+        if outcome is not _EXHAUSTED:
+            final = outcome
+        if isinstance(outcome, UpstreamRefusal):
+            # The prompt is too long for this model: only a larger context helps, so
+            # the rest of the plan becomes the route's contextWindowFallbacks.
+            if not widened:
+                widened, plan, i = True, list(windows), 0
+            if i < len(plan):
+                metrics.child(metrics.context_window_fallbacks, call.model, plan[i]).inc()
+    if isinstance(final, UpstreamRefusal):  # no larger model could take it
+        call.status = final.status
+        await respond(send, final.status, final.body, call.meta())
+        return
+    last = final
     if last is None:
         call.provider = "none"
         error = APIError(
@@ -90,3 +76,101 @@ async def serve(
         )
     call.status = error.status
     await respond(send, error.status, error.body(), error.headers()[1:] + call.meta())
+
+
+_EXHAUSTED = UpstreamFailure(503, "no target admitted the request", breaker=False)
+
+
+async def _model(
+    call: Call,
+    rt: Runtime,
+    metrics: Metrics,
+    payload: dict[str, Any],
+    send: Send,
+    name: str,
+    hash_value: str | None,
+    retry: RetryPolicy,
+) -> UpstreamFailure | UpstreamRefusal | None:
+    """Try one public model's targets. None: the client has its answer. A refusal
+    that says the prompt is too long comes back instead of being sent when the
+    request's route has contextWindowFallbacks; otherwise the last failure (or
+    ``_EXHAUSTED`` when no breaker admitted an attempt)."""
+    last: UpstreamFailure = _EXHAUSTED
+    windows = bool(rt.routes[call.model].context_window_fallbacks)
+    for target in rt.routes[name].order(hash_value):
+        adapter = adapter_for(rt.adapters[target.provider], call.kind)
+        if not adapter.supports(call.kind):
+            continue
+        retries = adapter.provider.max_retries
+        breaker = target.breaker
+        for n in range(retries + 1):
+            ticket = breaker.admit()
+            if ticket is None:
+                break
+            call.provider, call.upstream_model = target.provider, target.upstream_model
+            try:
+                await (attempt if call.trace is None else _traced)(call, adapter, target, payload, send)
+            except UpstreamFailure as exc:
+                last = exc
+                if exc.breaker:
+                    breaker.failure(ticket)
+                else:
+                    breaker.release(ticket)
+                if not exc.retry:
+                    break
+            except UpstreamRefusal as exc:
+                breaker.release(ticket)
+                if exc.context_window and windows:
+                    return exc
+                call.status = exc.status
+                await respond(send, exc.status, exc.body, call.meta())
+                return None
+            except BaseException:  # a 400 from the adapter, the client leaving, a bug
+                breaker.release(ticket)
+                raise
+            else:
+                breaker.success(ticket)
+                return None
+            if n == retries:
+                break
+            delay = min(retry.max_delay_seconds, retry.base_delay_seconds * 2**n)
+            delay *= 0.5 + random.random() / 2
+            if last.retry_after is not None:
+                if last.retry_after > retry.max_delay_seconds:
+                    break  # too long to wait here: try elsewhere
+                delay = max(delay, last.retry_after)
+            metrics.child(metrics.retries, call.model, target.provider).inc()
+            await asyncio.sleep(delay)
+    return last
+
+
+async def _traced(
+    call: Call, adapter: Adapter, target: TargetState, payload: dict[str, Any], send: Send
+) -> None:
+    """``attempt``, recorded for the request's trace (telemetry on)."""
+    trace = call.trace
+    assert trace is not None
+    began = time.perf_counter()
+    error: str | None = None
+    status = 0
+    try:
+        await attempt(call, adapter, target, payload, send)
+        status = call.status
+    except (UpstreamFailure, UpstreamRefusal) as exc:
+        error, status = type(exc).__name__, exc.status
+        raise
+    except BaseException as exc:
+        error = type(exc).__name__
+        raise
+    finally:
+        trace.attempts.append(
+            AttemptRecord(
+                target.provider,
+                adapter.provider.type.value,
+                target.upstream_model,
+                began,
+                time.perf_counter(),
+                error,
+                status,
+            )
+        )

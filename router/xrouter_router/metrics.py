@@ -60,6 +60,21 @@ class Metrics:
         self.inflight = Gauge("xrouter_inflight_requests", "Requests in flight", ["model"], registry=r)
         self.retries = Counter("xrouter_retries", "Upstream retries", ["model", "provider"], registry=r)
         self.fallbacks = Counter("xrouter_fallbacks", "Fallbacks to another model", ["model"], registry=r)
+        self.context_window_fallbacks = Counter(
+            "xrouter_context_window_fallbacks",
+            "Requests moved to a contextWindowFallbacks model because the prompt was too long",
+            ["model", "to"],
+            registry=r,
+        )
+        self.cache_hits = Counter(
+            "xrouter_cache_hits", "Requests answered from the response cache", ["model"], registry=r
+        )
+        self.cache_misses = Counter(
+            "xrouter_cache_misses",
+            "Requests on a cached route that went upstream (no entry, no-cache, a stream, Redis down)",
+            ["model"],
+            registry=r,
+        )
         self.breaker_state = Gauge(
             "xrouter_breaker_state",
             "Circuit breaker: 0 closed, 1 half-open, 2 open",

@@ -21,6 +21,7 @@ from .errors import APIError
 from .limits import Lease
 from .metrics import UNKNOWN
 from .state import State
+from .tracing import Trace
 
 # A request still running after this long gets a task watching for the client going
 # away. Most upstream calls outlive it, but a fast one (a cache, a small model, the
@@ -55,7 +56,11 @@ class LLMEndpoint:
         state = self.state
         rt = state.runtime
         call = Call(scope[REQUEST_ID], time.perf_counter(), self.kind)
+        telemetry = state.telemetry
+        if telemetry is not None:
+            call.trace = Trace(rt.config.telemetry.capture_content, self.kind)
         lease: Lease | None = None
+        payload: dict[str, Any] | None = None
         try:
             raw = bearer(scope["headers"])
             key = state.keys.lookup(raw) if raw else None
@@ -81,7 +86,16 @@ class LLMEndpoint:
             accounting.finish(
                 call, rt, state.metrics, state.usage, call.model != UNKNOWN and exc.status in (429, 503)
             )
+            if telemetry is not None:
+                telemetry.export(call, scope, payload)
             return
+        except Exception:
+            # A bug: asgi.Boundary answers the 500; it still counts, like any request.
+            call.status = 500
+            accounting.finish(call, rt, state.metrics, state.usage, True)
+            if telemetry is not None:
+                telemetry.export(call, scope, payload)
+            raise
         if rt.config.server.log_bodies:
             call.log_bodies = True
             bodylog.request(call.request_id, payload)
@@ -93,7 +107,10 @@ class LLMEndpoint:
         assert task is not None
         timer = asyncio.get_running_loop().call_later(WATCH_AFTER, _arm, receive, task, call)
         try:
-            await failover.serve(call, rt, metrics, payload, scope, send)
+            # A route with a response cache goes through it; the others pay nothing for it.
+            serve = failover.serve if rt.routes[call.model].cache is None else state.cache.serve
+            out = send if call.trace is None else call.trace.observe(send)
+            await serve(call, rt, metrics, payload, scope, out)
         except APIError as exc:  # the request cannot be sent to its target (a 400 naming the part)
             await self._refuse(call, exc, send)
         except asyncio.CancelledError:
@@ -101,6 +118,12 @@ class LLMEndpoint:
                 raise
             task.uncancel()
             call.status = 499
+        except Exception:
+            # A bug (asgi.Boundary answers the 500, or ends a started answer): recorded
+            # as a 500 unless the client already had the whole answer.
+            if not call.answered:
+                call.status = 500
+            raise
         finally:
             timer.cancel()
             if call.watcher is not None:
@@ -109,6 +132,8 @@ class LLMEndpoint:
             if lease is not None:
                 state.limiter.settle(lease, call.usage.prompt + call.usage.completion)
             accounting.finish(call, rt, metrics, state.usage, True)
+            if telemetry is not None:
+                telemetry.export(call, scope, payload)
 
     @staticmethod
     async def _refuse(call: Call, exc: APIError, send: Send) -> None:

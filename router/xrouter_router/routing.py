@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import mmh3
 
 from .breaker import Breaker
-from .config import Strategy
+from .config import CacheConfig, Strategy
 
 VNODES = 256
 _EWMA_ALPHA = 0.3
@@ -53,6 +53,8 @@ class CompiledRoute:
     hash_key: str
     targets: list[RouteTarget]
     fallbacks: list[str]
+    context_window_fallbacks: list[str] = field(default_factory=list)
+    cache: CacheConfig | None = None
     _cum: list[int] = field(default_factory=list)
     _ring: list[int] = field(default_factory=list)
     _ring_idx: list[int] = field(default_factory=list)

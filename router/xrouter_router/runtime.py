@@ -79,6 +79,8 @@ def build(config: RouterConfig, targets: TargetRegistry, clients: Clients) -> Ru
             r.hash_key,
             [RouteTarget(targets.get(config, t.provider, t.model), t.weight) for t in r.targets],
             list(r.fallbacks),
+            list(r.context_window_fallbacks),
+            r.cache,
         )
         for r in config.models
     }

@@ -1,6 +1,7 @@
 """``State``: what the endpoints share, passed to them explicitly: the compiled
 config (``runtime``, swapped whole on reload), the keys, the limiter, the usage
-recorder, the breakers (in ``targets``), the upstream clients and the metrics."""
+recorder, the breakers (in ``targets``), the upstream clients, the response cache
+and the metrics."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ from redis.asyncio import Redis
 
 from . import db
 from .auth import KeyInfo, KeyStore
+from .budgets import NONE
+from .cache import ResponseCache
 from .clients import Clients
 from .config import Limits, RouterConfig
 from .limits import Limiter
 from .metrics import Metrics
 from .runtime import Runtime, TargetRegistry, build
 from .secrets import override
+from .telemetry import Telemetry, otlp_configured
 from .usage import UsageRecorder
 
 log = logging.getLogger("xrouter.state")
@@ -50,6 +54,9 @@ class State:
             dsn, self.metrics, d.spill_dir, d.batch_size, d.flush_interval_seconds, redis=redis
         )
         self.limiter = Limiter(redis, config.redis.fail_mode, self.metrics, total, self.usage.spent)
+        self.cache = ResponseCache(lambda: self.limiter.redis, self.metrics)
+        # None unless OTLP export is configured: then telemetry costs nothing.
+        self.telemetry = Telemetry() if otlp_configured() else None
         self.ready = False
         self._budgets()
 
@@ -71,7 +78,13 @@ class State:
 
     def _budgets(self) -> None:
         keys = [*self.keys.config_keys.values(), *self.keys.db_keys.values()]
-        self.usage.budget_keys = {k.name for k in keys if k.limits.budget_usd is not None}
+        self.usage.set_budget_keys(
+            {
+                k.name: k.limits.budget_period
+                for k in keys
+                if k.limits.budget_usd is not None or k.limits.budget_period != NONE
+            }
+        )
 
     async def refresh_db_keys(self) -> None:
         if self.usage.pool is None:

@@ -14,6 +14,7 @@ import httpx
 
 from . import sse, streaming
 from .call import Call
+from .contextwindow import is_context_window_error
 from .errors import UpstreamFailure, UpstreamRefusal
 from .providers import Adapter
 from .routing import TargetState
@@ -96,7 +97,12 @@ def _refusal(adapter: Adapter, resp: httpx.Response) -> Exception:
             breaker=status != 429,
             retry_after=_retry_after(resp),
         )
-    return UpstreamRefusal(status if 400 <= status < 500 else 502, adapter.error_body(status, resp.content))
+    body = resp.content
+    return UpstreamRefusal(
+        status if 400 <= status < 500 else 502,
+        adapter.error_body(status, body),
+        context_window=is_context_window_error(status, body),
+    )
 
 
 def _retry_after(resp: httpx.Response) -> float | None:

@@ -25,6 +25,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from . import db
+from .budgets import Periods
 from .metrics import Metrics
 from .spill import DiskSpill, encode
 from .spillstream import STREAM, StreamSpill
@@ -66,9 +67,12 @@ class UsageRecorder:
         self.stream = StreamSpill(redis) if dsn and redis is not None else None
         self.disk_rows = self.disk.count() if self.disk else 0
         self.stream_rows = 0  # rows in the shared stream (any replica's), as last seen
+        # Spend by budget account (budgets.py): the key name, or name@period-start.
         self.pending_cost: dict[str, float] = {}
         self.db_spent: dict[str, float] = {}
-        self.budget_keys: set[str] = set()
+        # Keys whose spend is tracked (a budget or a budget period) -> budgetPeriod.
+        self.budget_keys: dict[str, str] = {}
+        self.periods = Periods()
         self._streamed_cost: dict[str, float] = {}  # part of pending_cost now in the stream
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -111,12 +115,28 @@ class UsageRecorder:
     def enabled(self) -> bool:
         return self.dsn is not None
 
+    def set_budget_keys(self, keys: dict[str, str]) -> None:
+        """Track these keys' spend (name -> budgetPeriod). A key whose period changed
+        has a new account: its spend is read from the database at the next flush,
+        not up to SPEND_REFRESH_SECONDS later."""
+        changed = keys != self.budget_keys
+        self.budget_keys = keys
+        if changed and self.pool is not None:
+            self._spend_checked = -SPEND_REFRESH_SECONDS
+            self._wake.set()
+
+    def _account(self, key_name: str, when: float) -> str:
+        return self.periods.account(key_name, self.budget_keys.get(key_name), when)
+
     def spent(self, key_name: str) -> float:
-        return self.db_spent.get(key_name, 0.0) + self.pending_cost.get(key_name, 0.0)
+        """The key's spend in its current budget period (lifetime without one)."""
+        account = self._account(key_name, time.time())
+        return self.db_spent.get(account, 0.0) + self.pending_cost.get(account, 0.0)
 
     def record(self, row: UsageRow) -> None:
         if row.cost_usd:
-            self.pending_cost[row.key_name] = self.pending_cost.get(row.key_name, 0.0) + row.cost_usd
+            account = self._account(row.key_name, row.created_at)
+            self.pending_cost[account] = self.pending_cost.get(account, 0.0) + row.cost_usd
         if self.dsn is None:
             return
         self.queue.append(row)
@@ -247,10 +267,11 @@ class UsageRecorder:
         self.metrics.usage_rows_written.inc(len(batch))
         for row in batch:
             if row.cost_usd:
+                account = self._account(row.key_name, row.created_at)
                 if own:
-                    left = self.pending_cost.get(row.key_name, 0.0) - row.cost_usd
-                    self.pending_cost[row.key_name] = max(0.0, left)
-                self.db_spent[row.key_name] = self.db_spent.get(row.key_name, 0.0) + row.cost_usd
+                    left = self.pending_cost.get(account, 0.0) - row.cost_usd
+                    self.pending_cost[account] = max(0.0, left)
+                self.db_spent[account] = self.db_spent.get(account, 0.0) + row.cost_usd
         return True
 
     async def _spill(self, batch: list[UsageRow]) -> None:
@@ -258,7 +279,7 @@ class UsageRecorder:
             self.stream_rows += len(batch)
             for row in batch:
                 if row.cost_usd:
-                    name = row.key_name
+                    name = self._account(row.key_name, row.created_at)
                     self._streamed_cost[name] = self._streamed_cost.get(name, 0.0) + row.cost_usd
             return
         self._to_disk(batch)
@@ -333,16 +354,25 @@ class UsageRecorder:
     async def _refresh_spend(self) -> None:
         assert self.pool is not None
         self._spend_checked = time.monotonic()
+        now = time.time()
+        names = sorted(self.budget_keys)
+        since = [self.periods.since(self.budget_keys[n], now) for n in names]
         try:
             rows = await self.pool.fetch(
-                "SELECT key_name, sum(cost_usd) AS spent FROM xrouter_usage"
-                " WHERE key_name = ANY($1::text[]) GROUP BY key_name",
-                sorted(self.budget_keys),
+                "SELECT k.name AS key_name, sum(u.cost_usd) AS spent"
+                " FROM unnest($1::text[], $2::timestamptz[]) AS k(name, since)"
+                " JOIN xrouter_usage u ON u.key_name = k.name"
+                " AND (k.since IS NULL OR u.created_at >= k.since)"
+                " GROUP BY k.name",
+                names,
+                since,
             )
         except _DB_ERRORS as exc:
             self._set_up(False, exc)
             return
-        self.db_spent.update({r["key_name"]: float(r["spent"]) for r in rows})
+        found = {r["key_name"]: float(r["spent"]) for r in rows}
+        # Only the current accounts: a key with no rows in its period has spent nothing.
+        self.db_spent = {self._account(n, now): found.get(n, 0.0) for n in names}
 
     async def aclose(self) -> None:
         """Let the writer finish the batch it is writing, then flush everything that is

@@ -20,6 +20,7 @@ COLUMNS = (
     "status",
     "latency_ms",
     "created_at",
+    "cache_status",
 )
 # The JSON type of each column as spilled: a line whose values do not match is refused
 # before it reaches COPY, where one bad value would fail (and block) its whole batch.
@@ -36,7 +37,10 @@ _TYPES: tuple[type | tuple[type, ...], ...] = (
     int,
     (int, float),
     (int, float),
+    (str, type(None)),
 )
+# Rows spilled before the cache_status column existed have one value fewer.
+_OLD_LENGTH = len(_TYPES) - 1
 
 
 @dataclass(slots=True)
@@ -53,6 +57,9 @@ class UsageRow:
     status: int
     latency_ms: float
     created_at: float  # unix time
+    # On a route with a response cache: "cache_hit" (answered from Redis, no upstream
+    # call, zero cost) or "cache_miss"; None on routes without one.
+    cache_status: str | None = None
 
 
 def record(row: UsageRow) -> tuple[object, ...]:
@@ -72,6 +79,7 @@ def record(row: UsageRow) -> tuple[object, ...]:
         row.status,
         row.latency_ms,
         dt.datetime.fromtimestamp(row.created_at, dt.UTC),
+        row.cache_status,
     )
 
 
@@ -81,9 +89,9 @@ def parse_row(line: bytes) -> UsageRow | None:
         values = orjson.loads(line)
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(values, list) or len(values) != len(_TYPES):
+    if not isinstance(values, list) or len(values) not in (len(_TYPES), _OLD_LENGTH):
         return None
-    for value, kind in zip(values, _TYPES, strict=True):
+    for value, kind in zip(values, _TYPES[: len(values)], strict=True):
         if isinstance(value, bool) or not isinstance(value, kind):
             return None
     if not values[0]:

@@ -684,7 +684,78 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         {"pods": {"env": [{"name": "XR_ADMIN_KEY", "value": "mine"}]}},
         "names starting with XR_ are reserved",
     ),
+    (
+        "context-window fallback to nothing",
+        {"models": [{"name": "m", "contextWindowFallbacks": ["ghost"], "targets": MOCK_TARGET}]},
+        "spec.models[].contextWindowFallbacks must name models in spec.models",
+    ),
+    (
+        "context-window fallback to itself",
+        {"models": [{"name": "m", "contextWindowFallbacks": ["m"], "targets": MOCK_TARGET}]},
+        "spec.models[].contextWindowFallbacks must not name the model itself",
+    ),
+    (
+        "cache without ttl",
+        {"models": [{"name": "m", "cache": {"scope": "shared"}, "targets": MOCK_TARGET}]},
+        "spec.models[0].cache.ttlSeconds",
+    ),
+    (
+        "budget period without budget",
+        {"defaultLimits": {"budgetPeriod": "monthly"}},
+        "limits.budgetPeriod daily, weekly or monthly needs limits.budgetUsd",
+    ),
+    (
+        "telemetry endpoint without host",
+        {"telemetry": {"endpoint": "http://:4318"}},
+        "spec.telemetry.endpoint must be an http(s) URL",
+    ),
+    (
+        "telemetry endpoint not http",
+        {"telemetry": {"endpoint": "grpc://otel:4317"}},
+        "spec.telemetry.endpoint",
+    ),
+    (
+        "telemetry endpoint with a password",
+        {"telemetry": {"endpoint": "https://user:secret@otel.example.com"}},
+        "spec.telemetry.endpoint",
+    ),
+    (
+        "telemetry sampling ratio above 1",
+        {"telemetry": {"endpoint": "http://otel:4318", "samplingRatio": 2}},
+        "spec.telemetry.samplingRatio",
+    ),
+    (
+        "telemetry next to the same OTEL env",
+        {
+            "telemetry": {"endpoint": "http://otel:4318"},
+            "pods": {"env": [{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://mine"}]},
+        },
+        "OTEL_* variables set by spec.telemetry may not be set here as well",
+    ),
 ]
+
+# Every new field at once: the API server accepts it (the CEL rules compile within the
+# cost budget, which applying the CRD already proves, and pass on a good object).
+FEATURES: dict[str, Any] = {
+    "models": [
+        {
+            "name": "small",
+            "targets": MOCK_TARGET,
+            "contextWindowFallbacks": ["large"],
+            "cache": {"ttlSeconds": 300, "scope": "shared", "maxEntryBytes": 65536},
+        },
+        {"name": "large", "targets": MOCK_TARGET},
+    ],
+    "keys": [],
+    "defaultLimits": {"budgetUsd": 10, "budgetPeriod": "weekly"},
+    "telemetry": {
+        "endpoint": "http://otel-collector.observability:4318",
+        "samplingRatio": 0.1,
+        "serviceName": "xrouter",
+        "captureContent": False,
+        "collector": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}}},
+    },
+}
 
 
 def test_invalid_objects_rejected(env: Env) -> None:
@@ -701,6 +772,10 @@ def test_invalid_objects_rejected(env: Env) -> None:
     r = env.kubectl("apply", "-f", "-", input=yaml.safe_dump(long_name), check=False)
     assert r.returncode != 0 and "metadata.name" in r.stderr, r.stderr
     print(f"{rejected + 1} invalid XRouters rejected by the API server, each naming the field")
+    good = sample_xr(**FEATURES)
+    good["metadata"]["name"] = "features"
+    r = env.kubectl("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(good), check=False)
+    assert r.returncode == 0, r.stderr
 
 
 def test_render_accepted_by_server_dry_run(env: Env) -> None:

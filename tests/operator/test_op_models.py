@@ -26,6 +26,7 @@ def test_minimal_defaults() -> None:
     assert x.spec.rollout.max_unavailable == 0
 
 
+MOCK_TARGET = [{"provider": "mock", "model": "e"}]
 INVALID = [
     ({"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}, "spec.autoscaling.minReplicas"),
     (
@@ -66,6 +67,69 @@ INVALID = [
     ({"unknownField": 1}, "unknownField"),
     ({"pods": {"env": [{"name": "XR_ADMIN_KEY", "value": "mine"}]}}, "spec.pods.env"),
     ({"pods": {"env": [{"name": "XR_KEY_TEAM_A", "value": "k"}]}}, "reserved"),
+    (
+        {"models": [{"name": "m", "contextWindowFallbacks": ["ghost"], "targets": MOCK_TARGET}]},
+        "spec.models[m].contextWindowFallbacks",
+    ),
+    (
+        {"models": [{"name": "m", "contextWindowFallbacks": ["m"], "targets": MOCK_TARGET}]},
+        "contextWindowFallbacks: 'm' is not another declared model",
+    ),
+    (
+        # Declared, but more than the bound that keeps the CRD's CEL cost within budget.
+        {
+            "models": [{"name": "m", "contextWindowFallbacks": list("abcde"), "targets": MOCK_TARGET}]
+            + [{"name": n, "targets": MOCK_TARGET} for n in "abcde"]
+        },
+        "spec.models[0].contextWindowFallbacks: List should have at most 4 items",
+    ),
+    ({"models": [{"name": "m", "cache": {"ttlSeconds": 0}, "targets": MOCK_TARGET}]}, "cache.ttlSeconds"),
+    ({"models": [{"name": "m", "cache": {}, "targets": MOCK_TARGET}]}, "cache.ttlSeconds"),
+    (
+        {"models": [{"name": "m", "cache": {"ttlSeconds": 60, "scope": "global"}, "targets": MOCK_TARGET}]},
+        "cache.scope",
+    ),
+    (
+        {
+            "models": [
+                {"name": "m", "cache": {"ttlSeconds": 60, "maxEntryBytes": 2**25}, "targets": MOCK_TARGET}
+            ]
+        },
+        "cache.maxEntryBytes",
+    ),
+    ({"defaultLimits": {"budgetPeriod": "monthly"}}, "limits.budgetPeriod daily, weekly or monthly needs"),
+    ({"defaultLimits": {"budgetUsd": 5, "budgetPeriod": "hourly"}}, "defaultLimits.budgetPeriod"),
+    (
+        {
+            "keys": [
+                {"name": "k", "secretKeyRef": {"name": "s", "key": "k"}, "limits": {"budgetPeriod": "daily"}}
+            ]
+        },
+        "needs limits.budgetUsd",
+    ),
+    ({"telemetry": {"endpoint": "otel:4318"}}, "spec.telemetry.endpoint"),
+    ({"telemetry": {"endpoint": "grpc://otel:4317"}}, "spec.telemetry.endpoint"),
+    ({"telemetry": {"endpoint": "https://user:secret@otel.example.com"}}, "spec.telemetry.endpoint"),
+    ({"telemetry": {"endpoint": "http://otel:port"}}, "spec.telemetry.endpoint must be an http(s) URL"),
+    ({"telemetry": {"endpoint": "http://:4318"}}, "spec.telemetry.endpoint must be an http(s) URL"),
+    ({"telemetry": {"endpoint": "http://otel", "samplingRatio": 1.5}}, "spec.telemetry.samplingRatio"),
+    ({"telemetry": {"samplingRatio": 0.5}}, "spec.telemetry.endpoint"),
+    (
+        {
+            "telemetry": {
+                "endpoint": "http://otel",
+                "collector": {"ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}},
+            }
+        },
+        "spec.telemetry.collector",
+    ),
+    (
+        {
+            "telemetry": {"endpoint": "http://otel"},
+            "pods": {"env": [{"name": "OTEL_TRACES_SAMPLER", "value": "x"}]},
+        },
+        "OTEL_* variables set by spec.telemetry",
+    ),
 ]
 
 

@@ -226,6 +226,8 @@ class ScriptedUpstream:
     - ``garbage``: 200 with a body that is not JSON;
     - ``trickle-<ms>``: a chat stream whose first event comes at once and the next
       ones ``<ms>`` apart;
+    - ``ctx-openai``/``ctx-anthropic``: 400, the prompt is too long, as OpenAI (and
+      Azure) or Anthropic say it; ``bad-400``: 400 for another reason;
     - anything else: a normal chat completion answering "ok".
     """
 
@@ -252,6 +254,8 @@ class ScriptedUpstream:
                 if model.startswith("refuse-"):
                     status = int(model.split("-")[1])
                     self._send(status, json.dumps({"error": {"message": outer.QUOTED}}).encode())
+                elif model in _REFUSALS:
+                    self._send(400, json.dumps(_REFUSALS[model]).encode())
                 elif model == "garbage":
                     self._send(200, b"<html>502 Bad Gateway</html>", "text/html")
                 elif model.startswith("trickle-"):
@@ -302,6 +306,34 @@ class ScriptedUpstream:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+_REFUSALS: dict[str, Any] = {
+    "ctx-openai": {
+        "error": {
+            "message": "This model's maximum context length is 8192 tokens. However, your messages"
+            " resulted in 9000 tokens. Please reduce the length of the messages.",
+            "type": "invalid_request_error",
+            "param": "messages",
+            "code": "context_length_exceeded",
+        }
+    },
+    "ctx-anthropic": {
+        "type": "error",
+        "error": {
+            "type": "invalid_request_error",
+            "message": "prompt is too long: 210000 tokens > 200000 maximum",
+        },
+    },
+    "bad-400": {
+        "error": {
+            "message": "temperature must be at most 2",
+            "type": "invalid_request_error",
+            "param": "temperature",
+            "code": "invalid_value",
+        }
+    },
+}
 
 
 def _completion(model: str, text: str) -> dict[str, Any]:

@@ -16,7 +16,8 @@ import openai
 import pytest
 
 from .conftest import KEY, StartRouter, base_config, client
-from .servers import FakeProvider, Router, ScriptedUpstream
+from .servers import FakeProvider, Postgres, Router, ScriptedUpstream
+from .test_usage import _db_config
 
 MSG: Any = [{"role": "user", "content": "hi"}]
 AUTH = {"authorization": f"Bearer {KEY}"}
@@ -147,6 +148,85 @@ def test_anything_unexpected_is_an_openai_500_with_the_request_id(
     line = logs.JSONFormatter().format(record)
     assert json.loads(line)["request_id"] == rid and "RuntimeError" in line
     assert "sk-upstream-secret" not in line
+
+
+def test_a_crash_inside_an_llm_request_is_still_counted(
+    monkeypatch: pytest.MonkeyPatch, provider: FakeProvider, tmp_path: Path, database: tuple[Postgres, str]
+) -> None:
+    """A bug before the upstream call (validation) and one inside the attempt (the
+    adapter): each is the boundary's 500, and still shows in the request metrics and
+    as a usage row with status 500."""
+    from xrouter_router import validate
+    from xrouter_router.app import create_app
+    from xrouter_router.config import RouterConfig
+    from xrouter_router.providers.mock import MockAdapter
+
+    pg, name = database
+    parse = validate.parse
+
+    def fragile(body: bytes, kind: str) -> dict[str, Any]:
+        if b"explode-early" in body:
+            raise RuntimeError("validation bug")
+        return parse(body, kind)
+
+    async def broken_open(
+        self: MockAdapter, kind: str, payload: Any, upstream_model: str, stream: bool
+    ) -> httpx.Response:
+        if not stream:
+            raise RuntimeError("adapter bug")
+
+        async def half() -> Any:  # a stream that has started, then a bug
+            async for chunk in self.stream(payload, upstream_model):
+                yield chunk
+                raise RuntimeError("adapter bug mid-stream")
+
+        return httpx.Response(200, content=half())
+
+    env = {"FAKE_API_KEY": "x", "KEY_ALPHA": KEY, "KEY_BETA": "sk-b", "TEST_DATABASE_URL": pg.dsn(name)}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(validate, "parse", fragile)
+    monkeypatch.setattr(MockAdapter, "open", broken_open)
+    app = create_app(RouterConfig.model_validate(_db_config(provider, tmp_path)))
+
+    async def go() -> tuple[list[httpx.Response], str]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://router") as c:
+                late = await c.post(
+                    "/v1/chat/completions", headers=AUTH, json={"model": "echo", "messages": MSG}
+                )
+                early = await c.post(
+                    "/v1/chat/completions",
+                    headers=AUTH,
+                    json={"model": "gpt", "messages": [{"role": "user", "content": "explode-early"}]},
+                )
+                streamed = await c.post(
+                    "/v1/chat/completions",
+                    headers=AUTH,
+                    json={"model": "echo", "messages": MSG, "stream": True},
+                )
+                metrics = (await c.get("/metrics")).text
+        return [late, early, streamed], metrics  # leaving the lifespan flushed the usage rows
+
+    (late, early, streamed), metrics = asyncio.run(go())
+    assert late.status_code == early.status_code == 500
+    assert streamed.status_code == 200 and b"[DONE]" not in streamed.content  # cut short
+    assert 'xrouter_requests_total{model="echo",provider="mock",status="500"} 2.0' in metrics
+    assert 'xrouter_requests_total{model="echo",provider="mock",status="200"}' not in metrics
+    assert 'xrouter_requests_total{model="unknown",provider="none",status="500"} 1.0' in metrics
+    ids = "', '".join(r.headers["x-request-id"] for r in (late, early, streamed))
+    rows = pg.sql(
+        f"SELECT request_id, key_name, model, status FROM xrouter_usage WHERE request_id IN ('{ids}')",
+        name,
+    )
+    assert sorted(rows.split()) == sorted(
+        [
+            f"{late.headers['x-request-id']}|alpha|echo|500",
+            f"{early.headers['x-request-id']}|alpha|unknown|500",
+            f"{streamed.headers['x-request-id']}|alpha|echo|500",
+        ]
+    )
 
 
 # Item 10: the provider refuses the router's credential.

@@ -19,7 +19,11 @@ def test_sample_config_serves_the_mock_provider(start_router: StartRouter) -> No
     sdk = client(router, key="sk-readme")
     reply = sdk.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hello"}])
     assert reply.choices[0].message.content == "hello"
-    assert [m.id for m in sdk.models.list()] == ["echo"]
+    assert [m.id for m in sdk.models.list()] == ["echo", "echo-long"]
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="echo", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert raw.headers["x-xrouter-cache"] == "miss"  # the sample caches, but has no Redis
     with pytest.raises(openai.AuthenticationError):
         client(router, key="sk-not-the-sample").chat.completions.create(
             model="echo", messages=[{"role": "user", "content": "hello"}]

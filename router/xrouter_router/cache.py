@@ -1,0 +1,211 @@
+"""The response cache (a route's ``cache``): exact matches on the normalized request,
+kept in Redis, per key or shared.
+
+Only complete 200 answers are stored, and only up to ``maxEntryBytes``; errors and
+broken streams never are. A chat stream is stored as the completion it adds up to,
+and a stored chat completion is replayed to a stream request as SSE
+(``cachereplay.py``). ``Cache-Control: no-cache`` on the request
+skips the lookup (the fresh answer is stored); ``no-store`` skips both. The cache is
+an optimisation and never a reason to fail: with Redis down or not configured, every
+request is a miss, and after an error the cache is left alone for a few seconds so a
+dead Redis costs no time per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from . import failover
+from .asgi import Message, Scope, Send, header, respond
+from .cachereplay import Assembler, as_stream, replayable
+from .call import Call
+from .config import CacheConfig
+from .metrics import Metrics
+from .runtime import Runtime
+
+log = logging.getLogger("xrouter.cache")
+
+# Request fields that do not change the answer: leaving them out of the key lets
+# requests differing only in them share an entry.
+IGNORED = frozenset(
+    {"stream", "stream_options", "user", "metadata", "store", "prompt_cache_key", "safety_identifier"}
+)
+PREFIX = "xrouter:cache:v1:"
+TIMEOUT = 0.25  # the longest a lookup or a store may take
+DOWN_SECONDS = 5.0  # after a Redis error, how long every request is a miss without asking
+HIT = (b"x-xrouter-cache", b"hit")
+MISS = (b"x-xrouter-cache", b"miss")
+
+
+# Responses API fields that tie a request to state the provider keeps: the answer
+# depends on (or creates) that state, so such a request is never served from the
+# cache nor stored in it.
+STATEFUL = ("previous_response_id", "conversation", "background", "prompt")
+
+
+def cacheable(kind: str, payload: dict[str, Any]) -> bool:
+    """Whether this request may be answered from the cache and its answer kept.
+
+    A ``/v1/responses`` request qualifies only with ``store: false`` (the API stores
+    by default, and each stored response is a new object at the provider that later
+    requests and ``GET /v1/responses/{id}`` refer to) and none of ``STATEFUL``.
+    Streams are cached for chat only (``cachereplay.py`` replays chat chunks)."""
+    if kind == "responses" and (
+        payload.get("store") is not False or any(payload.get(f) is not None for f in STATEFUL)
+    ):
+        return False
+    return not payload.get("stream") or kind == "chat"
+
+
+def cache_key(
+    kind: str, payload: dict[str, Any], config: CacheConfig, key_name: str, variant: str | None = None
+) -> str:
+    """The Redis key for this request: a digest of what changes the answer
+    (``variant``: a request header that does, such as ``anthropic-beta``)."""
+    relevant = {k: v for k, v in payload.items() if k not in IGNORED}
+    parts = [kind, relevant] if variant is None else [kind, relevant, variant]
+    digest = hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    # Key names are unique, and only the name's digest is stored, not the name.
+    scope = "shared" if config.scope == "shared" else hashlib.sha256(key_name.encode()).hexdigest()[:32]
+    return f"{PREFIX}{scope}:{digest}"
+
+
+def _directives(scope: Scope) -> set[str]:
+    raw = header(scope, b"cache-control")
+    if raw is None:
+        return set()
+    return {d.strip().split("=", 1)[0].lower() for d in raw.decode("latin-1").split(",")}
+
+
+class ResponseCache:
+    """``redis`` returns the client to use (the limiter's, which follows rotations),
+    or None when Redis is not configured."""
+
+    def __init__(self, redis: Callable[[], Redis | None], metrics: Metrics) -> None:
+        self._redis = redis
+        self.metrics = metrics
+        self._down_until = 0.0
+
+    def _client(self) -> Redis | None:
+        if time.monotonic() < self._down_until:
+            return None
+        return self._redis()
+
+    def _failed(self, exc: BaseException) -> None:
+        self._down_until = time.monotonic() + DOWN_SECONDS
+        log.warning("response cache unavailable (%s); serving from upstream", type(exc).__name__)
+
+    async def get(self, key: str) -> bytes | None:
+        redis = self._client()
+        if redis is None:
+            return None
+        try:
+            value = await asyncio.wait_for(redis.get(key), TIMEOUT)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed(exc)
+            return None
+        return value if isinstance(value, bytes) else None
+
+    async def put(self, key: str, body: bytes, ttl: int) -> None:
+        redis = self._client()
+        if redis is None:
+            return
+        try:
+            await asyncio.wait_for(redis.set(key, body, ex=ttl), TIMEOUT)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed(exc)
+
+    async def serve(
+        self, call: Call, rt: Runtime, metrics: Metrics, payload: dict[str, Any], scope: Scope, send: Send
+    ) -> None:
+        """``failover.serve`` for a route with a cache: answer from it, or go upstream
+        and keep the answer."""
+        config = rt.routes[call.model].cache
+        assert config is not None and call.key is not None
+        call.cache_status = "cache_miss"
+        directives = _directives(scope)
+        key = None
+        if "no-store" not in directives and cacheable(call.kind, payload):
+            variant = None
+            if call.kind == "messages":  # beta features reach a passed-through provider
+                beta = header(scope, b"anthropic-beta")
+                variant = beta.decode("latin-1") if beta is not None else None
+            key = cache_key(call.kind, payload, config, call.key.name, variant)
+            if "no-cache" not in directives and await self._hit(call, key, payload, send):
+                metrics.child(metrics.cache_hits, call.model).inc()
+                return
+        metrics.child(metrics.cache_misses, call.model).inc()
+        capture = _Capture(send, config.max_entry_bytes if key is not None else 0, call.stream)
+        await failover.serve(call, rt, metrics, payload, scope, capture)
+        if key is None or call.status != 200:
+            return
+        if capture.stream is not None:
+            u = call.usage
+            usage = {
+                "prompt_tokens": u.prompt,
+                "completion_tokens": u.completion,
+                "total_tokens": u.prompt + u.completion,
+            }
+            body = capture.stream.result(usage)
+        else:
+            body = capture.body
+        if body is not None:
+            await self.put(key, body, config.ttl_seconds)
+
+    async def _hit(self, call: Call, key: str, payload: dict[str, Any], send: Send) -> bool:
+        body = await self.get(key)
+        if body is None:
+            return False
+        if call.stream:
+            data = replayable(call.kind, body)
+            if data is None:
+                return False
+            include_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
+            body = as_stream(data, include_usage)
+            headers = [HIT, (b"cache-control", b"no-cache"), *call.meta()]
+            call.status, call.provider, call.cache_status = 200, "cache", "cache_hit"
+            await respond(send, 200, body, headers, content_type=b"text/event-stream")
+        else:
+            call.status, call.provider, call.cache_status = 200, "cache", "cache_hit"
+            await respond(send, 200, body, [HIT, *call.meta()])
+        call.answered = True
+        return True
+
+
+class _Capture:
+    """A ``send`` that marks the answer ``miss`` and keeps a complete 200 body of at
+    most ``limit`` bytes, or for a stream feeds it to an ``Assembler`` (an error is
+    never kept; nothing is with ``limit`` 0)."""
+
+    __slots__ = ("_send", "body", "limit", "status", "stream")
+
+    def __init__(self, send: Send, limit: int, stream: bool) -> None:
+        self._send = send
+        self.limit = limit
+        self.status = 0
+        self.body: bytes | None = None
+        self.stream = Assembler(limit) if stream and limit else None
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            message["headers"] = [*message.get("headers", ()), MISS]
+        elif self.status != 200:
+            pass
+        elif self.stream is not None:
+            self.stream.feed(message.get("body", b""))
+        elif self.limit:
+            body = message.get("body", b"")
+            if self.body is None and not message.get("more_body", False) and len(body) <= self.limit:
+                self.body = bytes(body)
+            self.limit = 0  # only a single-message body is a whole, non-streamed answer
+        await self._send(message)

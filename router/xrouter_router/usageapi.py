@@ -1,0 +1,78 @@
+"""``GET /v1/usage``: the calling key's spend and what is left of its budget in the
+current budget period. Authenticated with the caller's own key; it shows that key only."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .auth import KeyInfo, bearer
+from .budgets import NONE
+from .endpoints import json_response
+from .errors import APIError
+from .state import State
+
+
+def _iso(when: float) -> str:
+    return dt.datetime.fromtimestamp(when, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+class UsageAPI:
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    async def get(self, request: Request) -> Response:
+        state = self.state
+        raw = bearer(request.scope["headers"])
+        key = state.keys.lookup(raw) if raw else None
+        if key is None:
+            raise APIError(401, "Invalid or missing API key", code="invalid_api_key")
+        return json_response(200, await self.report(key))
+
+    async def report(self, key: KeyInfo) -> dict[str, Any]:
+        usage, limits = self.state.usage, key.limits
+        period, now = limits.budget_period, time.time()
+        if key.name in usage.budget_keys:
+            spent: float | None = usage.spent(key.name)  # the figure the budget check uses
+        else:
+            spent = await _database_spend(self.state, key.name, period, now)
+        body: dict[str, Any] = {
+            "object": "usage",
+            "key": key.name,
+            "budgetPeriod": period,
+            "periodStart": None,
+            "periodEnd": None,
+            "spentUsd": None if spent is None else round(spent, 9),
+            "budgetUsd": limits.budget_usd,
+            "remainingUsd": None,
+        }
+        if period != NONE:
+            window = usage.periods.window(period, now)
+            body["periodStart"], body["periodEnd"] = _iso(window.start), _iso(window.end)
+        if limits.budget_usd is not None and spent is not None:
+            body["remainingUsd"] = round(max(0.0, limits.budget_usd - spent), 9)
+        return body
+
+
+async def _database_spend(state: State, key_name: str, period: str, now: float) -> float | None:
+    """Spend of a key without a tracked budget, summed in the database (plus what this
+    process has not written yet); only this process's spend without a database."""
+    usage = state.usage
+    pending = usage.pending_cost.get(key_name, 0.0)
+    if usage.pool is None:
+        return pending if not usage.enabled else None
+    since = usage.periods.since(period, now)
+    try:
+        value = await usage.pool.fetchval(
+            "SELECT coalesce(sum(cost_usd), 0) FROM xrouter_usage"
+            " WHERE key_name = $1 AND ($2::timestamptz IS NULL OR created_at >= $2)",
+            key_name,
+            since,
+        )
+    except Exception:  # the database may be down: say the figure is unknown
+        return None
+    return float(value) + pending
