@@ -253,9 +253,6 @@ def plan() -> list[tuple[Image, Callable[[Image, Callable[[str], None]], None]]]
         )
     )
     pg_entry = hack_images / "postgres-entrypoint.sh"
-    # The operator's backup script runs `set -euo pipefail` under /bin/sh: Debian's dash has no
-    # pipefail, so the postgres client image's /bin/sh is bash.
-    sh_is_bash = ('ln -sf bash "$1/bin/sh"',)
     helpers: list[tuple[str, str, tuple[str, ...], list[str], dict[str, Path], tuple[str, ...]]] = [
         (
             "redis",
@@ -288,7 +285,7 @@ def plan() -> list[tuple[Image, Callable[[Image, Callable[[str], None]], None]]]
             # initdb needs a passwd entry for the server's UID: the package's postgres user, as 999.
             ('chroot "$1" usermod -u 999 postgres', 'chroot "$1" groupmod -g 999 postgres'),
         ),
-        ("pgclient", PGCLIENT_IMAGE, ("postgresql-client-15",), ["--user", "999:999"], {}, sh_is_bash),
+        ("pgclient", PGCLIENT_IMAGE, ("postgresql-client-15",), ["--user", "999:999"], {}, ()),
     ]
     for name, ref, pkgs, config, files, hooks in helpers:
         inputs = _hash_files(files.values()) if files else ""

@@ -7,24 +7,26 @@ from typing import Any
 from .models import XRouter
 from .naming import RUN_AS, SECRETS_DIR, backup_cronjob_name, backup_pvc_name, labels, meta
 from .routerconfig import SecretFile, projected_volume
-from .workload import resources, restricted_container_security, restricted_pod_security
+from .workload import node_placement, resources, restricted_container_security, restricted_pod_security
 
 Manifest = dict[str, Any]
 
 # The URL is read from the projected Secret file (never an env var); a separate
 # assignment so that a missing file stops the script (set -e) instead of dumping nothing.
+# POSIX sh (Debian's dash has no pipefail): a failed pg_dump leaves a marker the script checks.
 BACKUP_SCRIPT = """\
-set -euo pipefail
+set -eu
 url="$(cat "$DATABASE_URL_FILE")"
 f="/backup/xrouter-$(date -u +%Y%m%dT%H%M%SZ).sql.gz"
-pg_dump --no-owner --no-privileges --dbname="$url" | gzip > "$f.partial"
+rm -f /tmp/pg_dump.failed
+{ pg_dump --no-owner --no-privileges --dbname="$url" || touch /tmp/pg_dump.failed; } | gzip > "$f.partial"
+if [ -e /tmp/pg_dump.failed ]; then rm -f -- "$f.partial"; echo "pg_dump failed" >&2; exit 1; fi
 mv "$f.partial" "$f"
 echo "wrote $f"
 ls -1t /backup/xrouter-*.sql.gz | tail -n +$((RETENTION + 1)) | while read -r old; do
   rm -f -- "$old"; echo "removed $old"
 done
 """
-
 
 def backup_pvc(xr: XRouter) -> Manifest:
     assert xr.spec.backup is not None
@@ -72,6 +74,7 @@ def backup_cronjob(xr: XRouter) -> Manifest:
                             # As restricted as the router: high non-root UID (the dump is
                             # written through fsGroup), read-only root, no capabilities.
                             "securityContext": restricted_pod_security(),
+                            **node_placement(xr.spec.pods),
                             "containers": [
                                 {
                                     "name": "pg-dump",

@@ -7,6 +7,7 @@ import base64
 from typing import Any
 
 from .models import Resources, XRouter
+from .models_workload import Pods
 from .naming import (
     ADMIN_KEY_FIELD,
     CHECKSUM_ANNOTATION,
@@ -180,10 +181,7 @@ def deployment(xr: XRouter, secret_files: list[SecretFile], checksum: str) -> Ma
         pod_spec["topologySpreadConstraints"] = spread_list
     if spec.image.pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": s.name} for s in spec.image.pull_secrets]
-    if pods.node_selector:
-        pod_spec["nodeSelector"] = dict(pods.node_selector)
-    if pods.tolerations:
-        pod_spec["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in pods.tolerations]
+    pod_spec.update(node_placement(pods))
     if pods.affinity:
         pod_spec["affinity"] = dict(pods.affinity)
     if pods.priority_class_name:
@@ -293,3 +291,14 @@ def hpa(xr: XRouter) -> Manifest:
         "metadata": meta(xr, xr.metadata.name, "router"),
         "spec": spec,
     }
+
+
+def node_placement(pods: Pods) -> dict[str, Any]:
+    """Where ``spec.pods`` puts pods: nodeSelector and tolerations. The backup Job shares it, so
+    that it can run wherever the routers are allowed to (tainted or dedicated nodes included)."""
+    out: dict[str, Any] = {}
+    if pods.node_selector:
+        out["nodeSelector"] = dict(pods.node_selector)
+    if pods.tolerations:
+        out["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in pods.tolerations]
+    return out

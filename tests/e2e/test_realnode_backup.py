@@ -1,8 +1,8 @@
 """Backups on real pods: a Job made from the operator's backup CronJob runs a real pg_dump of the real
 PostgreSQL pod into its PVC (a hostPath PV on the real node), status.lastBackup reports it, and a
 restore drill (docs/operations.md) loads that dump into a fresh database with the same usage rows.
-Also: usage rows across a router pod replacement while PostgreSQL is down (xfail until the
-reliability work's durable spill lands)."""
+Also: usage rows across a router pod replacement while PostgreSQL is down (rows spilled to the shared
+Redis stream are replayed by whichever router pod reaches PostgreSQL first)."""
 
 from __future__ import annotations
 
@@ -171,11 +171,6 @@ def test_backup_job_dumps_real_postgres_and_restore_drill_gets_the_same_rows(sta
     assert len(restored) >= 5
 
 
-@pytest.mark.xfail(
-    reason="needs the reliability issue's durable usage spill (router/): until it lands, usage "
-    "buffered while PostgreSQL is down is lost when its pod is deleted",
-    strict=False,
-)
 @pytest.mark.timeout(600)
 def test_usage_survives_pod_replacement_while_postgres_is_down(stack: Stack) -> None:
     before = len(usage_rows(stack))
