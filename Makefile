@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export XROUTER_TOOLS_DIR ?= $(HOME)/.cache/xrouter/tools
 
-.PHONY: venv deps tools images test test-unit test-e2e lint up cluster cluster-down bench crds golden clean
+.PHONY: venv deps tools images checkov test test-unit test-e2e lint up cluster cluster-down bench crds golden clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,9 +32,21 @@ images: venv deps
 	$(PY) -m xrouter_dev.images --load
 
 # Unit tests, then the end-to-end tests: kwok-only ones and the real-pod ones (tests/e2e/test_realnode_*).
-test: venv deps tools images
+test: venv deps tools images checkov
 	$(MAKE) test-unit
 	$(MAKE) test-e2e
+
+# checkov (the security scanner tests/operator/test_op_checkov.py runs on a full render) pins
+# dependencies that conflict with ours, so it gets its own venv in the cache, outside the repo.
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV := $(HOME)/.cache/xrouter/checkov-$(CHECKOV_VERSION)
+export XROUTER_CHECKOV := $(CHECKOV_VENV)/bin/checkov
+$(CHECKOV_VENV)/.installed:
+	rm -rf $(CHECKOV_VENV) && $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet 'checkov==$(CHECKOV_VERSION)'
+	touch $@
+
+checkov: $(CHECKOV_VENV)/.installed
 
 test-unit: venv
 	$(PY) -m pytest -m 'not e2e' tests
