@@ -12,7 +12,6 @@ import json
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from xrouter_dev import images
 from xrouter_dev.cluster import ExistingCluster, LocalCluster
 from xrouter_dev.nodeconfig import POD_CIDR, STORAGE_CLASS, real_node_pod_placement
 from xrouter_dev.tools import tools_bin
+from xrouter_dev.waiting import eventually, seconds_until
 
 Cluster = LocalCluster | ExistingCluster
 REPO = Path(__file__).resolve().parents[2]
@@ -34,20 +34,6 @@ DB_PASSWORD = "real-node-db-pw"
 
 def get_json(cluster: Cluster, *args: str) -> Any:
     return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
-
-
-def eventually(what: str, probe: Callable[[], bool], timeout: float = 120, every: float = 1) -> float:
-    """Wait until probe() holds; returns the seconds it took."""
-    t0 = time.monotonic()
-    while True:
-        try:
-            if probe():
-                return time.monotonic() - t0
-        except (subprocess.SubprocessError, KeyError, IndexError, ValueError):
-            pass
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(every)
 
 
 def _placed(spec: dict[str, Any]) -> dict[str, Any]:
@@ -178,7 +164,7 @@ def run_client(
         phase = get_json(cluster, "-n", namespace, f"pod/{name}")["status"].get("phase")
         return phase in ("Succeeded", "Failed")
 
-    eventually(f"client pod {name} to finish", done, timeout)
+    eventually(f"client pod {name} to finish", done, timeout, every=1)
     logs = cluster.kubectl("logs", "-n", namespace, name).stdout
     cluster.kubectl("delete", "-n", namespace, f"pod/{name}", "--wait=false", check=False)
     line = next((ln for ln in logs.splitlines() if ln.startswith("RESULT ")), None)
@@ -321,7 +307,7 @@ def wait_ready(stack: Stack, replicas: int, timeout: float = 240) -> float:
             c["type"] == "Ready" and c["status"] == "True" for c in st.get("conditions", [])
         ))  # fmt: skip
 
-    return eventually(f"the XRouter Ready with {replicas} real router pods", ready, timeout)
+    return seconds_until(f"the XRouter Ready with {replicas} real router pods", ready, timeout, every=1)
 
 
 def sample_on_real_node(namespace: str) -> list[dict[str, Any]]:

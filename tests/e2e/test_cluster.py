@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from xrouter_dev.cluster import ADMIN_USER, K8S_VERSION, ZONES, ExistingCluster, LocalCluster
+from xrouter_dev.waiting import eventually
 
 Cluster = LocalCluster | ExistingCluster
 
@@ -17,14 +16,6 @@ pytestmark = pytest.mark.e2e
 
 def get_json(cluster: Cluster, *args: str) -> Any:
     return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
-
-
-def eventually(what: str, probe: Callable[[], bool], timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while not probe():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.5)
 
 
 def is_ready(obj: dict[str, Any]) -> bool:
@@ -137,7 +128,7 @@ def test_deleting_owner_garbage_collects_owned(cluster: Cluster, namespace: str)
         r = cluster.kubectl("get", "-n", namespace, "configmap/owned", check=False)
         return r.returncode != 0 and "NotFound" in r.stderr
 
-    eventually("the garbage collector to delete configmap/owned", owned_gone)
+    eventually("the garbage collector to delete configmap/owned", owned_gone, timeout=90, every=0.5)
     assert get_json(cluster, "-n", namespace, "configmap/bystander")["metadata"]["name"] == "bystander"
 
 

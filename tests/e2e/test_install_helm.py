@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import yaml
 from xrouter_dev import procs
 from xrouter_dev.argocd import health
 from xrouter_dev.cluster import ExistingCluster, LocalCluster, free_port, tools_bin
+from xrouter_dev.waiting import eventually
 
 Cluster = LocalCluster | ExistingCluster
 REPO = Path(__file__).resolve().parents[2]
@@ -45,14 +46,6 @@ def helm(cluster: Cluster, *args: str, input: str | None = None) -> subprocess.C
 
 def get_json(cluster: Cluster, *args: str) -> Any:
     return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
-
-
-def eventually(what: str, probe: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not probe():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.5)
 
 
 def condition(obj: dict[str, Any], type_: str) -> str | None:

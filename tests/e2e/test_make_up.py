@@ -15,16 +15,11 @@ import pytest
 from openai import OpenAI
 from xrouter_dev.cluster import ExistingCluster, LocalCluster
 from xrouter_dev.nodeconfig import BRIDGE, NODE_NAME, NODE_ROOT
+from xrouter_dev.tools import free_port
 
 Cluster = LocalCluster | ExistingCluster
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _our_processes(marker: str) -> list[str]:
@@ -37,7 +32,7 @@ def test_make_up_serves_the_sample_and_ctrl_c_stops_everything(tmp_path: Path, c
     # One real node per machine: make up's needs the session's (if a test started it) stopped.
     if isinstance(cluster, LocalCluster) and cluster.real_node is not None:
         cluster.real_node.stop()
-    port = _free_port()
+    port = free_port()
     state = tmp_path / "up"
     env = {**os.environ, "XROUTER_UP_PORT": str(port), "XROUTER_UP_DIR": str(state)}
     env.pop("XROUTER_KUBECONFIG", None)

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,8 @@ import pytest
 import yaml
 from xrouter_dev import procs
 from xrouter_dev.argocd import health
+from xrouter_dev.tools import free_port
+from xrouter_dev.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -36,23 +37,6 @@ FIXTURES = ROOT / "tests" / "fixtures" / "status"
 OPERATOR = Path(sys.executable).parent / "xrouter-operator"
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 OPERATOR_AGENTS = ("xrouter-operator", "kopf")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def eventually(what: str, probe: Callable[[], Any], timeout: float = 30, interval: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 @dataclass
@@ -378,7 +362,7 @@ def test_spec_change_rolls_pods(env: Env, operator: Operator) -> None:
             saved.append(True)
         return env.ready()
 
-    eventually("Ready after the rollout", ready_saving_rollout, timeout=30, interval=0.05)
+    eventually("Ready after the rollout", ready_saving_rollout, timeout=30, every=0.05)
     config = env.get("configmap", "sample-config")
     assert config is not None and "echo2" in config["data"]["config.json"]
 
@@ -836,7 +820,7 @@ def test_backup_reports_last_backup(env: Env, operator: Operator) -> None:
             "status.lastBackup Succeeded",
             lambda: (env.xr().get("status", {}).get("lastBackup") or {}).get("result") == "Succeeded",
             timeout=90,
-            interval=1,
+            every=1,
         )
         print(f"first backup reported {time.monotonic() - t0:.0f}s after the CronJob was created")
         eventually("Ready", env.ready, timeout=30)

@@ -17,7 +17,8 @@ from openai import OpenAI
 from xrouter_dev import images
 from xrouter_dev.cluster import LocalCluster
 from xrouter_dev.nodeconfig import STORAGE_CLASS, real_node_pod_placement
-from xrouter_dev.stack import DB_PASSWORD, TEAM_KEY, Cluster, Stack, deploy, eventually, get_json
+from xrouter_dev.stack import DB_PASSWORD, TEAM_KEY, Cluster, Stack, deploy, get_json
+from xrouter_dev.waiting import eventually
 
 FIGURES: dict[str, Any] = {}
 
@@ -114,16 +115,16 @@ def test_backup_job_dumps_real_postgres_and_restore_drill_gets_the_same_rows(sta
         lambda: bool(get_json(stack.cluster, "-n", stack.namespace, f"cronjob/{cronjob}")),
     )
     rows = usage_rows(stack)
-    # A Job from the CronJob, as `kubectl create job --from=cronjob/...` makes it. The operator's pod
-    # template has no nodeSelector/tolerations from spec.pods (reported), so the test adds the real
-    # node's placement; everything else is the operator's.
+    # A Job from the CronJob, exactly as `kubectl create job --from=cronjob/...` makes it: the
+    # operator's pod template already carries spec.pods' placement, so it lands on the real node.
     job = json.loads(
         stack.cluster.kubectl(
             "create", "job", "-n", stack.namespace, "manual-backup", f"--from=cronjob/{cronjob}",
             "--dry-run=client", "-o", "json",
         ).stdout
     )  # fmt: skip
-    job["spec"]["template"]["spec"].update(real_node_pod_placement())
+    placed = job["spec"]["template"]["spec"]
+    assert {k: placed.get(k) for k in ("nodeSelector", "tolerations")} == real_node_pod_placement()
     t0 = time.monotonic()
     stack.cluster.kubectl("apply", "-n", stack.namespace, "-f", "-", input=json.dumps(job))
     stack.cluster.kubectl(

@@ -24,10 +24,10 @@ from xrouter_dev.stack import (
     Stack,
     deploy,
     deployment,
-    eventually,
     get_json,
     run_client,
 )
+from xrouter_dev.waiting import eventually, seconds_until
 
 FIGURES: dict[str, Any] = {}
 
@@ -275,7 +275,7 @@ def test_hpa_scales_up_under_load_and_back_down(stack: Stack) -> None:
             st = stack.status()
             return int(st.get("replicas") or 0) > 2
 
-        up = eventually("the Deployment to grow past minReplicas", grew, 300, every=2)
+        up = seconds_until("the Deployment to grow past minReplicas", grew, 300, every=2)
         status = stack.status()
         table = stack.cluster.kubectl("get", "xrouters", "-n", stack.namespace).stdout
         assert f"/{status['replicas']}" in table, table
@@ -285,7 +285,7 @@ def test_hpa_scales_up_under_load_and_back_down(stack: Stack) -> None:
     def shrank() -> bool:
         return int(stack.status().get("replicas") or 0) == 2
 
-    down = eventually("the Deployment to shrink back to minReplicas", shrank, 400, every=3)
+    down = seconds_until("the Deployment to shrink back to minReplicas", shrank, 400, every=3)
     FIGURES["HPA"] = {
         "scale up, s": round(up, 1),
         "peak replicas": status["replicas"],

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -51,12 +50,6 @@ def kubectl_bin() -> str | None:
     if candidate.exists():
         return str(candidate)
     return shutil.which("kubectl")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- Dockerfiles -----------------------------------------------------------------------------------
