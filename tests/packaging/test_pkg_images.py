@@ -21,8 +21,9 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
-from packaging_helpers import REPO, build_image_venv, free_port, parse_dockerfile
+from packaging_helpers import REPO, build_image_venv, parse_dockerfile
 from xrouter_dev import procs
+from xrouter_dev.tools import free_port
 
 DOCKERFILES = {"router": REPO / "Dockerfile.router", "operator": REPO / "Dockerfile.operator"}
 EXPECTED_ENTRYPOINT = {"router": ["xrouter-router"], "operator": ["xrouter-operator", "run"]}
