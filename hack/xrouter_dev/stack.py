@@ -322,12 +322,26 @@ def sample_on_real_node(namespace: str) -> list[dict[str, Any]]:
     return objs
 
 
+OPERATOR_RELEASE = "xro"
+
+
+def remove(cluster: Cluster, operator_namespace: str, *namespaces: str) -> None:
+    """Undo deploy(): uninstall the operator's release first (its ClusterRole and binding are
+    cluster-wide, and the next stack in the same cluster installs the same release in another
+    namespace), then delete the namespaces without waiting."""
+    argv = [str(tools_bin("helm")), f"--kubeconfig={cluster.kubeconfig}", "uninstall", OPERATOR_RELEASE,
+            "--namespace", operator_namespace, "--wait", "--timeout=120s"]  # fmt: skip
+    subprocess.run(argv, capture_output=True, text=True, timeout=150, check=False)
+    for n in (*namespaces, operator_namespace):
+        cluster.kubectl("delete", "namespace", n, "--wait=false", check=False)
+
+
 def deploy(cluster: Cluster, namespace: str, operator_namespace: str, other_namespace: str = "") -> Stack:
     """The test stack: the operator, Redis, PostgreSQL and the fake provider as pods, then an XRouter
     (xrouter()) with 2 real router pods; waits until it is Ready."""
     stack = Stack(cluster, namespace, operator_namespace, other_namespace)
     t0 = time.monotonic()
-    install_operator(cluster, operator_namespace, "xro")
+    install_operator(cluster, operator_namespace, OPERATOR_RELEASE)
     stack.timings["operator pod Ready (helm --wait)"] = time.monotonic() - t0
     stack.apply(
         secret("xrouter-keys", {"team-a": TEAM_KEY}),

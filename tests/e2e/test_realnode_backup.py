@@ -17,7 +17,7 @@ from openai import OpenAI
 from xrouter_dev import images
 from xrouter_dev.cluster import LocalCluster
 from xrouter_dev.nodeconfig import STORAGE_CLASS, real_node_pod_placement
-from xrouter_dev.stack import DB_PASSWORD, TEAM_KEY, Cluster, Stack, deploy, get_json
+from xrouter_dev.stack import DB_PASSWORD, TEAM_KEY, Cluster, Stack, deploy, get_json, remove
 from xrouter_dev.waiting import eventually
 
 FIGURES: dict[str, Any] = {}
@@ -32,13 +32,11 @@ def stack(cluster: Cluster) -> Iterator[Stack]:
     suffix = uuid.uuid4().hex[:6]
     ns, op_ns = f"backup-{suffix}", f"backup-op-{suffix}"
     cluster.kubectl("create", "namespace", ns)
-    s = deploy(cluster, ns, op_ns)
     try:
-        yield s
+        yield deploy(cluster, ns, op_ns)
     finally:
         print("\nbackup figures: " + json.dumps(FIGURES, indent=1))
-        for n in (ns, op_ns):
-            cluster.kubectl("delete", "namespace", n, "--wait=false", check=False)
+        remove(cluster, op_ns, ns)
 
 
 def send(stack: Stack, n: int, tag: str) -> None:

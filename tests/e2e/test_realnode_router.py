@@ -25,6 +25,7 @@ from xrouter_dev.stack import (
     deploy,
     deployment,
     get_json,
+    remove,
     run_client,
 )
 from xrouter_dev.waiting import eventually, seconds_until
@@ -44,14 +45,13 @@ def stack(cluster: Cluster) -> Iterator[Stack]:
     ns, op_ns, other = f"real-{suffix}", f"real-op-{suffix}", f"real-other-{suffix}"
     for n in (ns, other):
         cluster.kubectl("create", "namespace", n)
-    s = deploy(cluster, ns, op_ns, other)
-    FIGURES.update({f"{k}, s": round(v, 1) for k, v in s.timings.items()})
     try:
+        s = deploy(cluster, ns, op_ns, other)
+        FIGURES.update({f"{k}, s": round(v, 1) for k, v in s.timings.items()})
         yield s
     finally:
         print("\nreal-node figures: " + json.dumps(FIGURES, indent=1))
-        for n in (ns, other, op_ns):
-            cluster.kubectl("delete", "namespace", n, "--wait=false", check=False)
+        remove(cluster, op_ns, ns, other)
 
 
 def host_client(stack: Stack) -> OpenAI:
