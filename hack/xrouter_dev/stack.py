@@ -135,13 +135,25 @@ def client_pod(name: str, script: str) -> dict[str, Any]:
 
 
 CLIENT_SCRIPT = """
-import json, sys
+import json, sys, time
+import openai
 from openai import OpenAI
 url, key = sys.argv[1], sys.argv[2]
 out = {}
 try:
     c = OpenAI(base_url=url, api_key=key, max_retries=0, timeout=8)
-    r = c.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hello pod"}])
+    # A new pod's address reaches the NetworkPolicy engine's rules a moment after it starts:
+    # connection errors are retried for 20 s (a refusal by policy stays an error after that).
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            r = c.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "hello pod"}])
+            break
+        except openai.APIConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
     out["chat"] = r.choices[0].message.content
     chunks = c.chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "stream pod"}], stream=True)
