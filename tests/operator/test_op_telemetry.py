@@ -8,24 +8,11 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ParentBased
+from test_op_render import xr
 from xrouter_operator.render import RenderInputs, parse, render
 from xrouter_router.telemetry import otlp_configured
 
 INPUTS = RenderInputs(admin_key="k")
-
-
-def xr(**spec: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "providers": [{"name": "mock", "type": "mock"}],
-        "models": [{"name": "m", "targets": [{"provider": "mock", "model": "echo"}]}],
-    }
-    base.update(spec)
-    return {
-        "apiVersion": "xrouter.io/v1alpha1",
-        "kind": "XRouter",
-        "metadata": {"name": "x", "namespace": "ns", "uid": "u"},
-        "spec": base,
-    }
 
 
 def one(obj: dict[str, Any], kind: str) -> dict[str, Any]:
