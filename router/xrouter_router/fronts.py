@@ -4,7 +4,7 @@ stream translator fed with the chat chunks the provider's own translator writes.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
@@ -24,13 +24,16 @@ class Front(Protocol):
 
 
 class ChatChunks(StreamTranslator):
-    """Reads the chat chunks the provider's own translator writes and hands each to
-    ``chunk``; ``finish`` at ``[DONE]``, ``error`` for an error event."""
+    """Reads the chat chunks the provider's own translator writes: the first one calls
+    ``_start``, the first choice's text and tool-call deltas go to ``_text`` and ``_tool``
+    and its finish reason is kept; ``finish`` at ``[DONE]``, ``error`` for an error event."""
 
     def __init__(self, inner: StreamTranslator) -> None:
         super().__init__(True)
         self.inner = inner
         self._parser = SSEParser()
+        self.started = False
+        self.finish_reason: Any = None
 
     def feed(self, event: str | None, data: bytes, raw: bytes) -> bytes:
         out = self.inner.feed(event, data, raw)
@@ -54,6 +57,28 @@ class ChatChunks(StreamTranslator):
         return b"".join(parts)
 
     def chunk(self, chunk: Json) -> bytes:
+        out = [] if self.started else [self._start(str(chunk.get("model") or ""))]
+        for choice in chunk.get("choices") or []:
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            text = delta.get("content")
+            if isinstance(text, str) and text:
+                out.append(self._text(text))
+            for call in delta.get("tool_calls") or []:
+                if isinstance(call, dict):
+                    out.append(self._tool(call))
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+        return b"".join(out)
+
+    def _start(self, model: str) -> bytes:
+        raise NotImplementedError
+
+    def _text(self, text: str) -> bytes:
+        raise NotImplementedError
+
+    def _tool(self, call: Json) -> bytes:
         raise NotImplementedError
 
     def finish(self, usage: Usage) -> bytes:

@@ -5,7 +5,6 @@ block, ``message_delta`` (stop reason and usage) and ``message_stop``."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import orjson
 
@@ -43,12 +42,10 @@ def event(kind: str, data: Json) -> bytes:
 class MessagesStream(ChatChunks):
     def __init__(self, inner: StreamTranslator) -> None:
         super().__init__(inner)
-        self.started = False
         self.index = -1  # the open content block, -1 for none
         self.block = ""  # its type: "text" or "tool_use"
         self.tools: dict[int, int] = {}  # chat tool-call index → block index
         self.blocks = 0
-        self.stop: Any = None
 
     def _start(self, model: str) -> bytes:
         self.started = True
@@ -77,28 +74,13 @@ class MessagesStream(ChatChunks):
         self.blocks += 1
         return out + event("content_block_start", {"index": self.index, "content_block": block})
 
-    def chunk(self, chunk: Json) -> bytes:
-        out = [] if self.started else [self._start(str(chunk.get("model") or ""))]
-        for choice in chunk.get("choices") or []:
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") or {}
-            text = delta.get("content")
-            if isinstance(text, str) and text:
-                if self.block != "text" or self.index < 0:
-                    out.append(self._open("text", {"type": "text", "text": ""}))
-                out.append(
-                    event(
-                        "content_block_delta",
-                        {"index": self.index, "delta": {"type": "text_delta", "text": text}},
-                    )
-                )
-            for call in delta.get("tool_calls") or []:
-                if isinstance(call, dict):
-                    out.append(self._tool(call))
-            if choice.get("finish_reason"):
-                self.stop = choice["finish_reason"]
-        return b"".join(out)
+    def _text(self, text: str) -> bytes:
+        out = b""
+        if self.block != "text" or self.index < 0:
+            out = self._open("text", {"type": "text", "text": ""})
+        return out + event(
+            "content_block_delta", {"index": self.index, "delta": {"type": "text_delta", "text": text}}
+        )
 
     def _tool(self, call: Json) -> bytes:
         out = b""
@@ -122,7 +104,7 @@ class MessagesStream(ChatChunks):
     def finish(self, usage: Usage) -> bytes:
         out = b"" if self.started else self._start("")
         out += self._close()
-        delta = {"stop_reason": STOP.get(self.stop or "", "end_turn"), "stop_sequence": None}
+        delta = {"stop_reason": STOP.get(self.finish_reason or "", "end_turn"), "stop_sequence": None}
         out += event("message_delta", {"delta": delta, "usage": message_usage(usage)})
         return out + event("message_stop", {})
 

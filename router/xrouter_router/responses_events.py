@@ -79,8 +79,6 @@ class ResponsesStream(ChatChunks):
         self.output: list[Json] = []
         self.current: Json | None = None  # the output item being written
         self.calls: dict[int, Json] = {}  # chat tool-call index → its output item
-        self.finish_reason: Any = None
-        self.started = False
 
     def _ev(self, kind: str, **fields: Any) -> bytes:
         data = {"type": kind, "sequence_number": self.seq, **fields}
@@ -92,22 +90,6 @@ class ResponsesStream(ChatChunks):
         self.model = model
         resp = response(self.rid, model, [], None, None)
         return self._ev("response.created", response=resp) + self._ev("response.in_progress", response=resp)
-
-    def chunk(self, chunk: Json) -> bytes:
-        out = [] if self.started else [self._start(str(chunk.get("model") or ""))]
-        for choice in chunk.get("choices") or []:
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") or {}
-            text = delta.get("content")
-            if isinstance(text, str) and text:
-                out.append(self._text(text))
-            for call in delta.get("tool_calls") or []:
-                if isinstance(call, dict):
-                    out.append(self._tool(call))
-            if choice.get("finish_reason"):
-                self.finish_reason = choice["finish_reason"]
-        return b"".join(out)
 
     def _open(self, item: Json) -> bytes:
         out = self._close()
