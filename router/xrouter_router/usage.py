@@ -1,5 +1,4 @@
-"""Usage recording: one row per request, written to PostgreSQL in batches off the
-hot path.
+"""Usage recording: one row per request, written to PostgreSQL in batches off the hot path.
 
 ``record`` only appends to an in-memory queue. A background task writes batches
 (COPY into a temporary table, then ``INSERT ... ON CONFLICT (request_id) DO NOTHING``,
@@ -223,6 +222,11 @@ class UsageRecorder:
                 # longer queued, so it must land somewhere. Disk needs no await.
                 self._to_disk(batch)
                 raise
+            except Exception as exc:
+                # Neither written nor spilled (a disk that refuses): back to the queue's head.
+                self.queue.extendleft(reversed(batch))
+                log.error("usage rows neither written nor spilled (%s); kept", type(exc).__name__)
+                break
             self._update_gauge()
         if reachable and not self._closing:  # replays wait for the next start, not the drain
             if self.disk_rows:
@@ -262,6 +266,11 @@ class UsageRecorder:
                 )
         except _DB_ERRORS as exc:
             self._set_up(False, exc)
+            return False
+        except Exception as exc:
+            # Outside asyncpg's documented errors: not written, so spilled or kept. The
+            # type only is logged: a driver's message may quote the rows or the URL.
+            log.error("usage write failed unexpectedly (%s); the batch is kept", type(exc).__name__)
             return False
         self._set_up(True)
         self.metrics.usage_rows_written.inc(len(batch))

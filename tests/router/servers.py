@@ -107,15 +107,21 @@ class Postgres:
             "-c",
             "full_page_writes=off",
         ]
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, user=self.user, cwd=self.dir
-        )
+        # Its log is kept beside the data (each start appends), for a failing test to show.
+        with (self.dir / "postgres.log").open("ab") as log:
+            self.proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, user=self.user, cwd=self.dir
+            )
         wait_port(self.port, proc=self.proc)
         time.sleep(0.3)
 
     def stop(self) -> None:
         # SIGINT: "fast" shutdown, which ends open sessions at once, as an outage would.
         stop(self.proc, sig=signal.SIGINT)
+
+    def log(self) -> str:
+        path = self.dir / "postgres.log"
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def sql(self, query: str, db: str = "postgres") -> str:
         out = subprocess.run(

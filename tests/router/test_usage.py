@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import openai
 import pytest
@@ -94,6 +95,7 @@ def test_postgres_outage_30s_under_load(
     assert router.metric("xrouter_usage_buffer_rows") > 0
     assert list((tmp_path / "spill").glob("usage-*.jsonl")), "rows were spilled to disk"
     pg.start()
+    outage_ended = len(served)
     time.sleep(3)
     stop.set()
     for t in threads:
@@ -113,7 +115,14 @@ def test_postgres_outage_30s_under_load(
     count, distinct = rows()
     missing = set(served) - set(pg.sql("SELECT request_id FROM xrouter_usage", name).split())
     spill = [(f.name, f.stat().st_size) for f in (tmp_path / "spill").iterdir()]
-    assert count == distinct == len(served), f"{len(missing)} rows missing; spill dir: {spill}"
+    # Where the lost rows sit in the traffic (outage from/to), and what the router said.
+    where = sorted(i for i, rid in enumerate(served) if rid in missing)
+    said = [line for line in router.log().splitlines() if '"xrouter.usage"' in line or '"error"' in line]
+    assert count == distinct == len(served), (
+        f"{len(missing)} rows missing at {where[:3]}..{where[-3:]} (outage {outage_began}..{outage_ended}"
+        f" of {len(served)}); spill dir: {spill}; router log: {said[-20:]};"
+        f" postgres log: {pg.log()[-3000:]}"
+    )
     assert not missing
     assert router.metric("xrouter_database_up") == 1
 
@@ -287,3 +296,49 @@ async def test_set_dsn_writes_through_the_new_url(tmp_path: Path, database: tupl
     await rec.aclose()
     assert pg.sql("SELECT request_id FROM xrouter_usage", name) == "before0"
     assert pg.sql("SELECT request_id FROM xrouter_usage", rotated) == "after0"
+
+
+async def test_an_unexpected_write_error_loses_no_row(
+    tmp_path: Path, database: tuple[Postgres, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pg, name = database
+    real = asyncpg.Connection.copy_records_to_table
+    failures = iter([RuntimeError("outside asyncpg's hierarchy")])
+
+    async def surprising(self: asyncpg.Connection, *args: Any, **kwargs: Any) -> Any:
+        for exc in failures:
+            raise exc
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(asyncpg.Connection, "copy_records_to_table", surprising)
+    spill = tmp_path / "spill"
+    rec = UsageRecorder(pg.dsn(name), Metrics(), str(spill))
+    for r in _rows(10):
+        rec.record(r)
+    await rec.flush()  # the surprise: the batch goes to the spill, not away
+    assert rec.spill_rows == 10
+    await rec.flush()  # replayed
+    await rec.aclose()
+    assert pg.sql("SELECT count(*), count(DISTINCT request_id) FROM xrouter_usage", name) == "10|10"
+
+
+async def test_rows_stay_queued_when_the_spill_refuses_too(
+    tmp_path: Path, database: tuple[Postgres, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pg, name = database
+    rec = UsageRecorder("postgresql://xrouter@127.0.0.1:1/none", Metrics(), str(tmp_path / "spill"))
+    assert rec.disk is not None
+
+    def full(batch: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(rec.disk, "append", full)
+    for r in _rows(10):
+        rec.record(r)
+    await rec.flush()  # no database and a full disk: the rows wait in memory
+    assert len(rec.queue) == 10
+    monkeypatch.undo()
+    rec.dsn = pg.dsn(name)
+    await rec.flush()
+    await rec.aclose()
+    assert pg.sql("SELECT count(*), count(DISTINCT request_id) FROM xrouter_usage", name) == "10|10"
