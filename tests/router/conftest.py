@@ -128,6 +128,19 @@ def base_config(provider_url: str, tmp: Path, **extra: Any) -> Config:
     return config
 
 
+def db_config(
+    provider_url: str, tmp: Path, spill: Path | None = None, database: Config | None = None, **extra: Any
+) -> Config:
+    """``base_config`` that writes usage rows to the database ``$TEST_DATABASE_URL`` names,
+    flushing every 0.2 s and spilling to ``spill`` (default ``tmp/spill``)."""
+    db: Config = {
+        "url": {"env": "TEST_DATABASE_URL"},
+        "spillDir": str(spill or tmp / "spill"),
+        "flushIntervalSeconds": 0.2,
+    }
+    return base_config(provider_url, tmp, database={**db, **(database or {})}, **extra)
+
+
 ENV = {
     "FAKE_API_KEY": "sk-upstream-secret",
     "KEY_ALPHA": KEY,

@@ -16,7 +16,7 @@ import pytest
 from xrouter_dev.waiting import eventually
 from xrouter_router.budgets import Periods, window
 
-from .conftest import KEY, KEY2, StartRouter, base_config, client
+from .conftest import KEY, KEY2, StartRouter, base_config, client, db_config
 from .servers import FakeProvider, Postgres, Router
 
 MSG: Any = [{"role": "user", "content": "spend a little"}]
@@ -75,23 +75,11 @@ def _until(check: Callable[[], bool], timeout: float = 20) -> None:
     eventually("the condition", check, timeout, every=0.3)
 
 
-def _db_config(provider: FakeProvider, tmp: Path) -> dict[str, Any]:
-    return base_config(
-        provider.url,
-        tmp,
-        database={
-            "url": {"env": "TEST_DATABASE_URL"},
-            "spillDir": str(tmp / "spill"),
-            "flushIntervalSeconds": 0.2,
-        },
-    )
-
-
 def test_a_daily_budget_forgets_yesterday_and_a_lifetime_one_does_not(
     start_router: StartRouter, provider: FakeProvider, tmp_path: Path, database: tuple[Postgres, str]
 ) -> None:
     pg, name = database
-    config = _db_config(provider, tmp_path)
+    config = db_config(provider.url, tmp_path)
     config["keys"][0]["limits"] = {"budgetUsd": 0.5, "budgetPeriod": "daily"}
     config["keys"][1]["limits"] = {"budgetUsd": 0.5}
     router = start_router(config, {"TEST_DATABASE_URL": pg.dsn(name)})
@@ -148,7 +136,7 @@ def test_changing_the_period_on_reload_reads_the_new_periods_spend_at_once(
     start_router: StartRouter, provider: FakeProvider, tmp_path: Path, database: tuple[Postgres, str]
 ) -> None:
     pg, name = database
-    config = _db_config(provider, tmp_path)
+    config = db_config(provider.url, tmp_path)
     config["keys"][0]["limits"] = {"budgetUsd": 0.5}
     router = start_router(config, {"TEST_DATABASE_URL": pg.dsn(name)})
     _until(lambda: pg.sql("SELECT count(*) FROM xrouter_schema", name) == "2")

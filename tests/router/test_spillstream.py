@@ -21,7 +21,7 @@ from xrouter_router.metrics import Metrics
 from xrouter_router.spillstream import STREAM
 from xrouter_router.usage import UsageRecorder, UsageRow
 
-from .conftest import KEY, StartRouter, base_config
+from .conftest import KEY, StartRouter, db_config
 from .servers import FakeProvider, Postgres, RedisServer
 
 MSG: Any = [{"role": "user", "content": "count me"}]
@@ -171,16 +171,7 @@ def test_router_replaced_during_an_outage_loses_no_row(
     env = {"TEST_DATABASE_URL": pg.dsn(name), "TEST_REDIS_URL": redis.url}
 
     def config(spill: Path) -> dict[str, Any]:
-        return base_config(
-            provider.url,
-            tmp_path,
-            database={
-                "url": {"env": "TEST_DATABASE_URL"},
-                "spillDir": str(spill),
-                "flushIntervalSeconds": 0.2,
-            },
-            redis={"url": {"env": "TEST_REDIS_URL"}},
-        )
+        return db_config(provider.url, tmp_path, spill, redis={"url": {"env": "TEST_REDIS_URL"}})
 
     pg.stop()
     old = start_router(config(tmp_path / "pod-a"), env)

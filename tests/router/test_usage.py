@@ -17,23 +17,10 @@ import pytest
 from xrouter_router.metrics import Metrics
 from xrouter_router.usage import UsageRecorder, UsageRow
 
-from .conftest import KEY, StartRouter, base_config, client
+from .conftest import KEY, StartRouter, client, db_config
 from .servers import FakeProvider, Postgres, Router
 
 MSG: Any = [{"role": "user", "content": "count me"}]
-
-
-def _db_config(provider: FakeProvider, tmp: Path) -> dict[str, Any]:
-    return base_config(
-        provider.url,
-        tmp,
-        database={
-            "url": {"env": "TEST_DATABASE_URL"},
-            "spillDir": str(tmp / "spill"),
-            "flushIntervalSeconds": 0.2,
-            "batchSize": 200,
-        },
-    )
 
 
 def _wait_drained(router: Router, timeout: float = 30) -> None:
@@ -47,7 +34,7 @@ def test_rows_written_with_tokens_and_cost(
     start_router: StartRouter, provider: FakeProvider, tmp_path: Path, database: tuple[Postgres, str]
 ) -> None:
     pg, name = database
-    router = start_router(_db_config(provider, tmp_path), {"TEST_DATABASE_URL": pg.dsn(name)})
+    router = start_router(db_config(provider.url, tmp_path), {"TEST_DATABASE_URL": pg.dsn(name)})
     raw = client(router).chat.completions.with_raw_response.create(model="gpt", messages=MSG)
     rid = raw.headers["x-request-id"]
     list(client(router).chat.completions.create(model="gpt", messages=MSG, stream=True))
@@ -69,7 +56,7 @@ def test_postgres_outage_30s_under_load(
     start_router: StartRouter, provider: FakeProvider, tmp_path: Path, database: tuple[Postgres, str]
 ) -> None:
     pg, name = database
-    router = start_router(_db_config(provider, tmp_path), {"TEST_DATABASE_URL": pg.dsn(name)})
+    router = start_router(db_config(provider.url, tmp_path), {"TEST_DATABASE_URL": pg.dsn(name)})
     served: list[str] = []
     stop = threading.Event()
 
@@ -152,7 +139,7 @@ def test_shutdown_flushes_or_spills_then_replays(
 ) -> None:
     pg, name = database
     env = {"TEST_DATABASE_URL": pg.dsn(name)}
-    router = start_router(_db_config(provider, tmp_path), env)
+    router = start_router(db_config(provider.url, tmp_path), env)
     c = client(router)
     c.chat.completions.create(model="echo", messages=MSG)
     pg.stop()
@@ -161,7 +148,7 @@ def test_shutdown_flushes_or_spills_then_replays(
     assert router.stop() in (0, -15)  # uvicorn re-raises the signal once it has shut down
     assert sum(f.read_text().count("\n") for f in (tmp_path / "spill").glob("*.jsonl")) == 6
     pg.start()
-    start_router(_db_config(provider, tmp_path), env)
+    start_router(db_config(provider.url, tmp_path), env)
     deadline = time.monotonic() + 15
     while pg.sql("SELECT count(*) FROM xrouter_usage", name) != "6":
         assert time.monotonic() < deadline
@@ -173,7 +160,7 @@ def test_budget_enforced_from_recorded_spend(
     start_router: StartRouter, provider: FakeProvider, tmp_path: Path, database: tuple[Postgres, str]
 ) -> None:
     pg, name = database
-    config = _db_config(provider, tmp_path)
+    config = db_config(provider.url, tmp_path)
     config["keys"][0]["limits"] = {"budgetUsd": 0.000001}
     env = {"TEST_DATABASE_URL": pg.dsn(name)}
     router = start_router(config, env)
