@@ -312,6 +312,18 @@ def start_litellm(tmp: Path, upstream: str) -> tuple[subprocess.Popen[bytes], in
     return proc, port
 
 
+def python_probe() -> float:
+    """Seconds for a fixed pure-Python loop (the sum of squares below 10 million), best
+    of 3: how fast this VM runs Python, so figures from different machines can be put
+    side by side (the VM of 2026-12-02 took 1.28 s)."""
+    best = float("inf")
+    for _ in range(3):
+        began = time.perf_counter()
+        sum(i * i for i in range(10_000_000))
+        best = min(best, time.perf_counter() - began)
+    return best
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     procs.stop(proc, timeout=20)
 
@@ -337,7 +349,7 @@ def main() -> None:
         path = "/v1/chat/completions"
         print(
             f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-            f"wrk {args.duration}s per run",
+            f"wrk {args.duration}s per run; python loop probe {python_probe():.2f} s",
             flush=True,
         )
         results.append(measure("nginx direct", upstream + path, args.duration, tmp, None))
