@@ -14,9 +14,9 @@ import anthropic
 import httpx
 import pytest
 
-from .conftest import KEY, KEY2, StartRouter, base_config
+from .conftest import KEY, KEY2, StartRouter, base_config, db_config
 from .servers import FakeProvider, Postgres, Router
-from .test_usage import _db_config, _wait_drained
+from .test_usage import _wait_drained
 
 TOOLS: Any = [
     {
@@ -302,7 +302,7 @@ def test_usage_rows(
     start_router: StartRouter, provider: FakeProvider, tmp_path: Path, database: tuple[Postgres, str]
 ) -> None:
     pg, name = database
-    router = start_router(_db_config(provider, tmp_path), {"TEST_DATABASE_URL": pg.dsn(name)})
+    router = start_router(db_config(provider.url, tmp_path), {"TEST_DATABASE_URL": pg.dsn(name)})
     raw = ac(router).messages.with_raw_response.create(
         model="gpt", max_tokens=5, messages=[{"role": "user", "content": "count me"}]
     )

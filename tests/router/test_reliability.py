@@ -15,9 +15,8 @@ import httpx
 import openai
 import pytest
 
-from .conftest import KEY, StartRouter, base_config, client
+from .conftest import KEY, StartRouter, base_config, client, db_config
 from .servers import FakeProvider, Postgres, Router, ScriptedUpstream
-from .test_usage import _db_config
 
 MSG: Any = [{"role": "user", "content": "hi"}]
 AUTH = {"authorization": f"Bearer {KEY}"}
@@ -187,7 +186,7 @@ def test_a_crash_inside_an_llm_request_is_still_counted(
         monkeypatch.setenv(k, v)
     monkeypatch.setattr(validate, "parse", fragile)
     monkeypatch.setattr(MockAdapter, "open", broken_open)
-    app = create_app(RouterConfig.model_validate(_db_config(provider, tmp_path)))
+    app = create_app(RouterConfig.model_validate(db_config(provider.url, tmp_path)))
 
     async def go() -> tuple[list[httpx.Response], str]:
         async with app.router.lifespan_context(app):

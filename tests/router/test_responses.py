@@ -13,9 +13,9 @@ import httpx
 import openai
 import pytest
 
-from .conftest import KEY, KEY2, StartRouter, base_config, client
+from .conftest import KEY, KEY2, StartRouter, base_config, client, db_config
 from .servers import FakeProvider, Postgres, Router
-from .test_usage import _db_config, _wait_drained
+from .test_usage import _wait_drained
 
 TOOLS: Any = [
     {
@@ -215,7 +215,7 @@ def test_usage_rows_and_budget(
     start_router: StartRouter, provider: FakeProvider, tmp_path: Path, database: tuple[Postgres, str]
 ) -> None:
     pg, name = database
-    config = _db_config(provider, tmp_path)
+    config = db_config(provider.url, tmp_path)
     config["keys"][0]["limits"] = {"budgetUsd": 0.000001}
     router = start_router(config, {"TEST_DATABASE_URL": pg.dsn(name)})
     raw = client(router).responses.with_raw_response.create(model="gpt", input="count me")
