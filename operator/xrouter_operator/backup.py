@@ -28,6 +28,7 @@ ls -1t /backup/xrouter-*.sql.gz | tail -n +$((RETENTION + 1)) | while read -r ol
 done
 """
 
+
 def backup_pvc(xr: XRouter) -> Manifest:
     assert xr.spec.backup is not None
     s = xr.spec.backup.storage

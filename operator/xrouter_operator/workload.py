@@ -27,6 +27,9 @@ from .naming import (
 from .routerconfig import SecretFile, projected_volume
 
 Manifest = dict[str, Any]
+# How long a terminating router pod keeps serving before SIGTERM (its preStop sleep):
+# a few seconds covers endpoint propagation to kube-proxy on every node.
+PRESTOP_SECONDS = 5
 
 
 def restricted_pod_security() -> dict[str, Any]:
@@ -153,6 +156,10 @@ def deployment(xr: XRouter, secret_files: list[SecretFile], checksum: str) -> Ma
             "periodSeconds": 2,
             "failureThreshold": 30,
         },
+        # A deleted pod keeps serving for PRESTOP_SECONDS before it gets SIGTERM: until
+        # every kube-proxy (and ingress) has dropped its endpoint, new connections still
+        # reach it, and a router that had already closed its listener would refuse them.
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SECONDS}}},
         "securityContext": restricted_container_security(),
         "volumeMounts": [
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
@@ -165,7 +172,7 @@ def deployment(xr: XRouter, secret_files: list[SecretFile], checksum: str) -> Ma
         "serviceAccountName": name,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": 40,
+        "terminationGracePeriodSeconds": PRESTOP_SECONDS + 40,
         "securityContext": restricted_pod_security(),
         "containers": [container],
         "volumes": [
