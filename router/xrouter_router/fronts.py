@@ -25,7 +25,7 @@ class Front(Protocol):
 
 class ChatChunks(StreamTranslator):
     """Reads the chat chunks the provider's own translator writes: the first one calls
-    ``_start``, the first choice's text and tool-call deltas go to ``_text`` and ``_tool``
+    ``_start`` (through ``begin``), the first choice's text and tool-call deltas go to ``_text`` and ``_tool``
     and its finish reason is kept; ``finish`` at ``[DONE]``, ``error`` for an error event."""
 
     def __init__(self, inner: StreamTranslator) -> None:
@@ -56,8 +56,16 @@ class ChatChunks(StreamTranslator):
             parts.append(self.chunk(chunk))
         return b"".join(parts)
 
+    def begin(self, model: str) -> bytes:
+        """The stream's opening events, once: before the first chunk, or before the end or
+        an error when no chunk came."""
+        if self.started:
+            return b""
+        self.started = True
+        return self._start(model)
+
     def chunk(self, chunk: Json) -> bytes:
-        out = [] if self.started else [self._start(str(chunk.get("model") or ""))]
+        out = [self.begin(str(chunk.get("model") or ""))]
         for choice in chunk.get("choices") or []:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue

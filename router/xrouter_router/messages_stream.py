@@ -48,7 +48,6 @@ class MessagesStream(ChatChunks):
         self.blocks = 0
 
     def _start(self, model: str) -> bytes:
-        self.started = True
         message: Json = {
             "id": new_id(),
             "type": "message",
@@ -102,7 +101,7 @@ class MessagesStream(ChatChunks):
         return out
 
     def finish(self, usage: Usage) -> bytes:
-        out = b"" if self.started else self._start("")
+        out = self.begin("")
         out += self._close()
         delta = {"stop_reason": STOP.get(self.finish_reason or "", "end_turn"), "stop_sequence": None}
         out += event("message_delta", {"delta": delta, "usage": message_usage(usage)})

@@ -86,7 +86,6 @@ class ResponsesStream(ChatChunks):
         return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
     def _start(self, model: str) -> bytes:
-        self.started = True
         self.model = model
         resp = response(self.rid, model, [], None, None)
         return self._ev("response.created", response=resp) + self._ev("response.in_progress", response=resp)
@@ -182,14 +181,14 @@ class ResponsesStream(ChatChunks):
         return out + self._ev("response.output_item.done", output_index=index, item=item)
 
     def finish(self, usage: Usage) -> bytes:
-        out = b"" if self.started else self._start("")
+        out = self.begin("")
         out += self._close()
         resp = response(self.rid, self.model, self.output, self.finish_reason, usage)
         kind = "response.incomplete" if resp["status"] == "incomplete" else "response.completed"
         return out + self._ev(kind, response=resp)
 
     def error(self, error: Json) -> bytes:
-        out = b"" if self.started else self._start("")
+        out = self.begin("")
         message = str(error.get("message") or "upstream error")
         code = str(error.get("code") or error.get("type") or "upstream_error")
         out += self._ev("error", code=code, message=message, param=None)

@@ -128,9 +128,7 @@ def base_config(provider_url: str, tmp: Path, **extra: Any) -> Config:
     return config
 
 
-def db_config(
-    provider_url: str, tmp: Path, spill: Path | None = None, database: Config | None = None, **extra: Any
-) -> Config:
+def db_config(provider_url: str, tmp: Path, spill: Path | None = None, **extra: Any) -> Config:
     """``base_config`` that writes usage rows to the database ``$TEST_DATABASE_URL`` names,
     flushing every 0.2 s and spilling to ``spill`` (default ``tmp/spill``)."""
     db: Config = {
@@ -138,7 +136,7 @@ def db_config(
         "spillDir": str(spill or tmp / "spill"),
         "flushIntervalSeconds": 0.2,
     }
-    return base_config(provider_url, tmp, database={**db, **(database or {})}, **extra)
+    return base_config(provider_url, tmp, database=db, **extra)
 
 
 ENV = {

@@ -68,6 +68,7 @@ class Postgres:
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="xrouter-pg-"))
         self.data = self.dir / "data"
+        self.log_path = self.dir / "postgres.log"  # each start appends; a failing test shows it
         self.proc: subprocess.Popen[bytes] | None = None
         self.user = "postgres" if os.geteuid() == 0 else None
         if self.user:
@@ -107,8 +108,7 @@ class Postgres:
             "-c",
             "full_page_writes=off",
         ]
-        # Its log is kept beside the data (each start appends), for a failing test to show.
-        with (self.dir / "postgres.log").open("ab") as log:
+        with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, user=self.user, cwd=self.dir
             )
@@ -120,8 +120,7 @@ class Postgres:
         stop(self.proc, sig=signal.SIGINT)
 
     def log(self) -> str:
-        path = self.dir / "postgres.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def sql(self, query: str, db: str = "postgres") -> str:
         out = subprocess.run(
