@@ -10,6 +10,9 @@ endpoints. The requested model name picks the behaviour:
 - ``ratelimit-<n>``: 429 with ``Retry-After: 1`` for the first n requests;
 - ``breakstream``: a stream that sends two chunks and then drops the connection;
 - ``slowstream-<ms>``: a stream with a pause before each chunk;
+- ``stall-<n>``: a stream that sends <n> events and then falls silent, connection open;
+- ``midfail``: an Anthropic stream ending in an ``error`` event after the text, or a
+  Responses stream ending in ``response.failed``;
 - ``toolcall``: chat completions with ``tools`` answer with a call of the first tool
   (``{"city": "Paris"}``) unless the last message is a tool result.
 
@@ -97,11 +100,14 @@ async def _sse(request: web.Request, model: str, events: list[bytes]) -> web.Str
     resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
     await resp.prepare(request)
     pause = (_param(model, "slowstream") or 0) / 1000
+    stall = _param(model, "stall")
     for i, event in enumerate(events):
         if model == "breakstream" and i == 2:
             assert request.transport is not None
             request.transport.close()
             return resp
+        if stall is not None and i == stall:
+            await asyncio.sleep(3600)  # silent, connection open: a stuck generation
         if pause:
             await asyncio.sleep(pause)
         await resp.write(event)
@@ -294,6 +300,11 @@ async def openai_responses(request: web.Request) -> web.StreamResponse:
         events.append(
             ev("response.output_text.delta", item_id=mid, output_index=0, content_index=0, delta=delta)
         )
+    if model == "midfail":  # generation failed after some text: response.failed ends the stream
+        error = {"code": "server_error", "message": "The model failed to generate a response."}
+        failed = {**started, "status": "failed", "error": error, "usage": usage}
+        events.append(ev("response.failed", response=failed))
+        return await _sse(request, model, events)
     events.append(ev("response.output_text.done", item_id=mid, output_index=0, content_index=0, text=text))
     events.append(ev("response.content_part.done", item_id=mid, output_index=0, content_index=0, part=part))
     events.append(ev("response.output_item.done", output_index=0, item=item))
@@ -418,6 +429,9 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
                 {"index": 0, "delta": {"type": "text_delta", "text": w if i == 0 else " " + w}},
             )
         )
+    if model == "midfail":  # the API's documented mid-stream error event, after the text
+        events.append(ev("error", {"error": {"type": "overloaded_error", "message": "Overloaded"}}))
+        return await _sse(request, model, events)
     events.append(ev("content_block_stop", {"index": 0}))
     if tool:
         events.append(ev("content_block_start", {"index": 1, "content_block": {**tool, "input": {}}}))

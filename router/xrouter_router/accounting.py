@@ -51,6 +51,7 @@ def finish(call: Call, rt: Runtime, metrics: Metrics, usage: UsageRecorder, reco
                 round(total * 1000, 3),
                 time.time(),
                 call.cache_status,
+                call.estimated,
             )
         )
     logs.access(

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from .auth import KeyInfo
 from .metrics import UNKNOWN
-from .providers import Usage
+from .providers import StreamTranslator, Usage
 from .tracing import Trace
 
 
@@ -33,6 +33,11 @@ class Call:
     cache_status: str | None = None  # on a cached route: "cache_hit" or "cache_miss"
     trace: Trace | None = None  # only while OpenTelemetry export is on
     watcher: asyncio.Task[None] | None = None
+    body_bytes: int = 0  # the request body's size: the prompt estimate (meter.py)
+    # The translator of the attempt whose answer started streaming: what was streamed,
+    # and the upstream's counts so far, whatever ends the stream.
+    meter: StreamTranslator | None = None
+    estimated: bool = False  # usage is (partly) the router's estimate, not the upstream's
 
     def meta(self) -> list[tuple[bytes, bytes]]:
         """Response headers about the router's own share of the time so far."""

@@ -43,6 +43,13 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE xrouter_usage ADD COLUMN cache_status text;
     """,
+    # Rows whose token counts are the router's estimate (meter.py). A constant default:
+    # PostgreSQL 11+ adds it without rewriting the table, so it is quick on a large one.
+    # Replicas of the previous version keep writing (their staging tables lack the
+    # column, and INSERT ... SELECT * fills it with the default).
+    """
+    ALTER TABLE xrouter_usage ADD COLUMN IF NOT EXISTS estimated boolean NOT NULL DEFAULT false;
+    """,
 ]
 
 CONNECT_TIMEOUT = 3.0

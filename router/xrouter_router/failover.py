@@ -129,7 +129,12 @@ async def _model(
                 breaker.release(ticket)
                 raise
             else:
-                breaker.success(ticket)
+                # A stream that broke, stalled or ended in the upstream's error event
+                # after it started (too late to retry) still counts against the target.
+                if call.status >= 500:
+                    breaker.failure(ticket)
+                else:
+                    breaker.success(ticket)
                 return None
             if n == retries:
                 break

@@ -37,7 +37,8 @@ class ChatChunks(StreamTranslator):
 
     def feed(self, event: str | None, data: bytes, raw: bytes) -> bytes:
         out = self.inner.feed(event, data, raw)
-        self.usage = self.inner.usage
+        inner = self.inner
+        self.usage, self.chars, self.failed = inner.usage, inner.chars, inner.failed
         if not out or self.done:
             return b""
         parts: list[bytes] = []

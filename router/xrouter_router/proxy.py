@@ -13,7 +13,7 @@ import asyncio
 import time
 from typing import Any
 
-from . import accounting, bodylog, failover, validate
+from . import accounting, bodylog, failover, meter, validate
 from .asgi import REQUEST_ID, Receive, Scope, Send, read_body, respond
 from .auth import bearer
 from .call import Call
@@ -68,6 +68,7 @@ class LLMEndpoint:
                 raise APIError(401, "Invalid or missing API key", code="invalid_api_key")
             call.key = key
             body = await read_body(scope, receive, rt.config.server.max_body_bytes)
+            call.body_bytes = len(body)
             payload = validate.parse(body, self.kind)
             model = payload["model"]
             if model not in rt.routes:
@@ -129,6 +130,7 @@ class LLMEndpoint:
             if call.watcher is not None:
                 call.watcher.cancel()
             inflight.dec()
+            meter.complete(call)
             if lease is not None:
                 state.limiter.settle(lease, call.usage.prompt + call.usage.completion)
             accounting.finish(call, rt, metrics, state.usage, True)

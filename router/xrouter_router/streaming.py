@@ -147,6 +147,7 @@ async def answer(
                     }
                 )
                 started = True
+                call.meter = translator
                 call.status = 200
                 clock.progress()
             await send({"type": "http.response.body", "body": out, "more_body": True})
@@ -156,11 +157,14 @@ async def answer(
         broken = True
     if not started:
         raise UpstreamFailure(502, f"upstream {adapter.name} sent an empty stream", breaker=True)
+    tail = b""
     if broken or not translator.done:
         call.status = 502
         tail = _BROKEN_TAIL
-    else:
-        tail = b""
+    elif translator.failed:
+        # The upstream's own error event ended the stream (the client has it): a failed
+        # request, for the usage row, the metrics and the breaker (failover.py).
+        call.status = 502
     call.answered = True
     await send({"type": "http.response.body", "body": tail, "more_body": False})
     call.usage = translator.usage

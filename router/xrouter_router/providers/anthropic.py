@@ -255,10 +255,14 @@ class AnthropicStream(StreamTranslator):
         if kind == "content_block_delta":
             delta = ev.get("delta") or {}
             if delta.get("type") == "text_delta":
-                return self._chunk({"content": delta.get("text", "")})
+                text = delta.get("text", "")
+                self.chars += len(text) if isinstance(text, str) else 0
+                return self._chunk({"content": text})
             if delta.get("type") == "input_json_delta":
                 n = self.tool_index.get(ev.get("index", 0), 0)
-                call = {"index": n, "function": {"arguments": delta.get("partial_json", "")}}
+                part = delta.get("partial_json", "")
+                self.chars += len(part) if isinstance(part, str) else 0
+                call = {"index": n, "function": {"arguments": part}}
                 return self._chunk({"tool_calls": [call]})
             return b""
         if kind == "message_delta":
@@ -283,7 +287,7 @@ class AnthropicStream(StreamTranslator):
             return out_bytes + sse.DONE
         if kind == "error":
             err = ev.get("error") or {}
-            self.done = True
+            self.done = self.failed = True
             return sse.encode(error_body(502, str(err.get("message", "upstream error"))))
         return b""
 

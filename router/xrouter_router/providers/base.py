@@ -40,6 +40,21 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and value >= 0 else 0
 
 
+def _delta_chars(delta: Any) -> int:
+    if not isinstance(delta, dict):
+        return 0
+    n = 0
+    for field in ("content", "reasoning_content", "refusal"):
+        text = delta.get(field)
+        if isinstance(text, str):
+            n += len(text)
+    for call in delta.get("tool_calls") or ():
+        fn = call.get("function") if isinstance(call, dict) else None
+        if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+            n += len(fn["arguments"])
+    return n
+
+
 class StreamTranslator:
     """Turns upstream SSE events into the OpenAI SSE bytes sent to the client, and
     collects usage on the way. The default passes OpenAI events through."""
@@ -48,6 +63,11 @@ class StreamTranslator:
         self.include_usage = include_usage
         self.usage = Usage()
         self.done = False
+        # The stream ended with the upstream's own error event (a failure, not a 200).
+        self.failed = False
+        # Characters of answer text streamed so far: the completion estimate when the
+        # stream ends before the upstream's usage arrives (``meter.py``).
+        self.chars = 0
 
     def feed(self, event: str | None, data: bytes, raw: bytes) -> bytes:
         if data == b"[DONE]":
@@ -57,7 +77,14 @@ class StreamTranslator:
             chunk = orjson.loads(data)
         except orjson.JSONDecodeError:
             return raw
-        if isinstance(chunk, dict) and isinstance(chunk.get("usage"), dict):
+        if not isinstance(chunk, dict):
+            return raw
+        if isinstance(chunk.get("error"), dict):
+            self.failed = True
+        choices = chunk.get("choices")
+        if choices and isinstance(choices[0], dict):
+            self.chars += _delta_chars(choices[0].get("delta"))
+        if isinstance(chunk.get("usage"), dict):
             self.usage = usage_from_openai(chunk)
             if not self.include_usage:
                 if not chunk.get("choices"):

@@ -27,8 +27,13 @@ def beta_header(value: bytes | None) -> bytes | None:
     return value.strip()
 
 
-# The events that end a Responses stream (it has no ``[DONE]``).
+# The events that end a Responses stream (it has no ``[DONE]``); the last two say it failed.
 _RESPONSES_END = frozenset({"response.completed", "response.incomplete", "response.failed", "error"})
+_RESPONSES_FAILED = frozenset({"response.failed", "error"})
+# The events whose ``delta`` is answer text: the completion estimate of a cut stream.
+_RESPONSES_DELTAS = frozenset(
+    {"response.output_text.delta", "response.refusal.delta", "response.function_call_arguments.delta"}
+)
 
 
 def _n(value: Any) -> int:
@@ -75,8 +80,13 @@ class ResponsesPassStream(StreamTranslator):
             kind = ev.get("type") if ev is not None else kind
             if kind in _RESPONSES_END:
                 self.done = True
+                self.failed = kind in _RESPONSES_FAILED
                 if ev is not None:
                     self.usage = responses_usage(ev.get("response"))
+        elif kind in _RESPONSES_DELTAS:
+            ev = _json(data)
+            text = ev.get("delta") if ev is not None else None
+            self.chars += len(text) if isinstance(text, str) else 0
         return raw
 
 
@@ -85,11 +95,16 @@ class MessagesPassStream(StreamTranslator):
     (the prompt) and ``message_delta`` (the output so far)."""
 
     def feed(self, event: str | None, data: bytes, raw: bytes) -> bytes:
-        if event in ("message_start", "message_delta", "message_stop", "error") or event is None:
+        if event in _MESSAGES_READ or event is None:
             ev = _json(data)
             kind = ev.get("type") if ev is not None else None
             if ev is None:
                 pass
+            elif kind == "content_block_delta":
+                delta = ev.get("delta")
+                if isinstance(delta, dict):
+                    text = delta.get("text", delta.get("partial_json", delta.get("thinking")))
+                    self.chars += len(text) if isinstance(text, str) else 0
             elif kind == "message_start":
                 msg = ev.get("message")
                 self.usage = anthropic_usage(msg.get("usage") if isinstance(msg, dict) else None)
@@ -103,4 +118,8 @@ class MessagesPassStream(StreamTranslator):
                         self.usage.prompt, self.usage.cached = later.prompt, later.cached
             elif kind in ("message_stop", "error"):
                 self.done = True
+                self.failed = kind == "error"
         return raw
+
+
+_MESSAGES_READ = frozenset({"message_start", "content_block_delta", "message_delta", "message_stop", "error"})
