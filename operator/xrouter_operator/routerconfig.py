@@ -94,7 +94,9 @@ def router_config(xr: XRouter) -> tuple[rc.RouterConfig, list[SecretFile]]:
     if spec.redis is not None:
         f = _file(spec.redis.url_secret_ref, "redis-url")
         files.append(f)
-        redis = rc.RedisConfig(url=f.source(), fail_mode=spec.redis.fail_mode)
+        # One namespace per XRouter (its uid): routers sharing a Redis share no key.
+        namespace = f"xr:{xr.metadata.uid}" if xr.metadata.uid else "xr"
+        redis = rc.RedisConfig(url=f.source(), fail_mode=spec.redis.fail_mode, namespace=namespace)
     database = rc.DatabaseConfig(spill_dir=SPILL_DIR)
     if spec.database is not None:
         f = _file(spec.database.url_secret_ref, "database-url")

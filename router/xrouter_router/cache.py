@@ -90,8 +90,9 @@ class ResponseCache:
     """``redis`` returns the client to use (the limiter's, which follows rotations),
     or None when Redis is not configured."""
 
-    def __init__(self, redis: Callable[[], Redis | None], metrics: Metrics) -> None:
+    def __init__(self, redis: Callable[[], Redis | None], metrics: Metrics, namespace: str = "xr") -> None:
         self._redis = redis
+        self._ns = namespace + ":"  # redis.namespace: routers sharing a Redis share no entry
         self.metrics = metrics
         self._down_until = 0.0
 
@@ -109,7 +110,7 @@ class ResponseCache:
         if redis is None:
             return None
         try:
-            value = await asyncio.wait_for(redis.get(key), TIMEOUT)
+            value = await asyncio.wait_for(redis.get(self._ns + key), TIMEOUT)
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed(exc)
             return None
@@ -120,7 +121,7 @@ class ResponseCache:
         if redis is None:
             return
         try:
-            await asyncio.wait_for(redis.set(key, body, ex=ttl), TIMEOUT)
+            await asyncio.wait_for(redis.set(self._ns + key, body, ex=ttl), TIMEOUT)
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed(exc)
 

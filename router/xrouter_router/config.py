@@ -177,6 +177,11 @@ class RedisConfig(CamelModel):
     # None: no Redis; limits are per process. The env var REDIS_URL overrides.
     url: SecretSource | None = None
     fail_mode: Literal["open", "closed"] = "open"
+    # Every key this router writes (limits, budgets, the spill stream, the cache) starts
+    # with "<namespace>:". Routers sharing one Redis need different namespaces, or they
+    # share limits, budgets, spilled rows and cached answers. The operator sets it from
+    # the XRouter's uid; the default suits one router alone on its Redis.
+    namespace: str = Field(default="xr", pattern=r"^[A-Za-z0-9_.:-]{1,80}$")
 
 
 class DatabaseConfig(CamelModel):

@@ -42,13 +42,13 @@ from .errors import APIError
 from .locallimits import LocalLimiter
 from .metrics import Metrics
 from .redisbatch import ScriptBatcher
+from .slots import ConcurrencySlots
 
 __all__ = ["SETTLE_INTERVAL", "Lease", "Limiter", "LocalLimiter", "lease_block"]
 
 log = logging.getLogger("xrouter.limits")
 
 SETTLE_INTERVAL = 0.05  # seconds: how long settled token counts wait to be batched
-SLOT_MAX_SECONDS = 3600.0  # a concurrency slot is refreshed for at most this long
 
 _NAMES = {1: "rpm", 2: "tpm", 3: "concurrency"}
 _MESSAGES = {
@@ -84,7 +84,7 @@ def lease_block(rpm: int) -> int:
     return max(1, min(1000, rpm // 100))
 
 
-class Limiter:
+class Limiter(ConcurrencySlots):
     def __init__(
         self,
         redis: Redis | None,
@@ -93,8 +93,10 @@ class Limiter:
         lease_ttl: float,
         spend: Callable[[str], float],
         slot_grace: float = 5.0,
+        namespace: str = "xr",
     ) -> None:
         self.redis = redis
+        self.namespace = namespace
         self.fail_mode = fail_mode
         self.metrics = metrics
         # A concurrency slot's TTL. Slots of live requests are refreshed every third of
@@ -114,6 +116,10 @@ class Limiter:
         # Live concurrency slots held in Redis: key name -> request id -> when acquired.
         self._slots: dict[str, dict[str, float]] = {}
         self._beat: asyncio.Task[None] | None = None
+        # Slots released while Redis did not take the release (down, or the send
+        # failed): key name -> request ids, released as soon as Redis answers again.
+        # Left to their TTL they would refuse the key's requests for that long.
+        self._orphans: dict[str, set[str]] = {}
         metrics.redis_up.set(1 if self.redis_up else 0)
 
     def _reject(self, limit: str, retry_after: float | None) -> APIError:
@@ -145,7 +151,7 @@ class Limiter:
             spec = f"{_arg(lim.rpm)} {_arg(lim.tpm)} {_arg(lim.max_concurrent)} {self.lease_ttl_ms}"
             try:
                 verdict, retry_ms = await self.scripts.call(
-                    "acquire", [f"xr:{{{key.name}}}"], [spec, request_id]
+                    "acquire", [self.base(key.name)], [spec, request_id]
                 )
             except (RedisError, OSError) as exc:
                 self._down(exc)
@@ -197,7 +203,7 @@ class Limiter:
     async def _grant(self, key: KeyInfo, block: _Block, rpm: int) -> None:
         assert self.scripts is not None
         spec = f"{rpm} {_arg(key.limits.tpm)} {lease_block(rpm)}"
-        granted, retry_ms, used = await self.scripts.call("lease", [f"xr:{{{key.name}}}"], [spec])
+        granted, retry_ms, used = await self.scripts.call("lease", [self.base(key.name)], [spec])
         expires = time.monotonic() + int(retry_ms) / 1000
         if expires > block.expires + 0.5:  # a new window: earlier tokens are void
             block.left = 0
@@ -232,6 +238,9 @@ class Limiter:
         block = self.blocks.get(lease.key.name)
         if block is not None:
             block.tpm_used += tokens
+        if lease.concurrency and (self.scripts is None or not self.redis_up):
+            self._orphans.setdefault(lease.key.name, set()).add(lease.request_id)
+            return
         if self.scripts is None or not self.redis_up or (tokens == 0 and not lease.concurrency):
             return
         if not lease.concurrency:
@@ -243,41 +252,12 @@ class Limiter:
             if self._tokens_timer is None:
                 self._tokens_timer = asyncio.get_running_loop().call_later(SETTLE_INTERVAL, self._send_tokens)
             return
-        args: list[str | int] = [tokens, lease.request_id]
-        self.scripts.send("settle", [f"xr:{{{lease.key.name}}}"], args)
+        self._free(lease.key.name, lease.request_id, tokens)
 
-    def _hold(self, name: str, request_id: str) -> None:
-        self._slots.setdefault(name, {})[request_id] = time.monotonic()
-        if self._beat is None or self._beat.done():
-            self._beat = asyncio.get_running_loop().create_task(self._heartbeat())
-
-    def _release(self, name: str, request_id: str) -> None:
-        held = self._slots.get(name)
-        if held is not None:
-            held.pop(request_id, None)
-            if not held:
-                del self._slots[name]
-
-    async def _heartbeat(self) -> None:
-        """Keep this process's live slots from expiring: one pipelined call per key
-        with live slots, every third of the TTL."""
-        while True:
-            await asyncio.sleep(int(self.lease_ttl_ms) / 3000)
-            if self.scripts is None or not self.redis_up:
-                continue
-            oldest = time.monotonic() - SLOT_MAX_SECONDS
-            for name, held in list(self._slots.items()):
-                # A slot never settled (a bug elsewhere) stops being refreshed at some
-                # point rather than holding the key's concurrency for ever.
-                for rid in [rid for rid, since in held.items() if since < oldest]:
-                    log.warning(
-                        "concurrency slot held for %.0f s without settling; letting it expire",
-                        SLOT_MAX_SECONDS,
-                    )
-                    self._release(name, rid)
-                ids = list(self._slots.get(name, {}))
-                if ids:
-                    self.scripts.send("touch", [f"xr:{{{name}}}"], [self.lease_ttl_ms, *ids])
+    def base(self, name: str) -> str:
+        """The Redis key prefix of one API key's limits, in this router's namespace
+        (the braces keep all of them in one Redis Cluster slot)."""
+        return f"{self.namespace}:{{{name}}}"
 
     def _send_tokens(self) -> None:
         self._tokens_timer = None
@@ -286,7 +266,7 @@ class Limiter:
             return
         for name, tokens in pending.items():
             if tokens:
-                self.scripts.send("settle", [f"xr:{{{name}}}"], [tokens, ""])
+                self.scripts.send("settle", [self.base(name)], [tokens, ""])
 
     def _down(self, exc: BaseException) -> None:
         if self.redis_up:
@@ -308,6 +288,8 @@ class Limiter:
             log.info("redis is back, limits are shared again")
             self.redis_up = True
             self.metrics.redis_up.set(1)
+            if self.scripts is not None:
+                self._free_orphans()
             return
 
     def set_redis(self, redis: Redis | None) -> None:
@@ -319,6 +301,7 @@ class Limiter:
         self.redis = redis
         self.scripts = ScriptBatcher(redis, self._sources) if redis is not None else None
         self.redis_up = redis is not None
+        self._orphans.clear()  # the new Redis never held them
         self.metrics.redis_up.set(1 if self.redis_up else 0)
         loop = asyncio.get_running_loop()
         jobs = [self.check(), *([_close(old, old_scripts)] if old is not None else [])]

@@ -22,7 +22,7 @@ from .usagerow import UsageRow, parse_row
 
 log = logging.getLogger("xrouter.usage")
 
-STREAM = "xr:usage:spill"
+STREAM = "xr:usage:spill"  # in the default namespace; see ``StreamSpill.key``
 LOCK = "xr:usage:spill:lock"
 LOCK_MS = 30_000
 _UNLOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
@@ -32,16 +32,20 @@ Entry = tuple[str, UsageRow | None, bytes]  # stream id, the row (None if unread
 
 
 class StreamSpill:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, namespace: str = "xr") -> None:
         self.redis = redis
         self.token = uuid.uuid4().hex
+        # Per router (``redis.namespace``): a router sharing the Redis must never replay
+        # this router's rows into its own database.
+        self.key = f"{namespace}:usage:spill"
+        self._lock = self.key + ":lock"
 
     async def add(self, lines: Sequence[bytes]) -> bool:
         """Append encoded rows; False if Redis did not take all of them."""
         try:
             pipe = self.redis.pipeline(transaction=False)
             for line in lines:
-                pipe.xadd(STREAM, {"r": line})
+                pipe.xadd(self.key, {"r": line})
             await pipe.execute()
         except _ERRORS as exc:
             log.warning("redis did not take spilled usage rows, spilling to disk: %s", type(exc).__name__)
@@ -50,24 +54,24 @@ class StreamSpill:
 
     async def length(self) -> int | None:
         try:
-            return int(await self.redis.xlen(STREAM))
+            return int(await self.redis.xlen(self.key))
         except _ERRORS:
             return None
 
     async def lock(self) -> bool:
         try:
-            return bool(await self.redis.set(LOCK, self.token, nx=True, px=LOCK_MS))
+            return bool(await self.redis.set(self._lock, self.token, nx=True, px=LOCK_MS))
         except _ERRORS:
             return False
 
     async def unlock(self) -> None:
         with contextlib.suppress(*_ERRORS):  # else it expires by itself
-            await self.redis.eval(_UNLOCK, 1, LOCK, self.token)
+            await self.redis.eval(_UNLOCK, 1, self._lock, self.token)
 
     async def take(self, count: int) -> list[Entry] | None:
         """The oldest ``count`` entries, or None if Redis did not answer."""
         try:
-            found = await self.redis.xrange(STREAM, "-", "+", count=count)
+            found = await self.redis.xrange(self.key, "-", "+", count=count)
         except _ERRORS:
             return None
         entries: list[Entry] = []
@@ -80,7 +84,7 @@ class StreamSpill:
 
     async def drop(self, ids: Sequence[str]) -> bool:
         try:
-            await self.redis.xdel(STREAM, *ids)
+            await self.redis.xdel(self.key, *ids)
         except _ERRORS:
             return False
         return True

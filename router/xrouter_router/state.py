@@ -48,13 +48,16 @@ class State:
         redis = _redis(redis_url)
         total = max(p.timeouts.total for p in config.providers)
         d = config.database
+        ns = self.namespace = config.redis.namespace
         # The limiter's Redis client doubles as the shared spill: rows that PostgreSQL refuses go to a
         # Redis stream any replica replays, so a pod replaced during an outage loses none.
         self.usage = UsageRecorder(
-            dsn, self.metrics, d.spill_dir, d.batch_size, d.flush_interval_seconds, redis=redis
+            dsn, self.metrics, d.spill_dir, d.batch_size, d.flush_interval_seconds, redis=redis, namespace=ns
         )
-        self.limiter = Limiter(redis, config.redis.fail_mode, self.metrics, total, self.usage.spent)
-        self.cache = ResponseCache(lambda: self.limiter.redis, self.metrics)
+        self.limiter = Limiter(
+            redis, config.redis.fail_mode, self.metrics, total, self.usage.spent, namespace=ns
+        )
+        self.cache = ResponseCache(lambda: self.limiter.redis, self.metrics, ns)
         # None unless OTLP export is configured: then telemetry costs nothing.
         self.telemetry = Telemetry() if otlp_configured() else None
         self.ready = False
@@ -68,6 +71,8 @@ class State:
         self.runtime = runtime
         self.keys.config_keys = runtime.keys
         self.limiter.fail_mode = config.redis.fail_mode
+        if config.redis.namespace != self.namespace:
+            log.warning("redis.namespace changed; that takes effect on restart")
         if redis_url != self._redis_url:  # rotated in its Secret (mounted as a file)
             self._redis_url = redis_url
             redis = _redis(redis_url)

@@ -27,7 +27,7 @@ from . import db
 from .budgets import Periods
 from .metrics import Metrics
 from .spill import DiskSpill, encode
-from .spillstream import STREAM, StreamSpill
+from .spillstream import StreamSpill
 from .usagerow import COLUMNS, UsageRow, record
 
 __all__ = ["SPEND_REFRESH_SECONDS", "UsageRecorder", "UsageRow"]
@@ -54,8 +54,10 @@ class UsageRecorder:
         batch_size: int = 500,
         flush_interval: float = 1.0,
         redis: Redis | None = None,
+        namespace: str = "xr",
     ) -> None:
         self.dsn = dsn
+        self.namespace = namespace
         self.metrics = metrics
         self.batch_size = batch_size
         self.flush_interval = flush_interval
@@ -63,7 +65,7 @@ class UsageRecorder:
         self.db_up = False
         self.queue: deque[UsageRow] = deque()
         self.disk = DiskSpill(spill_dir, metrics) if dsn else None
-        self.stream = StreamSpill(redis) if dsn and redis is not None else None
+        self.stream = StreamSpill(redis, namespace) if dsn and redis is not None else None
         self.disk_rows = self.disk.count() if self.disk else 0
         self.stream_rows = 0  # rows in the shared stream (any replica's), as last seen
         # Spend by budget account (budgets.py): the key name, or name@period-start.
@@ -96,7 +98,7 @@ class UsageRecorder:
 
     def set_redis(self, redis: Redis | None) -> None:
         """Spill to this Redis client from now on (the limiter's, after a rotation)."""
-        self.stream = StreamSpill(redis) if self.dsn and redis is not None else None
+        self.stream = StreamSpill(redis, self.namespace) if self.dsn and redis is not None else None
 
     @property
     def spill_dir(self) -> Path | None:
@@ -348,7 +350,7 @@ class UsageRecorder:
                     break
                 bad = [raw for _, row, raw in entries if row is None]
                 if bad:
-                    self.disk.quarantine(bad, STREAM)
+                    self.disk.quarantine(bad, self.stream.key)
                 if not await self.stream.drop([ident for ident, _, _ in entries]):
                     break
                 replayed += len(rows)

@@ -70,3 +70,12 @@ def test_capture_content_reaches_the_router_only_when_asked() -> None:
     assert router_sees(on).telemetry.capture_content is True
     quiet = xr(telemetry={"endpoint": "http://otel:4318"})
     assert router_sees(quiet).telemetry.capture_content is False
+
+
+def test_each_xrouter_gets_its_own_redis_namespace() -> None:
+    redis = {"urlSecretRef": {"name": "redis", "key": "url"}}
+    first = xr(redis=redis)
+    second = xr(redis=redis)
+    second["metadata"] = {**second["metadata"], "name": "y", "uid": "v"}
+    a, b = router_sees(first).redis.namespace, router_sees(second).redis.namespace
+    assert (a, b) == ("xr:u", "xr:v")
