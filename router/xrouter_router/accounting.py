@@ -31,7 +31,7 @@ def finish(call: Call, rt: Runtime, metrics: Metrics, usage: UsageRecorder, reco
         m.child(m.tokens, model, provider, "completion").inc(u.completion)
         if u.cached:
             m.child(m.tokens, model, provider, "cached").inc(u.cached)
-        cost = rt.cost(call.upstream_model, u)
+        cost = call.cost = rt.cost(call.upstream_model, u)
         if cost:
             m.child(m.cost, model, provider).inc(cost)
     key = call.key.name if call.key else None

@@ -63,6 +63,8 @@ async def _key_loop(state: State) -> None:
 async def startup(state: State, config_path: str | None, tasks: list[asyncio.Task[None]]) -> None:
     await state.usage.start()
     await state.limiter.check()
+    if state.limiter.budget is not None:
+        await state.limiter.budget.reconcile()  # Redis's budget accounts from PostgreSQL
     await state.refresh_db_keys()
     loop = asyncio.get_running_loop()
     tasks.append(loop.create_task(_key_loop(state)))

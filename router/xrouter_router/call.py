@@ -38,6 +38,7 @@ class Call:
     # and the upstream's counts so far, whatever ends the stream.
     meter: StreamTranslator | None = None
     estimated: bool = False  # usage is (partly) the router's estimate, not the upstream's
+    cost: float = 0.0  # USD, set by accounting.finish
 
     def meta(self) -> list[tuple[bytes, bytes]]:
         """Response headers about the router's own share of the time so far."""

@@ -1,27 +1,23 @@
 """Per-key limits: requests per minute, tokens per minute, concurrent requests and
-a spend budget.
+a spend budget (``budgetguard.py``).
 
 With Redis, RPM/TPM/concurrency are enforced across every replica by one Lua script
 per request, before the upstream call; calls made in the same event-loop tick share
 one pipelined round trip (``redisbatch.py``). Settling the request (adding its
-tokens, releasing its concurrency slot) rides on a later batch, after the response
-has been sent, off the client's critical path. Concurrency slots expire after a TTL
-(so a dead replica's slots free themselves); a heartbeat keeps live ones fresh.
+tokens, releasing its concurrency slot and reservations) rides on a later batch,
+after the response has been sent, off the client's critical path. Concurrency slots
+are kept by ``slots.py``. Keys with an RPM of 200/min or more and no concurrency
+limit lease blocks of RPM tokens instead (``rpmlease.py``).
 
-RPM-only keys with limits of 200/min or more lease blocks of RPM tokens instead:
-1% of the limit (at most 1000) per Redis call, refilled in the background when half
-used, so most requests never wait on Redis; one grant per key is in flight at a
-time, and requests that find the block empty wait for it. Tokens are taken from the
-shared counter atomically, so the limit is never exceeded; the bounded error is the
-other way: up to 1.5 blocks per process may sit unused, so the cluster may refuse
-up to 1.5% of the limit per process early. TPM is then checked against the window's total
-as of the last grant plus this process's own tokens since.
-
-Windows are fixed calendar minutes on Redis's clock. TPM is checked against tokens
-already used in the window, so one request may overshoot it by its own size.
+Windows are fixed calendar minutes on Redis's clock. TPM reserves an upper bound of
+each request's tokens (prompt estimate plus its maximum output) when it is admitted
+and corrects it to the real count when it settles; a request is admitted while the
+window's tokens (used plus reserved) are under the limit, so the window passes it by
+at most one request's reservation. On leased keys the check is this process's view
+of the window (as of its last grant plus its own tokens since).
 Without Redis, or while it is down in ``failMode: open``, the same limits are
 enforced per process. In ``failMode: closed`` requests are refused with 503 while
-Redis is down. Budgets are checked against recorded spend (see ``usage.py``).
+Redis is down.
 """
 
 from __future__ import annotations
@@ -29,19 +25,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from . import budgetscripts
 from . import limitscripts as lua
 from .auth import KeyInfo
+from .budgetguard import BudgetGuard, Hold
 from .errors import APIError
 from .locallimits import LocalLimiter
 from .metrics import Metrics
 from .redisbatch import ScriptBatcher
+from .rpmlease import RpmLeases, _Block, lease_block
 from .slots import ConcurrencySlots
 
 __all__ = ["SETTLE_INTERVAL", "Lease", "Limiter", "LocalLimiter", "lease_block"]
@@ -65,26 +63,14 @@ class Lease:
     request_id: str
     remote: bool  # held in Redis (else in this process)
     concurrency: bool
+    held: int = 0  # TPM tokens reserved for the request, in Redis's window ``minute``
+    minute: int = -1
+    block_held: int = 0  # TPM tokens reserved in this process's leased block
+    limited: bool = True  # RPM, TPM or concurrency apply (else only the budget)
+    hold: Hold | None = None  # the budget reservation
 
 
-@dataclass(slots=True)
-class _Block:
-    """RPM tokens this process holds for one key in the current window."""
-
-    left: int = 0
-    expires: float = 0.0  # monotonic end of the window the tokens belong to
-    tpm_used: int = 0  # the window's TPM total at the last grant, plus ours since
-    exhausted: bool = False  # Redis has no RPM tokens left in this window
-    refill: asyncio.Task[None] | None = None  # the one grant in flight for this key
-
-
-def lease_block(rpm: int) -> int:
-    """RPM tokens leased per Redis call: 1% of the limit, at most 1000. A block of 1
-    means no leasing (every request asks Redis), which keeps small limits exact."""
-    return max(1, min(1000, rpm // 100))
-
-
-class Limiter(ConcurrencySlots):
+class Limiter(ConcurrencySlots, RpmLeases):
     def __init__(
         self,
         redis: Redis | None,
@@ -106,11 +92,24 @@ class Limiter(ConcurrencySlots):
         self.spend = spend
         self.local = LocalLimiter()
         self.redis_up = redis is not None
-        self._sources = {"acquire": lua.ACQUIRE, "lease": lua.LEASE, "settle": lua.SETTLE, "touch": lua.TOUCH}
+        self._sources = {
+            "acquire": lua.ACQUIRE,
+            "lease": lua.LEASE,
+            "settle": lua.SETTLE,
+            "touch": lua.TOUCH,
+            "budget_reserve": budgetscripts.RESERVE,
+            "budget_settle": budgetscripts.SETTLE,
+            "budget_load": budgetscripts.LOAD,
+            "budget_peek": budgetscripts.PEEK,
+        }
+        # Set by ``State`` (it needs the usage recorder); without it budgets are checked
+        # against ``spend`` alone, per process.
+        self.budget: BudgetGuard | None = None
         self.scripts = ScriptBatcher(redis, self._sources) if redis is not None else None
         self._closing: set[asyncio.Task[None]] = set()
         self.blocks: dict[str, _Block] = {}
-        self._unsent: dict[str, int] = {}  # settled tokens per key not yet sent to Redis
+        # Settled TPM tokens not yet sent to Redis: (key, window) -> (tokens, reserved).
+        self._unsent: dict[tuple[str, int], tuple[int, int]] = {}
         self._tokens_timer: asyncio.TimerHandle | None = None
         self._probe: asyncio.Task[None] | None = None
         # Live concurrency slots held in Redis: key name -> request id -> when acquired.
@@ -126,11 +125,37 @@ class Limiter(ConcurrencySlots):
         self.metrics.limit_rejections.labels(limit).inc()
         return APIError(429, _MESSAGES[limit], code=f"{limit}_limit_exceeded", retry_after=retry_after)
 
-    async def acquire(self, key: KeyInfo, request_id: str) -> Lease | None:
-        """Admit the request or raise a 429 (503 with Redis down in fail-closed mode)."""
+    @property
+    def configured(self) -> bool:
+        return self.redis is not None
+
+    async def acquire(
+        self, key: KeyInfo, request_id: str, want_usd: float = 0.0, want_tokens: int = 0
+    ) -> Lease | None:
+        """Admit the request or raise a 429 (503 with Redis down in fail-closed mode).
+        ``want_usd`` and ``want_tokens`` bound its cost and tokens (``budgetguard.want``):
+        they are reserved against the budget and TPM until ``settle``."""
         lim = key.limits
-        if lim.budget_usd is not None and self.spend(key.name) >= lim.budget_usd:
+        if lim.budget_usd is not None and self.budget is None and self.spend(key.name) >= lim.budget_usd:
             raise self._reject("budget", None)
+        lease = await self._limits(key, request_id, want_tokens if lim.tpm is not None else 0)
+        if lim.budget_usd is None or self.budget is None:
+            return lease
+        try:
+            hold = await self.budget.reserve(key, request_id, want_usd)
+        except APIError as exc:
+            if lease is not None:
+                self.settle(lease, 0)  # frees the slot and the TPM reservation
+            if exc.status == 429:
+                self.metrics.limit_rejections.labels("budget").inc()
+            raise
+        if lease is None:
+            lease = Lease(key, request_id, False, False, limited=False)
+        lease.hold = hold
+        return lease
+
+    async def _limits(self, key: KeyInfo, request_id: str, want: int) -> Lease | None:
+        lim = key.limits
         if lim.rpm is None and lim.tpm is None and lim.max_concurrent is None:
             return None
         concurrency = lim.max_concurrent is not None
@@ -146,90 +171,38 @@ class Limiter(ConcurrencySlots):
             except (RedisError, OSError) as exc:
                 self._down(exc)
             else:
-                return Lease(key, request_id, True, False)
+                block = self.blocks[key.name]
+                block.tpm_used += want  # reserved in this process's view of the window
+                return Lease(key, request_id, True, False, block_held=want)
         if self.scripts is not None and self.redis_up:
-            spec = f"{_arg(lim.rpm)} {_arg(lim.tpm)} {_arg(lim.max_concurrent)} {self.lease_ttl_ms}"
+            spec = f"{_arg(lim.rpm)} {_arg(lim.tpm)} {_arg(lim.max_concurrent)} {self.lease_ttl_ms} {want}"
             try:
-                verdict, retry_ms = await self.scripts.call(
-                    "acquire", [self.base(key.name)], [spec, request_id]
-                )
+                verdict, value = await self.scripts.call("acquire", [self.base(key.name)], [spec, request_id])
             except (RedisError, OSError) as exc:
                 self._down(exc)
             else:
                 if verdict:
-                    raise self._reject(_NAMES[int(verdict)], int(retry_ms) / 1000)
+                    raise self._reject(_NAMES[int(verdict)], int(value) / 1000)
                 if concurrency:
                     self._hold(key.name, request_id)
-                return Lease(key, request_id, True, concurrency)
+                return Lease(key, request_id, True, concurrency, held=want, minute=int(value))
         if self.redis is not None and self.fail_mode == "closed":
             raise APIError(503, "Rate limiting is unavailable (Redis is down)", code="limits_unavailable")
-        limit, retry = self.local.acquire(key)
+        limit, retry = self.local.acquire(key, want)
         if limit is not None:
             raise self._reject(limit, retry)
-        return Lease(key, request_id, False, concurrency)
+        return Lease(key, request_id, False, concurrency, held=want, minute=self.local.minute)
 
-    async def _leased(self, key: KeyInfo, rpm: int) -> None:
-        """Admit from this process's block of RPM tokens, asking Redis for a new block
-        when it is used up (and refilling in the background when it runs low). At most
-        one grant per key is in flight: concurrent requests that find the block empty
-        wait for it instead of each leasing a block of their own, which would strand
-        all but one of those blocks and refuse that many requests early."""
-        block = self.blocks.get(key.name)
-        if block is None:
-            block = self.blocks[key.name] = _Block()
-        tpm = key.limits.tpm
-        while True:
-            now = time.monotonic()
-            current = now < block.expires
-            if current and block.left > 0:
-                break
-            if block.refill is not None:
-                await asyncio.shield(block.refill)
-                if not self.redis_up:
-                    raise ConnectionError("redis is down")
-                continue
-            if current and (block.exhausted or (tpm is not None and block.tpm_used >= tpm)):
-                break  # refused below, until the window ends
-            block.refill = asyncio.get_running_loop().create_task(self._refill(key, block, rpm))
-        if tpm is not None and block.tpm_used >= tpm:
-            raise self._reject("tpm", max(0.0, block.expires - now))
-        if block.left <= 0:
-            raise self._reject("rpm", max(0.0, block.expires - now))
-        block.left -= 1
-        size = lease_block(rpm)
-        if block.left <= size // 2 and block.refill is None and not block.exhausted:
-            block.refill = asyncio.get_running_loop().create_task(self._refill(key, block, rpm))
-
-    async def _grant(self, key: KeyInfo, block: _Block, rpm: int) -> None:
-        assert self.scripts is not None
-        spec = f"{rpm} {_arg(key.limits.tpm)} {lease_block(rpm)}"
-        granted, retry_ms, used = await self.scripts.call("lease", [self.base(key.name)], [spec])
-        expires = time.monotonic() + int(retry_ms) / 1000
-        if expires > block.expires + 0.5:  # a new window: earlier tokens are void
-            block.left = 0
-            block.exhausted = False
-        block.expires = expires
-        block.tpm_used = int(used)
-        if granted == -2:
-            block.tpm_used = max(block.tpm_used, key.limits.tpm or 0)
-        elif granted == -1:
-            block.exhausted = True
-        elif granted > 0:
-            block.left += int(granted)
-
-    async def _refill(self, key: KeyInfo, block: _Block, rpm: int) -> None:
-        try:
-            await self._grant(key, block, rpm)
-        except (RedisError, OSError) as exc:
-            self._down(exc)
-        finally:
-            block.refill = None
-
-    def settle(self, lease: Lease, tokens: int) -> None:
-        """Count the request's tokens and release its concurrency slot. Sent with the
-        next pipelined batch; not awaited (the response has already gone out)."""
+    def settle(self, lease: Lease, tokens: int, cost: float = 0.0) -> None:
+        """Count the request's tokens and cost, release its concurrency slot and its
+        reservations. Sent with the next pipelined batch; not awaited (the response has
+        already gone out)."""
+        if lease.hold is not None and self.budget is not None:
+            self.budget.settle(lease.hold, lease.request_id, cost)
+        if not lease.limited:
+            return
         if not lease.remote:
-            self.local.settle(lease.key, tokens, lease.concurrency)
+            self.local.settle(lease.key, tokens, lease.concurrency, lease.held, lease.minute)
             return
         if lease.concurrency:
             self._release(lease.key.name, lease.request_id)
@@ -237,22 +210,27 @@ class Limiter(ConcurrencySlots):
             tokens = 0  # nobody reads them
         block = self.blocks.get(lease.key.name)
         if block is not None:
-            block.tpm_used += tokens
+            block.tpm_used += tokens - lease.block_held
         if lease.concurrency and (self.scripts is None or not self.redis_up):
             self._orphans.setdefault(lease.key.name, set()).add(lease.request_id)
             return
-        if self.scripts is None or not self.redis_up or (tokens == 0 and not lease.concurrency):
+        if (
+            self.scripts is None
+            or not self.redis_up
+            or (tokens == 0 and not lease.held and not lease.concurrency)
+        ):
             return
         if not lease.concurrency:
-            # Token counts only: summed per key and sent every SETTLE_INTERVAL, so
-            # under load Redis sees a few calls a second instead of one per request.
+            # Token counts only: summed per key and window and sent every SETTLE_INTERVAL,
+            # so under load Redis sees a few calls a second instead of one per request.
             # (This process's own count, ``block.tpm_used``, is already up to date.)
-            name = lease.key.name
-            self._unsent[name] = self._unsent.get(name, 0) + tokens
+            k = (lease.key.name, lease.minute)
+            sent, held = self._unsent.get(k, (0, 0))
+            self._unsent[k] = (sent + tokens, held + lease.held)
             if self._tokens_timer is None:
                 self._tokens_timer = asyncio.get_running_loop().call_later(SETTLE_INTERVAL, self._send_tokens)
             return
-        self._free(lease.key.name, lease.request_id, tokens)
+        self._free(lease.key.name, lease.request_id, tokens, lease.held, lease.minute)
 
     def base(self, name: str) -> str:
         """The Redis key prefix of one API key's limits, in this router's namespace
@@ -264,9 +242,9 @@ class Limiter(ConcurrencySlots):
         pending, self._unsent = self._unsent, {}
         if self.scripts is None or not self.redis_up:
             return
-        for name, tokens in pending.items():
-            if tokens:
-                self.scripts.send("settle", [self.base(name)], [tokens, ""])
+        for (name, minute), (tokens, held) in pending.items():
+            if tokens or held:
+                self.scripts.send("settle", [self.base(name)], [tokens, "", held, minute])
 
     def _down(self, exc: BaseException) -> None:
         if self.redis_up:
@@ -290,6 +268,8 @@ class Limiter(ConcurrencySlots):
             self.metrics.redis_up.set(1)
             if self.scripts is not None:
                 self._free_orphans()
+                if self.budget is not None:
+                    self.budget.flush()
             return
 
     def set_redis(self, redis: Redis | None) -> None:
@@ -320,6 +300,8 @@ class Limiter(ConcurrencySlots):
             self._down(exc)
 
     async def aclose(self) -> None:
+        if self.budget is not None:
+            await self.budget.aclose()
         for task in (self._probe, self._beat):
             if task is not None:
                 task.cancel()

@@ -7,12 +7,13 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local minute = math.floor(now / 60000)
 local retry = 60000 - (now % 60000)
 local base = KEYS[1]
-local rpm, tpm, conc, ttl = string.match(ARGV[1], '(-?%d+) (-?%d+) (-?%d+) (%d+)')
-rpm, tpm, conc, ttl = tonumber(rpm), tonumber(tpm), tonumber(conc), tonumber(ttl)
+local rpm, tpm, conc, ttl, want = string.match(ARGV[1], '(-?%d+) (-?%d+) (-?%d+) (%d+) (%d+)')
+rpm, tpm, conc, ttl, want = tonumber(rpm), tonumber(tpm), tonumber(conc), tonumber(ttl), tonumber(want)
 local rpm_key = base .. ':rpm:' .. minute
+local tpm_key = base .. ':tpm:' .. minute
 local conc_key = base .. ':conc'
 if tpm >= 0 then
-  local used = tonumber(redis.call('GET', base .. ':tpm:' .. minute) or '0')
+  local used = tonumber(redis.call('GET', tpm_key) or '0')
   if used >= tpm then return {2, retry} end
 end
 if rpm >= 0 then
@@ -31,7 +32,11 @@ if conc >= 0 then
   redis.call('ZADD', conc_key, now + ttl, ARGV[2])
   redis.call('PEXPIRE', conc_key, ttl)
 end
-return {0, 0}
+if tpm >= 0 and want > 0 then  -- the request's tokens, reserved until it settles
+  redis.call('INCRBY', tpm_key, want)
+  redis.call('PEXPIRE', tpm_key, 61000)
+end
+return {0, minute}
 """
 
 # Grants up to ARGV[1]'s block of RPM tokens from the window's shared counter at
@@ -54,11 +59,18 @@ redis.call('PEXPIRE', rpm_key, 61000)
 return {grant, retry, used}
 """
 
+# ARGV: tokens used, request id ('' without a slot), tokens reserved, window of the
+# reservation. The reservation's window is corrected to what was used; if that window
+# has gone, the tokens count in the current one.
 SETTLE = """
 local t = redis.call('TIME')
 local minute = math.floor((tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)) / 60000)
 local tokens = tonumber(ARGV[1])
-if tokens > 0 then
+local held, m = tonumber(ARGV[3] or '0'), tonumber(ARGV[4] or '-1')
+local reserved_key = KEYS[1] .. ':tpm:' .. m
+if held > 0 and m >= 0 and redis.call('EXISTS', reserved_key) == 1 then
+  redis.call('INCRBY', reserved_key, tokens - held)
+elseif tokens > 0 then
   local k = KEYS[1] .. ':tpm:' .. minute
   redis.call('INCRBY', k, tokens)
   redis.call('PEXPIRE', k, 61000)

@@ -13,7 +13,7 @@ import asyncio
 import time
 from typing import Any
 
-from . import accounting, bodylog, failover, meter, validate
+from . import accounting, bodylog, budgetguard, failover, meter, validate
 from .asgi import REQUEST_ID, Receive, Scope, Send, read_body, respond
 from .auth import bearer
 from .call import Call
@@ -81,7 +81,12 @@ class LLMEndpoint:
                     403, f"This key may not use the model '{model}'", param="model", code="model_not_allowed"
                 )
             call.stream = bool(payload.get("stream")) and self.kind != "embeddings"
-            lease = await state.limiter.acquire(key, call.request_id)
+            lim = key.limits
+            if lim.budget_usd is not None or lim.tpm is not None:
+                usd, tokens = budgetguard.want(rt, model, self.kind, payload, call.body_bytes)
+                lease = await state.limiter.acquire(key, call.request_id, usd, tokens)
+            else:
+                lease = await state.limiter.acquire(key, call.request_id)
         except APIError as exc:
             await self._refuse(call, exc, send)
             accounting.finish(
@@ -131,9 +136,9 @@ class LLMEndpoint:
                 call.watcher.cancel()
             inflight.dec()
             meter.complete(call)
-            if lease is not None:
-                state.limiter.settle(lease, call.usage.prompt + call.usage.completion)
             accounting.finish(call, rt, metrics, state.usage, True)
+            if lease is not None:
+                state.limiter.settle(lease, call.usage.prompt + call.usage.completion, call.cost)
             if telemetry is not None:
                 telemetry.export(call, scope, payload)
 

@@ -33,10 +33,10 @@ class ConcurrencySlots:
     def _down(self, exc: BaseException) -> None:
         raise NotImplementedError
 
-    def _free(self, name: str, request_id: str, tokens: int = 0) -> None:
+    def _free(self, name: str, request_id: str, tokens: int = 0, held: int = 0, minute: int = -1) -> None:
         """Release a concurrency slot in Redis, keeping it to retry if Redis fails."""
         assert self.scripts is not None
-        fut = self.scripts.call("settle", [self.base(name)], [tokens, request_id])
+        fut = self.scripts.call("settle", [self.base(name)], [tokens, request_id, held, minute])
 
         def done(f: asyncio.Future[object]) -> None:
             exc = None if f.cancelled() else f.exception()

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from . import db
 from .auth import KeyInfo, KeyStore
+from .budgetguard import BudgetGuard
 from .budgets import NONE
 from .cache import ResponseCache
 from .clients import Clients
@@ -57,6 +58,9 @@ class State:
         self.limiter = Limiter(
             redis, config.redis.fail_mode, self.metrics, total, self.usage.spent, namespace=ns
         )
+        # A reservation outlives its request's retries and fallbacks (4x the longest
+        # ``total``); only a dead replica's reservations wait that long to be freed.
+        self.limiter.budget = BudgetGuard(self.limiter, self.usage, int((4 * total + 5) * 1000))
         self.cache = ResponseCache(lambda: self.limiter.redis, self.metrics, ns)
         # None unless OTLP export is configured: then telemetry costs nothing.
         self.telemetry = Telemetry() if otlp_configured() else None

@@ -24,8 +24,8 @@ import asyncpg
 from redis.asyncio import Redis
 
 from . import db
-from .budgets import Periods
 from .metrics import Metrics
+from .spendbook import _DB_ERRORS, SPEND_REFRESH_SECONDS, SpendBook
 from .spill import DiskSpill, encode
 from .spillstream import StreamSpill
 from .usagerow import COLUMNS, UsageRow, record
@@ -34,15 +34,13 @@ __all__ = ["SPEND_REFRESH_SECONDS", "UsageRecorder", "UsageRow"]
 
 log = logging.getLogger("xrouter.usage")
 
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
-SPEND_REFRESH_SECONDS = 5.0
 WRITE_DRAIN_SECONDS = 10.0  # on shutdown, how long the batch being written may still take
 STREAM_CHECK_SECONDS = 1.0  # how often a replica looks for rows in the shared stream
 POOL_SWAP_RETRY_SECONDS = 10.0  # after a database.url rotation, how often to try the new URL
 STREAM_BATCHES_PER_ROUND = 20  # stream rows replayed per round, in batches (then new rows go first)
 
 
-class UsageRecorder:
+class UsageRecorder(SpendBook):
     """``redis``, when given, is where failed batches go first (shared by replicas, so
     they survive this pod); the recorder uses it but does not close it."""
 
@@ -68,19 +66,13 @@ class UsageRecorder:
         self.stream = StreamSpill(redis, namespace) if dsn and redis is not None else None
         self.disk_rows = self.disk.count() if self.disk else 0
         self.stream_rows = 0  # rows in the shared stream (any replica's), as last seen
-        # Spend by budget account (budgets.py): the key name, or name@period-start.
-        self.pending_cost: dict[str, float] = {}
-        self.db_spent: dict[str, float] = {}
-        # Keys whose spend is tracked (a budget or a budget period) -> budgetPeriod.
-        self.budget_keys: dict[str, str] = {}
-        self.periods = Periods()
+        self._init_spend()
         self._streamed_cost: dict[str, float] = {}  # part of pending_cost now in the stream
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._pool_dsn = dsn  # the URL self.pool connects to
         self._swap_tried = -POOL_SWAP_RETRY_SECONDS
-        self._spend_checked = 0.0
         self._stream_checked = -STREAM_CHECK_SECONDS
         self._update_gauge()
 
@@ -116,24 +108,6 @@ class UsageRecorder:
     def enabled(self) -> bool:
         return self.dsn is not None
 
-    def set_budget_keys(self, keys: dict[str, str]) -> None:
-        """Track these keys' spend (name -> budgetPeriod). A key whose period changed
-        has a new account: its spend is read from the database at the next flush,
-        not up to SPEND_REFRESH_SECONDS later."""
-        changed = keys != self.budget_keys
-        self.budget_keys = keys
-        if changed and self.pool is not None:
-            self._spend_checked = -SPEND_REFRESH_SECONDS
-            self._wake.set()
-
-    def _account(self, key_name: str, when: float) -> str:
-        return self.periods.account(key_name, self.budget_keys.get(key_name), when)
-
-    def spent(self, key_name: str) -> float:
-        """The key's spend in its current budget period (lifetime without one)."""
-        account = self._account(key_name, time.time())
-        return self.db_spent.get(account, 0.0) + self.pending_cost.get(account, 0.0)
-
     def record(self, row: UsageRow) -> None:
         if row.cost_usd:
             account = self._account(row.key_name, row.created_at)
@@ -148,7 +122,8 @@ class UsageRecorder:
     async def start(self) -> None:
         if self.dsn is None:
             return
-        await self._connect()
+        if await self._connect() and self.budget_keys:
+            await self._refresh_spend()  # budgets are checked from the first request
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _connect(self) -> bool:
@@ -361,29 +336,6 @@ class UsageRecorder:
         if replayed:
             log.info("replayed %d usage rows from the shared spill stream", replayed)
         await self._check_stream()
-
-    async def _refresh_spend(self) -> None:
-        assert self.pool is not None
-        self._spend_checked = time.monotonic()
-        now = time.time()
-        names = sorted(self.budget_keys)
-        since = [self.periods.since(self.budget_keys[n], now) for n in names]
-        try:
-            rows = await self.pool.fetch(
-                "SELECT k.name AS key_name, sum(u.cost_usd) AS spent"
-                " FROM unnest($1::text[], $2::timestamptz[]) AS k(name, since)"
-                " JOIN xrouter_usage u ON u.key_name = k.name"
-                " AND (k.since IS NULL OR u.created_at >= k.since)"
-                " GROUP BY k.name",
-                names,
-                since,
-            )
-        except _DB_ERRORS as exc:
-            self._set_up(False, exc)
-            return
-        found = {r["key_name"]: float(r["spent"]) for r in rows}
-        # Only the current accounts: a key with no rows in its period has spent nothing.
-        self.db_spent = {self._account(n, now): found.get(n, 0.0) for n in names}
 
     async def aclose(self) -> None:
         """Let the writer finish the batch it is writing, then flush everything that is
