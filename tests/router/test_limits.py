@@ -290,3 +290,27 @@ async def test_set_redis_moves_the_limits_to_the_new_url(redis: RedisServer) -> 
         await lim.aclose()
     finally:
         other.stop()
+
+
+async def test_tpm_reserves_each_requests_tokens_before_the_call(
+    start_router: StartRouter, provider: FakeProvider, tmp_path: Path, redis: RedisServer
+) -> None:
+    import asyncio
+
+    avoid_minute_boundary(20)
+    config = _limited(provider, tmp_path, tpm=1000)
+    config["models"].append({"name": "slowgpt", "targets": [{"provider": "fake", "model": "slow-300"}]})
+    router = start_router(config, {"TEST_REDIS_URL": redis.url})
+    prompt = " ".join(["word"] * 400)  # about 400 tokens a request, as the fake counts them
+    body = {"model": "slowgpt", "max_tokens": 20, "messages": [{"role": "user", "content": prompt}]}
+    headers = {"authorization": f"Bearer {KEY}"}
+    async with httpx.AsyncClient(timeout=30) as http:
+        answers = await asyncio.gather(
+            *(http.post(router.url + "/v1/chat/completions", json=body, headers=headers) for _ in range(20))
+        )
+    used = [r.json()["usage"]["total_tokens"] for r in answers if r.status_code == 200]
+    assert {r.status_code for r in answers} == {200, 429}
+    # 20 arrived at once: only those whose reservations fit under 1000 went upstream;
+    # the window passes the limit by at most one request's reservation.
+    reservation = 2 * (len(prompt) + 200) // 4 + 20  # generous: the body's size estimate
+    assert sum(used) <= 1000 + reservation, used
