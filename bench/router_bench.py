@@ -12,13 +12,15 @@ of the ``--before`` commit (``git archive``), run from this venv with that copy
 first on ``PYTHONPATH``. LiteLLM's proxy (pinned, installed from PyPI into its own
 venv) runs with 1 worker and a master key.
 
-Two more cases of this checkout (``--skip-features`` leaves them out): telemetry on
-(OpenTelemetry spans exported over OTLP/HTTP to a sink on loopback that answers 200),
-and the route's response cache on, where every request after the first is a hit.
-Telemetry off is the "after" case.
+More cases of this checkout (``--skip-features`` leaves them out, ``--features``
+picks some): telemetry on (OpenTelemetry spans exported over OTLP/HTTP to a sink on
+loopback that answers 200), the route's response cache on, where every request after
+the first is a hit, and a budgeted key (``budgetUsd`` far above what the run spends:
+each request reserves and settles in Redis). Telemetry off, cache off and no budget
+is the "after" case.
 
     python bench/router_bench.py [--duration 10] [--before REF] [--skip-before] [--skip-litellm]
-        [--skip-features]
+        [--skip-features | --features telemetry,cache,budget]
 """
 
 from __future__ import annotations
@@ -233,9 +235,11 @@ def start_router(
     code: Path | None = None,
     cache: bool = False,
     extra_env: dict[str, str] | None = None,
+    budget: bool = False,
 ) -> tuple[subprocess.Popen[bytes], int]:
     """``xrouter-router`` from this venv; ``code``: a router package dir to run instead;
-    ``cache``: the route caches answers (in Redis); ``extra_env``: e.g. OTEL_*."""
+    ``cache``: the route caches answers (in Redis); ``extra_env``: e.g. OTEL_*;
+    ``budget``: the key has a budget (never reached)."""
     port = free_port()
     model: dict[str, Any] = {"name": "bench", "targets": [{"provider": "nginx", "model": "bench-up"}]}
     if cache:
@@ -247,7 +251,11 @@ def start_router(
             {
                 "name": "bench",
                 "secret": {"env": "BENCH_KEY"},
-                "limits": {"rpm": 100_000_000, "tpm": 1_000_000_000},
+                "limits": {
+                    "rpm": 100_000_000,
+                    "tpm": 1_000_000_000,
+                    **({"budgetUsd": 1_000_000.0} if budget else {}),
+                },
             }
         ],
         "prices": {"bench-up": {"input": 1.0, "output": 2.0}},
@@ -334,7 +342,8 @@ def main() -> None:
     parser.add_argument("--skip-litellm", action="store_true")
     parser.add_argument("--before", default=BEFORE, help="the commit to compare against")
     parser.add_argument("--skip-before", action="store_true")
-    parser.add_argument("--skip-features", action="store_true", help="no telemetry-on or cache-hit case")
+    parser.add_argument("--skip-features", action="store_true", help="no telemetry, cache or budget case")
+    parser.add_argument("--features", default="telemetry,cache,budget", help="which of those cases to run")
     args = parser.parse_args()
     ensure_debs()
     tmp = Path(tempfile.mkdtemp(prefix="xrouter-bench-"))
@@ -384,15 +393,27 @@ def main() -> None:
             procs.remove(router)
         if not args.skip_features:
             sink, otlp = start_otlp_sink()
-            features: list[tuple[str, bool, dict[str, str]]] = [
-                ("telemetry on (OTLP/HTTP to a loopback sink)", False, {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp}),
-                ("cache on, every request a hit", True, {}),
+            features: list[tuple[str, bool, dict[str, str], bool]] = [
+                (
+                    "telemetry on (OTLP/HTTP to a loopback sink)",
+                    False,
+                    {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp},
+                    False,
+                ),
+                ("cache on, every request a hit", True, {}, False),
+                ("budgeted key (reserve + settle in Redis)", False, {}, True),
             ]
-            for i, (label, cache, extra) in enumerate(features):
+            wanted = set(args.features.split(","))
+            features = [
+                f
+                for f, name in zip(features, ("telemetry", "cache", "budget"), strict=True)
+                if name in wanted
+            ]
+            for i, (label, cache, extra, budget) in enumerate(features):
                 db = f"feature{i}"
                 pg.sql(f"CREATE DATABASE {db}")
                 subprocess.run(["redis-cli", "-u", redis.url, "flushall"], check=True, capture_output=True)
-                router, router_port = start_router(tmp, upstream, redis, pg, db, None, cache, extra)
+                router, router_port = start_router(tmp, upstream, redis, pg, db, None, cache, extra, budget)
                 procs.append(router)
                 results.append(
                     measure(
@@ -465,6 +486,7 @@ def report(results: list[dict[str, Any]]) -> None:
     lite = _best([r for r in results if r["server"].startswith("litellm")])
     telemetry = _best([r for r in results if r["server"].startswith("xrouter telemetry on")])
     cached = _best([r for r in results if r["server"].startswith("xrouter cache on")])
+    budgeted = _best([r for r in results if r["server"].startswith("xrouter budgeted key")])
     if before is not None:
         print("(each xrouter version ran twice: the ratios use the better figure of each)")
 
@@ -480,7 +502,7 @@ def report(results: list[dict[str, Any]]) -> None:
             f"xrouter CPU per request, before -> after: {before['cpu_us']:.0f} µs -> {after['cpu_us']:.0f} µs"
         )
         print(f"xrouter added p50, before -> after: {added(before):.3f} ms -> {added(after):.3f} ms")
-    for name, r in (("telemetry on", telemetry), ("cache hit", cached)):
+    for name, r in (("telemetry on", telemetry), ("cache hit", cached), ("budgeted key", budgeted)):
         if r is not None:
             ratio = r["rps32"] / max(after["rps32"], 1e-9)
             print(
@@ -491,6 +513,10 @@ def report(results: list[dict[str, Any]]) -> None:
         ratio = after["rps32"] / max(lite["rps32"], 1e-9)
         verdict = "met" if ratio >= 25 else "NOT met"
         print(f"xrouter after / litellm throughput: {ratio:.1f}x (target >= 25x: {verdict})")
+        if budgeted is not None:
+            ratio = budgeted["rps32"] / max(lite["rps32"], 1e-9)
+            verdict = "met" if ratio >= 25 else "NOT met"
+            print(f"xrouter budgeted key / litellm throughput: {ratio:.1f}x (target >= 25x: {verdict})")
         if before is not None:
             print(f"xrouter before / litellm throughput: {before['rps32'] / max(lite['rps32'], 1e-9):.1f}x")
         print(f"litellm / xrouter after added p50 latency: {added(lite) / added(after):.1f}x")
