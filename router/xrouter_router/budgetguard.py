@@ -30,14 +30,14 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from redis.exceptions import RedisError
 
 from .auth import KeyInfo
+from .budgetlease import BudgetLeases, Ledger, Shared
 from .errors import APIError
 from .meter import prompt_estimate
-from .redisbatch import ScriptBatcher
 from .runtime import Runtime
 
 log = logging.getLogger("xrouter.budgets")
@@ -48,33 +48,6 @@ _MAX_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 _UNAVAILABLE = "Budget enforcement is unavailable (the key's spend cannot be read)"
 
 
-class Ledger(Protocol):
-    """What the guard reads from the usage recorder (``usage.py``)."""
-
-    def account(self, key_name: str, when: float | None = None) -> str: ...
-
-    def recorded(self, key_name: str, account: str) -> float | None: ...
-
-    def expiry_ms(self, key_name: str) -> int: ...
-
-    def accounts(self) -> dict[str, str]: ...
-
-
-class Shared(Protocol):
-    """What the guard shares with the limiter: its Redis, and its view of Redis's health."""
-
-    scripts: ScriptBatcher | None
-    redis_up: bool
-    fail_mode: str
-
-    @property
-    def configured(self) -> bool: ...
-
-    def base(self, name: str) -> str: ...
-
-    def _down(self, exc: BaseException) -> None: ...
-
-
 @dataclass(slots=True)
 class Hold:
     """One request's reservation."""
@@ -83,6 +56,7 @@ class Hold:
     account: str
     amount: float
     remote: bool  # held in Redis (else in this process)
+    leased: bool = False  # admitted into this replica's lease of the budget
 
 
 def want(rt: Runtime, model: str, kind: str, payload: dict[str, Any], body_bytes: int) -> tuple[float, int]:
@@ -119,6 +93,7 @@ class BudgetGuard:
         self.local: dict[str, float] = {}  # account -> reserved in this process
         self._unsent: dict[tuple[str, str], float] = {}  # (key, account) -> cost Redis has not taken
         self._loop: asyncio.Task[None] | None = None
+        self.leases = BudgetLeases(shared, ledger, self.ttl_ms)
 
     def _acct(self, name: str, account: str) -> str:
         return f"{self.shared.base(name)}:budget:{account}"
@@ -134,6 +109,8 @@ class BudgetGuard:
             if self._loop is None or self._loop.done():
                 self._loop = asyncio.get_running_loop().create_task(self._reconcile_loop())
             acct = self._acct(name, account)
+            if self.leases.admit(acct, name, account, budget, amount):
+                return Hold(name, account, amount, True, leased=True)
             args: list[str | int] = [
                 repr(budget),
                 repr(amount),
@@ -169,6 +146,9 @@ class BudgetGuard:
     def settle(self, hold: Hold, request_id: str, cost: float) -> None:
         """Free the reservation and count the cost (the usage row counts it locally)."""
         shared = self.shared
+        if hold.leased:
+            self.leases.settle(self._acct(hold.key_name, hold.account), hold.amount, cost)
+            return
         if not hold.remote:
             left = self.local.get(hold.account, 0.0) - hold.amount
             if left > 1e-12:
@@ -199,6 +179,7 @@ class BudgetGuard:
         pending, self._unsent = self._unsent, {}
         for (name, account), cost in pending.items():
             self._send(name, account, "", cost)
+        self.leases.flush()
 
     async def reconcile(self) -> None:
         """Load every budget account from PostgreSQL's figures, or raise Redis's to them."""
@@ -241,6 +222,7 @@ class BudgetGuard:
         return None if recorded is None else (recorded, self.local.get(account, 0.0))
 
     async def aclose(self) -> None:
+        await self.leases.aclose()
         if self._loop is not None:
             self._loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -91,3 +91,38 @@ PEEK = (
 return {redis.call('HGET', acct, 'spent') or '', redis.call('HGET', acct, 'reserved') or '0'}
 """
 )
+
+# A replica's lease of budget: one reservation (id ARGV[2]) that the replica admits
+# requests into by itself. ARGV: budget, lease id, floor (USD the replica may have
+# admitted into the lease, less the cost now settled: always kept), size wanted, cost
+# to add (settled since the last call), ttl ms, expire-at ms. Atomically, the cost
+# moves from the lease to ``spent`` and the lease is set to the size wanted, as far as
+# it fits under the budget, never under the floor. The floor was reserved already, so
+# keeping it adds nothing to spent + reserved. Returns {lease (USD), spent, reserved}
+# ({'-1'...}: not loaded).
+LEASE = (
+    _EXPIRE
+    + """
+if not redis.call('HGET', acct, 'spent') then return {'-1', '0', '0'} end
+local budget, id = tonumber(ARGV[1]), ARGV[2]
+local floor, want, cost = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local ttl, at = tonumber(ARGV[6]), tonumber(ARGV[7])
+if cost > 0 then redis.call('HINCRBYFLOAT', acct, 'spent', cost) end
+local spent = tonumber(redis.call('HGET', acct, 'spent'))
+local old = tonumber(redis.call('HGET', amt, id) or '0')
+local others = tonumber(redis.call('HGET', acct, 'reserved') or '0') - old
+local grant = math.max(floor, math.min(want, budget - spent - others))
+redis.call('HINCRBYFLOAT', acct, 'reserved', grant - old)
+if grant > 0 then
+  redis.call('HSET', amt, id, grant)
+  redis.call('ZADD', res, now + ttl, id)
+  local keep = now + ttl
+  if at > 0 then keep = math.max(at, keep) end
+  for _, k in ipairs({res, amt}) do redis.call('PEXPIREAT', k, keep) end
+else
+  redis.call('HDEL', amt, id)
+  redis.call('ZREM', res, id)
+end
+return {tostring(grant), tostring(spent), tostring(others + grant)}
+"""
+)

@@ -101,6 +101,7 @@ class Limiter(ConcurrencySlots, RpmLeases):
             "budget_settle": budgetscripts.SETTLE,
             "budget_load": budgetscripts.LOAD,
             "budget_peek": budgetscripts.PEEK,
+            "budget_lease": budgetscripts.LEASE,
         }
         # Set by ``State`` (it needs the usage recorder); without it budgets are checked
         # against ``spend`` alone, per process.

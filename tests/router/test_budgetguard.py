@@ -132,3 +132,61 @@ def redis_lib_flush(redis: RedisServer) -> None:
     import redis as redis_lib
 
     redis_lib.Redis.from_url(redis.url).flushall()
+
+
+async def test_leases_of_a_large_budget_spare_redis_and_keep_the_bound(
+    redis: RedisServer, tmp_path: Path
+) -> None:
+    import redis as redis_lib
+    from redis.asyncio import Redis
+    from xrouter_router.auth import KeyInfo
+    from xrouter_router.budgetguard import BudgetGuard
+    from xrouter_router.config import Limits
+    from xrouter_router.errors import APIError
+    from xrouter_router.limits import Limiter
+    from xrouter_router.metrics import Metrics
+    from xrouter_router.usage import UsageRecorder
+
+    budget, amount, cost = 5.0, 0.001, 0.0009  # a lease (1 %) holds 50 reservations
+    key = KeyInfo("big", "0" * 64, Limits(budget_usd=budget))
+
+    def replica() -> Limiter:
+        limiter = Limiter(Redis.from_url(redis.url), "open", Metrics(), 60, lambda _: 0.0)
+        limiter.budget = BudgetGuard(limiter, UsageRecorder(None, Metrics(), str(tmp_path)), 60_000)
+        return limiter
+
+    replicas = [replica(), replica()]
+    sync = redis_lib.Redis.from_url(redis.url)
+    sync.config_resetstat()
+    spent: list[float] = []
+    counter = iter(range(100_000))
+
+    async def client(limiter: Limiter) -> None:
+        refused = 0
+        while refused < 3:  # a few refusals in a row: the budget is gone for this client
+            try:
+                lease = await limiter.acquire(key, f"r{next(counter)}", amount)
+            except APIError as exc:
+                assert exc.code == "budget_limit_exceeded"
+                refused += 1
+                await asyncio.sleep(0.05)
+                continue
+            refused = 0
+            await asyncio.sleep(0.002)  # the upstream call
+            assert lease is not None
+            limiter.settle(lease, 0, cost)
+            spent.append(cost)
+
+    await asyncio.gather(*(client(replicas[i % 2]) for i in range(32)))
+    for limiter in replicas:
+        await limiter.aclose()  # returns the leases and sends their costs
+    total = sum(spent)
+    evalsha = int(sync.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+    print(f"{len(spent)} requests, ${total:.4f} of ${budget}, {evalsha} Lua calls")
+    assert budget * 0.95 <= total <= budget + amount
+    # Without leases every request makes two calls (reserve, settle); with them most
+    # make none (half is generous: on a loaded machine renewals come back later).
+    assert evalsha < len(spent) / 2
+    accounts = [k for k in sync.keys("xr:{big}:budget:*") if not k.endswith((b":res", b":amt"))]
+    assert len(accounts) == 1 and abs(float(sync.hget(accounts[0], "spent") or 0) - total) < 1e-6
+    assert float(sync.hget(accounts[0], "reserved") or 0) < 1e-9  # nothing left held
