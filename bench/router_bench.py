@@ -401,7 +401,7 @@ def main() -> None:
                     False,
                 ),
                 ("cache on, every request a hit", True, {}, False),
-                ("budgeted key (reserve + settle in Redis)", False, {}, True),
+                ("budgeted key (budgetUsd 1,000,000: leased from Redis)", False, {}, True),
             ]
             wanted = set(args.features.split(","))
             features = [
