@@ -64,10 +64,10 @@ up: venv deps tools images
 
 # The control plane, kwok's 3 fake nodes and the real node xrouter-node, in the background.
 cluster: venv deps tools images
-	$(PY) -m xrouter_dev.cluster start --dir .cluster --real-node
+	$(PY) -m xrouter_dev.daemon start --dir .cluster --real-node
 
 cluster-down: venv
-	$(PY) -m xrouter_dev.cluster stop --dir .cluster
+	$(PY) -m xrouter_dev.daemon stop --dir .cluster
 
 clean:
 	rm -rf $(VENV) .cluster
