@@ -32,7 +32,11 @@ images: venv deps
 	$(PY) -m xrouter_dev.images --load
 
 # Unit tests, then the end-to-end tests: kwok-only ones and the real-pod ones (tests/e2e/test_realnode_*).
-test: venv deps tools images checkov
+# On a first build the prerequisites overlap (-j4): Go compiles the tools on the CPU while the Debian
+# packages, the venvs and the images mostly wait on the network and the disk; images still wait for
+# venv and deps (their prerequisites), make keeps that order.
+test:
+	$(MAKE) -j4 venv deps tools images checkov
 	$(MAKE) test-unit
 	$(MAKE) test-e2e
 
@@ -64,10 +68,10 @@ up: venv deps tools images
 
 # The control plane, kwok's 3 fake nodes and the real node xrouter-node, in the background.
 cluster: venv deps tools images
-	$(PY) -m xrouter_dev.cluster start --dir .cluster --real-node
+	$(PY) -m xrouter_dev.daemon start --dir .cluster --real-node
 
 cluster-down: venv
-	$(PY) -m xrouter_dev.cluster stop --dir .cluster
+	$(PY) -m xrouter_dev.daemon stop --dir .cluster
 
 clean:
 	rm -rf $(VENV) .cluster

@@ -7,7 +7,7 @@ Library use (tests, `make up`)::
     with LocalCluster() as c:
         c.kubectl("get", "nodes")
 
-The `make cluster` daemon is xrouter_dev.daemon (`python -m xrouter_dev.cluster start|stop|status`).
+The `make cluster` daemon is xrouter_dev.daemon (`python -m xrouter_dev.daemon start|stop|status`).
 The launcher is split by concern: tools (paths, pins), cmdlines (files and command lines), pki
 (certificates, kubeconfigs), supervise (processes), kubectl, daemon (CLI); this module composes them
 and re-exports their public names.
@@ -371,9 +371,3 @@ class ExistingCluster:
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         return run_kubectl(self._kubectl, self.kubeconfig, args, input=input, check=check, timeout=timeout)
-
-
-if __name__ == "__main__":
-    from xrouter_dev.daemon import main
-
-    sys.exit(main())

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from xrouter_dev.images import ImageError, manifest_path
+from xrouter_dev.imagecache import ImageError, manifest_path
 
 
 def ctr(socket: Path, *args: str) -> subprocess.CompletedProcess[str]:

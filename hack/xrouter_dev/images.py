@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from xrouter_dev import imageload
+from xrouter_dev.imagecache import ImageError, cache_dir, manifest_path
 from xrouter_dev.nodeconfig import NodeLayout
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,15 +50,6 @@ SUITE = "bookworm"
 BASE_PACKAGES = ("python3", "python3-venv", "python-is-python3", "ca-certificates")
 # Host files the builds read through a mount, never copied in (the TLS proxy's CA, pip's settings).
 BUILD_MOUNTS = ("/etc/ssl/certs:/etc/ssl/certs:ro", "/etc/pip.conf:/etc/pip.conf:ro")
-
-
-class ImageError(RuntimeError):
-    """An image could not be built or loaded."""
-
-
-def cache_dir() -> Path:
-    env = os.environ.get("XROUTER_IMAGE_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "xrouter" / "images"
 
 
 def _buildah(*args: str) -> list[str]:
@@ -298,10 +291,6 @@ def plan() -> list[tuple[Image, Callable[[Image, Callable[[str], None]], None]]]
     return out
 
 
-def manifest_path() -> Path:
-    return cache_dir() / "current.json"
-
-
 def build_all(log: Callable[[str], None] = print, only: Iterable[str] | None = None) -> dict[str, float]:
     """Build every image whose archive is not cached; returns seconds per image (0 when cached)."""
     for tool in ("buildah", "mmdebstrap", "go"):
@@ -350,8 +339,6 @@ def main(argv: list[str] | None = None) -> int:
         timings = build_all(only=args.only)
         print(f"images: {len(timings)} images in {time.monotonic() - t0:.1f}s; archives in {cache_dir()}")
         if args.load:
-            from xrouter_dev import imageload  # imageload imports this module
-
             socket = NodeLayout.default().containerd_socket
             if socket.exists():
                 t1 = time.monotonic()

@@ -23,11 +23,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import yaml
 
 from xrouter_dev import certs, imageload, images, nodehost, pki
+from xrouter_dev.cmdlines import Layout
 from xrouter_dev.nodeaddons import PV_COUNT, addon_manifests, local_volumes
 from xrouter_dev.nodeconfig import (
     API_RELAY_PORT,
@@ -49,9 +50,6 @@ from xrouter_dev.nodeconfig import (
 )
 from xrouter_dev.supervise import Component, spawn, stop_components
 from xrouter_dev.tools import free_port, tools_bin
-
-if TYPE_CHECKING:
-    from xrouter_dev.cluster import LocalCluster
 
 SYSTEM_TOOLS = ("containerd", "containerd-shim-runc-v2", "runc", "ctr", "iptables", "ipset", "conntrack")
 
@@ -112,8 +110,22 @@ class _RelayHandler(socketserver.BaseRequestHandler):
         upstream.close()
 
 
+class ControlPlane(Protocol):
+    """What the node needs of the cluster it joins (cluster.LocalCluster is one): a protocol here,
+    so that this module does not import the cluster that imports it."""
+
+    layout: Layout
+    server_url: str
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]: ...
+
+    def api_get(self, path: str) -> Any: ...
+
+
 class RealNode:
-    def __init__(self, cluster: LocalCluster, log: Callable[[str], None]) -> None:
+    def __init__(self, cluster: ControlPlane, log: Callable[[str], None]) -> None:
         self.cluster = cluster
         self.layout = NodeLayout.default()
         self.components: list[Component] = []

@@ -22,7 +22,7 @@ from xrouter_dev import images
 from xrouter_dev.cluster import ExistingCluster, LocalCluster
 from xrouter_dev.nodeconfig import POD_CIDR, STORAGE_CLASS, real_node_pod_placement
 from xrouter_dev.tools import tools_bin
-from xrouter_dev.waiting import eventually, seconds_until
+from xrouter_dev.waiting import eventually, seconds_until, until_answers
 
 Cluster = LocalCluster | ExistingCluster
 REPO = Path(__file__).resolve().parents[2]
@@ -141,7 +141,8 @@ url, key = sys.argv[1], sys.argv[2]
 out = {}
 try:
     c = OpenAI(base_url=url, api_key=key, max_retries=0, timeout=8)
-    # A new pod's address reaches the NetworkPolicy engine's rules a moment after it starts:
+    # The Service path itself answered before this pod was made (deploy() waits for it), but this
+    # new pod's own address reaches the NetworkPolicy engine's rules a moment after it starts:
     # connection errors are retried for 20 s (a refusal by policy stays an error after that).
     deadline = time.monotonic() + 20
     while True:
@@ -255,6 +256,12 @@ class Stack:
             get_json(self.cluster, "-n", self.namespace, f"service/{name or self.name}")["spec"]["clusterIP"]
         )
 
+    def wait_for_service(self, name: str | None = None, port: int = 80, path: str = "/health") -> float:
+        """Every real-pod test's wait before its first request through a Service (the router's by
+        default): until the path through the ClusterIP answers from here, on the node. Returns seconds."""
+        url = f"http://{self.service_ip(name)}:{port}{path}"
+        return until_answers(f"service/{name or self.name} (kube-proxy's rules for its endpoints)", url)
+
     def router_pods(self) -> list[dict[str, Any]]:
         sel = f"xrouter.io/instance={self.name},app.kubernetes.io/component=router"
         items: list[dict[str, Any]] = get_json(self.cluster, "-n", self.namespace, "pods", "-l", sel)["items"]
@@ -349,7 +356,7 @@ def remove(cluster: Cluster, operator_namespace: str, *namespaces: str) -> None:
 
 def deploy(cluster: Cluster, namespace: str, operator_namespace: str, other_namespace: str = "") -> Stack:
     """The test stack: the operator, Redis, PostgreSQL and the fake provider as pods, then an XRouter
-    (xrouter()) with 2 real router pods; waits until it is Ready."""
+    (xrouter()) with 2 real router pods; waits until it is Ready and its Service answers."""
     stack = Stack(cluster, namespace, operator_namespace, other_namespace)
     t0 = time.monotonic()
     install_operator(cluster, operator_namespace, OPERATOR_RELEASE)
@@ -366,4 +373,5 @@ def deploy(cluster: Cluster, namespace: str, operator_namespace: str, other_name
     stack.apply(xrouter(stack.name, namespace))
     stack.seconds_to_ready = wait_ready(stack, 2)
     stack.timings["XRouter applied -> Ready (2 real pods)"] = time.monotonic() - t1
+    stack.timings["Ready -> the Service path answers"] = stack.wait_for_service()
     return stack

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from xrouter_dev import nodehost
+from xrouter_dev import images, nodehost
 from xrouter_dev.cluster import K8S_VERSION, KWOK_NODE_ANNOTATION, ZONES, ExistingCluster, LocalCluster
 from xrouter_dev.nodeconfig import (
     BRIDGE,
@@ -105,8 +105,26 @@ def _leftovers(state: Path, before_chains: dict[str, list[str]], before_netns: l
     }
 
 
-@pytest.mark.timeout(400)
-def test_cluster_down_removes_every_process_mount_bridge_rule_and_netns(
+# `make cluster` loads what `make images` built: a pod of localhost/xrouter:dev with pullPolicy Never
+# runs on the node right away (before, it sat in ErrImageNeverPull until `make images` was run again).
+ROUTER_IMAGE_POD = {
+    **PAUSE_POD,
+    "spec": {
+        **PAUSE_POD["spec"],
+        "containers": [
+            {
+                "name": "router-image",
+                "image": images.ROUTER_IMAGE,
+                "imagePullPolicy": "Never",
+                "command": ["sleep", "3600"],
+            }
+        ],
+    },
+}
+
+
+@pytest.mark.timeout(600)
+def test_make_cluster_runs_our_images_and_cluster_down_removes_every_process_mount_bridge_rule_and_netns(
     cluster: Cluster, tmp_path: Path
 ) -> None:
     if not isinstance(cluster, LocalCluster):
@@ -114,12 +132,13 @@ def test_cluster_down_removes_every_process_mount_bridge_rule_and_netns(
     # One real node per machine: this test's cluster needs the session's node stopped for a while.
     if cluster.real_node is not None:
         cluster.real_node.stop()
+    images.build_all(only=["router"])  # `make cluster` depends on `make images`; cached: instant
     before_chains, before_netns = nodehost.iptables_chains(), nodehost.netns_names()
     state = tmp_path / "cluster"
     env = {**os.environ, "PYTHONPATH": str(REPO / "hack")}
     start = subprocess.run(
-        [sys.executable, "-m", "xrouter_dev.cluster", "start", "--dir", str(state), "--real-node"],
-        capture_output=True, text=True, env=env, timeout=300, check=False,
+        [sys.executable, "-m", "xrouter_dev.daemon", "start", "--dir", str(state), "--real-node"],
+        capture_output=True, text=True, env=env, timeout=420, check=False,
     )  # fmt: skip
     try:
         assert start.returncode == 0, start.stdout + start.stderr
@@ -127,7 +146,7 @@ def test_cluster_down_removes_every_process_mount_bridge_rule_and_netns(
         kubectl = [str(cluster.bin("kubectl")), f"--kubeconfig={kubeconfig}"]
         pod = subprocess.run(
             [*kubectl, "apply", "-f", "-"],
-            input=json.dumps(PAUSE_POD),
+            input=json.dumps(ROUTER_IMAGE_POD),
             capture_output=True,
             text=True,
             check=False,
@@ -146,7 +165,7 @@ def test_cluster_down_removes_every_process_mount_bridge_rule_and_netns(
         assert during["bridge"] and during["netns"] and during["iptables chains"], during
     finally:
         stop = subprocess.run(
-            [sys.executable, "-m", "xrouter_dev.cluster", "stop", "--dir", str(state)],
+            [sys.executable, "-m", "xrouter_dev.daemon", "stop", "--dir", str(state)],
             capture_output=True, text=True, env=env, timeout=120, check=False,
         )  # fmt: skip
     assert stop.returncode == 0, stop.stdout + stop.stderr

@@ -152,14 +152,10 @@ def test_router_cannot_reach_a_port_no_rule_allows(stack: Stack) -> None:
     unrestricted = get_json(stack.cluster, "-n", stack.namespace, "pods", "-l", "app=fake-provider")["items"][
         0
     ]
-    # The unrestricted pod reaches the listener (so the block below is the policy's doing); a new
-    # pod's rules take a moment to reach the policy engine, so this side waits for it.
-    eventually(
-        "the unrestricted pod to reach the listener",
-        lambda: _connect_from_router(stack, listener, 8081, unrestricted["metadata"]["name"]) == "CONNECTED",
-        60,
-        every=2,
-    )
+    # The unrestricted pod reaches the listener (so the block below is the policy's doing), once
+    # the new Service's path answers (the shared wait every real-pod test uses).
+    stack.wait_for_service("listener", 8081, "/_stats")
+    assert _connect_from_router(stack, listener, 8081, unrestricted["metadata"]["name"]) == "CONNECTED"
     # ...and not the router (kube-router rejects the packet).
     result = _connect_from_router(stack, listener, 8081)
     assert result.startswith("BLOCKED"), result
