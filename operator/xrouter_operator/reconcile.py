@@ -178,6 +178,7 @@ class Reconciler:
             endpoint=endpoint(xr) if xr else "",
             selector=selector_string(name),
             now=self.clock(),
+            min_replicas=xr.spec.autoscaling.min_replicas if xr and xr.spec.autoscaling.enabled else None,
         ).wire()
         patch = status_patch(old_status, status)
         if patch is not None:
@@ -209,12 +210,25 @@ class Reconciler:
         """Keep the replica count while spec.replicas passes from us to the HPA (see
         ``handover``). Returns the live Deployment after any writes. A Deployment created
         with autoscaling on never had our replicas: it starts at 1 and the HPA raises it
-        to minReplicas (nothing served before, so nothing dips)."""
-        if obj is None or not needs_handover(m, obj, FIELD_MANAGER):
+        to minReplicas (nothing served before, so nothing dips).
+
+        A Deployment at 0 replicas starts at ``floor`` (minReplicas) instead: the HPA
+        controller never scales a target that is at 0, so passing the 0 on would leave
+        it there for good. minReplicas is at least 1, so 0 is never what autoscaling asks for."""
+        if obj is None:
             return obj
-        replicas = int(obj.get("spec", {}).get("replicas", floor))
+        live = int(obj.get("spec", {}).get("replicas", floor))
+        if not needs_handover(m, obj, FIELD_MANAGER):
+            if live != 0:
+                return obj
+            # Already handed over but stuck at 0 (turned on from 0 by an older operator,
+            # or scaled to 0 by hand): take the field back for the hand-over manager.
+            self.kube.apply(replicas_only(m, floor), force=True, manager=HANDOVER_MANAGER)
+            writes.append(f"started Deployment {m['metadata']['name']} at minReplicas ({floor}) for the HPA")
+            return self.kube.get("Deployment", m["metadata"]["namespace"], m["metadata"]["name"])
+        replicas = live or floor
         try:
-            self.kube.apply(replicas_only(m, replicas), force=False, manager=HANDOVER_MANAGER)
+            self.kube.apply(replicas_only(m, replicas), force=live == 0, manager=HANDOVER_MANAGER)
         except KubeError as e:
             if e.status != 409:  # a conflict: the HPA already owns the field, nothing to keep
                 raise

@@ -136,11 +136,14 @@ class Env:
         return {}
 
     def ready(self, name: str = "sample", replicas: int = 2) -> bool:
+        """Ready with every pod serving and the rollout finished (Ready alone stays True
+        while old pods serve during a roll)."""
         obj = self.xr(name)
         st = obj.get("status", {})
         return (
             st.get("observedGeneration") == obj["metadata"]["generation"]
             and self.condition("Ready", name).get("status") == "True"
+            and self.condition("Progressing", name).get("status") == "False"
             and st.get("replicaSummary") == f"{replicas}/{replicas}"
         )
 

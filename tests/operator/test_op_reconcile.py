@@ -331,3 +331,45 @@ def test_scaled_to_zero_leaves_the_ready_gauge_out() -> None:
     kube.objects[("XRouter", "ns", "r")]["spec"]["replicas"] = 2
     rec.reconcile("ns", "r")
     assert REGISTRY.get_sample_value("xrouter_operator_xrouter_ready", labels) == 0
+
+
+def test_turning_autoscaling_on_from_zero_starts_at_min_replicas() -> None:
+    kube, rec = make(replicas=0)
+    rec.reconcile("ns", "r")
+    dep = ("Deployment", "ns", "r")
+    assert kube.objects[dep]["spec"]["replicas"] == 0
+    xr = kube.objects[("XRouter", "ns", "r")]
+    xr["spec"]["autoscaling"] = {"enabled": True, "minReplicas": 3, "maxReplicas": 10}
+    rec.reconcile("ns", "r")
+    # An HPA never scales a target at 0: passing the 0 on would leave it there for good.
+    assert kube.objects[dep]["spec"]["replicas"] == 3
+    assert kube.replica_owners[dep] == {"xrouter-operator-handover"}
+
+
+def test_an_autoscaled_deployment_stuck_at_zero_is_started_at_min_replicas() -> None:
+    kube, rec = make(autoscaling={"enabled": True, "minReplicas": 2, "maxReplicas": 10})
+    rec.reconcile("ns", "r")
+    kube.hpa_scales("ns", "r", 0)  # e.g. turned on from 0 by an older operator
+    rec.reconcile("ns", "r")
+    assert kube.objects[("Deployment", "ns", "r")]["spec"]["replicas"] == 2
+
+
+def test_an_hpa_scale_up_keeps_ready_posts_no_warning_and_keeps_the_gauge() -> None:
+    from prometheus_client import REGISTRY
+
+    kube, rec = make(autoscaling={"enabled": True, "minReplicas": 2, "maxReplicas": 10})
+    rec.reconcile("ns", "r")
+    kube.hpa_scales("ns", "r", 2)
+    ready_deployment(kube)
+    rec.reconcile("ns", "r")
+    assert cond(kube, "Ready")["status"] == "True"
+    kube.events.clear()
+    kube.hpa_scales("ns", "r", 3)
+    d = kube.objects[("Deployment", "ns", "r")]
+    d["status"].update(replicas=3, updatedReplicas=3)  # the third pod is starting
+    rec.reconcile("ns", "r")
+    assert cond(kube, "Ready")["status"] == "True"
+    assert cond(kube, "Progressing")["status"] == "True"
+    assert [e for e in kube.events if e["type"] == "Warning"] == []
+    labels = {"namespace": "ns", "name": "r"}
+    assert REGISTRY.get_sample_value("xrouter_operator_xrouter_ready", labels) == 1
