@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from .models import XRouter, XRouterSpec
 from .naming import HTTP_PORT, meta, selector
@@ -16,12 +15,7 @@ def _peers(peers: list[Any]) -> list[dict[str, Any]]:
 
 
 def _provider_ports(spec: XRouterSpec) -> list[int]:
-    ports = set()
-    for p in spec.providers:
-        if p.base_url:
-            u = urlsplit(p.base_url)
-            ports.add(u.port or (80 if u.scheme == "http" else 443))
-    return sorted(ports)
+    return sorted({port for p in spec.providers if (port := p.url_port()) is not None})
 
 
 def network_policy(xr: XRouter) -> Manifest:

@@ -134,10 +134,14 @@ class Reconciler:
             invalid = str(e)
 
         if xr is not None and not suspend:
+            inputs = self._inputs(xr)
             try:
-                desired = render(xr, self._inputs(xr))
+                desired = render(xr, inputs)
             except RenderError as e:
                 invalid, desired = str(e), []
+            except Exception as e:  # a bug in a builder: still a condition and an event, not a crash loop
+                log.exception("render of %s/%s failed", namespace, name)
+                invalid, desired = f"the operator could not render this spec ({type(e).__name__}: {e})", []
             blocked = False
             for m in desired:
                 kind, mname = m["kind"], m["metadata"]["name"]

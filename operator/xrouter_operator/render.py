@@ -53,7 +53,18 @@ def pod_checksum(config_json: str, inputs: RenderInputs) -> str:
 
 def render(xr: XRouter, inputs: RenderInputs | None = None) -> list[Manifest]:
     """Every object the XRouter asks for, in apply order (see ``kinds``). Raises RenderError."""
-    inputs = inputs or RenderInputs()
+    try:
+        return _render(xr, inputs or RenderInputs())
+    except RenderError:
+        raise
+    except ValueError as e:
+        # The builders' checks name the field ("spec.providers[x].baseUrl: ..."); a status
+        # condition and an event carry the message.
+        msg = str(e)
+        raise RenderError(msg if msg.startswith("spec.") else f"spec: {msg}") from None
+
+
+def _render(xr: XRouter, inputs: RenderInputs) -> list[Manifest]:
     config, secret_files = router_config(xr)
     config_json = rc.dump_config(config)
     spec = xr.spec

@@ -654,6 +654,16 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "spec.backup",
     ),
     ("openai without baseUrl", {"providers": [{"name": "mock", "type": "openai"}]}, "baseUrl"),
+    (
+        "baseUrl port out of range",
+        {"providers": [{"name": "mock", "type": "openai", "baseUrl": "http://x:99999/v1"}]},
+        "spec.providers[0].baseUrl",
+    ),
+    (
+        "baseUrl without host",
+        {"providers": [{"name": "mock", "type": "openai", "baseUrl": "http://:8000/v1"}]},
+        "spec.providers[0].baseUrl",
+    ),
     ("negative replicas", {"replicas": -1}, "spec.replicas"),
     (
         "unknown strategy",

@@ -373,3 +373,18 @@ def test_an_hpa_scale_up_keeps_ready_posts_no_warning_and_keeps_the_gauge() -> N
     assert [e for e in kube.events if e["type"] == "Warning"] == []
     labels = {"namespace": "ns", "name": "r"}
     assert REGISTRY.get_sample_value("xrouter_operator_xrouter_ready", labels) == 1
+
+
+def test_a_port_out_of_range_is_a_condition_and_an_event_naming_the_field() -> None:
+    # An object stored under an older CRD (whose pattern let the port through).
+    kube, rec = make(
+        providers=[{"name": "vllm", "type": "openai", "baseUrl": "http://x:99999/v1"}],
+        models=[{"name": "m", "targets": [{"provider": "vllm", "model": "llama"}]}],
+    )
+    out = rec.reconcile("ns", "r")
+    assert out.result == "skipped"
+    degraded = cond(kube, "Degraded")
+    assert degraded["status"] == "True" and degraded["reason"] == "InvalidSpec"
+    assert "spec.providers[0].baseUrl: the port must be in 1-65535" in degraded["message"]
+    warnings = [e for e in kube.events if e["type"] == "Warning" and e["reason"] == "InvalidSpec"]
+    assert len(warnings) == 1 and "spec.providers[0].baseUrl" in warnings[0]["message"]
