@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from .cron import CRON, check_cron
@@ -52,6 +54,11 @@ class PodDisruptionBudget(ApiModel):
         return self
 
 
+WHEN_DELETED_MESSAGE = (
+    "spec.backup.storage.whenDeleted only applies to a new PVC (size): an existingClaim is never deleted"
+)
+
+
 class BackupStorage(ApiModel):
     """Either a new PVC (size, storageClassName) or an existing claim."""
 
@@ -65,11 +72,24 @@ class BackupStorage(ApiModel):
             "spec.backup.storage.storageClassName only applies to a new PVC (size)",
             ".storageClassName",
         ),
+        (
+            "!has(self.existingClaim) || !has(self.whenDeleted)",
+            WHEN_DELETED_MESSAGE,
+            ".whenDeleted",
+        ),
     )
 
     size: Quantity | None = None
     storage_class_name: str | None = None
     existing_claim: str | None = Field(default=None, pattern=DNS_LABEL.replace("-z0-9]*", "-z0-9.]*"))
+    # As a StatefulSet's persistentVolumeClaimRetentionPolicy.whenDeleted. No CRD default
+    # (None here): the field stays unset for existingClaim, which is never ours to delete.
+    when_deleted: Literal["Retain", "Delete"] | None = Field(
+        default=None,
+        description="What deleting the XRouter does to the new PVC and its dumps. Retain (unset): "
+        "they stay (no ownerReference); a re-created XRouter of the same name adopts the claim. "
+        "Delete: garbage-collected with the XRouter.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> BackupStorage:
@@ -77,6 +97,8 @@ class BackupStorage(ApiModel):
             raise ValueError("spec.backup.storage: set exactly one of size (a new PVC) or existingClaim")
         if self.existing_claim is not None and self.storage_class_name is not None:
             raise ValueError("spec.backup.storage.storageClassName only applies to a new PVC (size)")
+        if self.existing_claim is not None and self.when_deleted is not None:
+            raise ValueError(WHEN_DELETED_MESSAGE)
         return self
 
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import metrics
-from .apply import first_difference, owned_by
+from .apply import adoptable, drops_owner, first_difference, owned_by
 from .handover import HANDOVER_MANAGER, needs_handover, replicas_only
 from .kinds import GATING_KINDS, MONITORING_GROUP_VERSION, OPTIONAL_KINDS, PRUNABLE, WORKLOAD_KINDS
 from .kube import FIELD_MANAGER, Kube, KubeError
@@ -150,7 +150,7 @@ class Reconciler:
                     continue
                 try:
                     obj = self.kube.get(kind, namespace, mname)
-                    if obj is not None and not owned_by(obj, uid):
+                    if obj is not None and not self._ours(m, obj, uid):
                         foreign.add((kind, mname))
                         conflicts.append(
                             f"{kind} {mname} exists and is not owned by this XRouter; left untouched"
@@ -241,10 +241,19 @@ class Reconciler:
         writes.append(f"handed Deployment {m['metadata']['name']} replicas ({replicas}) over to the HPA")
         return out
 
+    @staticmethod
+    def _ours(m: Obj, obj: Obj, uid: str) -> bool:
+        # A manifest rendered without an ownerReference (a retained backup PVC) is ours by
+        # its labels: the claim a deleted XRouter of the same name left is adopted.
+        if "ownerReferences" not in m["metadata"] and adoptable(obj, m["metadata"]["labels"]):
+            return True
+        return owned_by(obj, uid)
+
     def _apply(self, m: Obj, obj: Obj | None, writes: list[str]) -> Obj:
         kind, meta = m["kind"], m["metadata"]
         key = (meta["namespace"], kind, meta["name"], _digest(m))
-        if obj is not None and (key in self._blind or first_difference(m, obj) is None):
+        unchanged = key in self._blind or (obj is not None and first_difference(m, obj) is None)
+        if obj is not None and unchanged and not drops_owner(m, obj):
             return obj
         if obj is not None:
             log.info(

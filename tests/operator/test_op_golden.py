@@ -64,4 +64,7 @@ def test_no_child_carries_the_owners_labels_or_annotations() -> None:
         assert labels["app.kubernetes.io/managed-by"] == "xrouter-operator"
         assert labels["xrouter.io/instance"] == "prod"
         assert labels["app.kubernetes.io/name"] == "xrouter"
-        assert m["metadata"]["ownerReferences"][0]["controller"] is True
+        if m["kind"] == "PersistentVolumeClaim":  # backup dumps outlive the XRouter by default
+            assert "ownerReferences" not in m["metadata"]
+        else:
+            assert m["metadata"]["ownerReferences"][0]["controller"] is True

@@ -388,3 +388,51 @@ def test_a_port_out_of_range_is_a_condition_and_an_event_naming_the_field() -> N
     assert "spec.providers[0].baseUrl: the port must be in 1-65535" in degraded["message"]
     warnings = [e for e in kube.events if e["type"] == "Warning" and e["reason"] == "InvalidSpec"]
     assert len(warnings) == 1 and "spec.providers[0].baseUrl" in warnings[0]["message"]
+
+
+BACKUP = {
+    "database": {"urlSecretRef": {"name": "pg", "key": "url"}},
+    "backup": {"schedule": "0 3 * * *", "storage": {"size": "1Gi"}},
+}
+PVC = ("PersistentVolumeClaim", "ns", "r-backup")
+
+
+def test_backup_dumps_outlive_the_xrouter_and_a_new_one_adopts_them() -> None:
+    kube, rec = make(**BACKUP)
+    rec.reconcile("ns", "r")
+    # No ownerReference: the garbage collector leaves the claim when the XRouter goes.
+    assert "ownerReferences" not in kube.objects[PVC]["metadata"]
+    kube.writes.clear()
+    rec.reconcile("ns", "r")
+    assert [w for w in kube.writes if w[0] == "apply"] == []
+    # Deleted and re-created (a new uid): the claim with the dumps is adopted, not a conflict.
+    # The garbage collector deletes what the XRouter owns.
+    for key, obj in list(kube.objects.items()):
+        refs = obj["metadata"].get("ownerReferences") or []
+        if key[0] == "XRouter" or any(r.get("uid") == "xr-uid" for r in refs):
+            del kube.objects[key]
+    assert PVC in kube.objects
+    new = xrouter(**BACKUP)
+    new["metadata"]["uid"] = "xr-uid-2"
+    kube.put(new)
+    rec.reconcile("ns", "r")
+    assert "OwnershipConflict" not in cond(kube, "Degraded")["reason"]  # (the pg Secret is missing)
+    assert kube.objects[("CronJob", "ns", "r-backup")]["metadata"]["ownerReferences"][0]["uid"] == "xr-uid-2"
+
+
+def test_when_deleted_delete_gives_the_claim_to_the_xrouter_and_retain_takes_it_back() -> None:
+    storage = {"size": "1Gi", "whenDeleted": "Delete"}
+    kube, rec = make(database=BACKUP["database"], backup={**BACKUP["backup"], "storage": storage})
+    rec.reconcile("ns", "r")
+    assert [r["uid"] for r in kube.objects[PVC]["metadata"]["ownerReferences"]] == ["xr-uid"]
+    # Back to Retain (or a claim an older operator owned): the reference is removed.
+    kube.objects[("XRouter", "ns", "r")]["spec"]["backup"]["storage"] = {"size": "1Gi"}
+    rec.reconcile("ns", "r")
+    assert "ownerReferences" not in kube.objects[PVC]["metadata"]
+
+
+def test_a_foreign_claim_of_the_same_name_is_still_a_conflict() -> None:
+    kube, rec = make(**BACKUP)
+    kube.put({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "r-backup"}})
+    rec.reconcile("ns", "r")
+    assert cond(kube, "Degraded")["reason"] == "OwnershipConflict"
