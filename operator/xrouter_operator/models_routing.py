@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 from xrouter_router import config as rc
 
+from .models_telemetry import Peer
 from .schema import DNS_LABEL, HTTP_URL, MODEL_NAME_MAX, ApiModel, cel
 
 _HTTP_URL = re.compile(HTTP_URL)
@@ -165,12 +166,20 @@ class Key(ApiModel):
     limits: Limits | None = Field(default=None, description="Unset: spec.defaultLimits.")
 
 
+PEERS_DESCRIPTION = (
+    "Where it runs, as NetworkPolicy egress peers (its URL is in a Secret the operator does not read). "
+    "Empty: any destination on port."
+)
+
+
 class Redis(ApiModel):
     url_secret_ref: SecretKeyRef
     fail_mode: Literal["open", "closed"] = "open"
     port: int = Field(default=6379, ge=1, le=65535, description="For the NetworkPolicy egress rule.")
+    peers: list[Peer] = Field(default=[], max_length=8, description=PEERS_DESCRIPTION)
 
 
 class Database(ApiModel):
     url_secret_ref: SecretKeyRef = Field(description="A postgresql:// URL.")
     port: int = Field(default=5432, ge=1, le=65535, description="For the NetworkPolicy egress rule.")
+    peers: list[Peer] = Field(default=[], max_length=8, description=PEERS_DESCRIPTION)

@@ -21,9 +21,9 @@ from typing import Any
 
 from . import metrics
 from .apply import adoptable, drops_owner, first_difference, owned_by
-from .handover import HANDOVER_MANAGER, needs_handover, replicas_only
+from .handover import hand_over_replicas
 from .kinds import GATING_KINDS, MONITORING_GROUP_VERSION, OPTIONAL_KINDS, PRUNABLE, WORKLOAD_KINDS
-from .kube import FIELD_MANAGER, Kube, KubeError
+from .kube import Kube, KubeError
 from .models import API_VERSION, KIND, XRouter, secret_refs
 from .naming import (
     ADMIN_KEY_FIELD,
@@ -38,6 +38,7 @@ from .naming import (
     selector_string,
 )
 from .parsing import RenderError, parse
+from .policy import ServiceFacts, service_facts, upstream_services
 from .render import RenderInputs, render
 from .status import Observed, Problems, backup_facts, compute_status, container_restarts, status_patch
 
@@ -102,7 +103,29 @@ class Reconciler:
                 key = base64.b64decode(raw).decode()
         if not key:
             key = self.new_key()
-        return RenderInputs(admin_key=key, admin_key_rotation=want, monitoring_kinds=self.monitoring_kinds())
+        return RenderInputs(
+            admin_key=key,
+            admin_key_rotation=want,
+            monitoring_kinds=self.monitoring_kinds(),
+            services=self._upstream_services(xr) if xr.spec.network_policy.enabled else {},
+        )
+
+    def _upstream_services(self, xr: XRouter) -> dict[str, ServiceFacts]:
+        """The cluster Services the upstream URLs name (a read per URL and reconcile; a
+        change to one is seen at the next resync, as we do not watch other Services)."""
+        out: dict[str, ServiceFacts] = {}
+        for ns, name in sorted(upstream_services(xr)):
+            try:
+                svc = self.kube.get("Service", ns, name)
+            except KubeError as e:
+                if e.status != 403:
+                    raise
+                log.warning("may not read Service %s/%s for the NetworkPolicy: %s", ns, name, e)
+                continue
+            facts = service_facts(svc) if svc is not None else None
+            if facts is not None:
+                out[f"{ns}/{name}"] = facts
+        return out
 
     # ------------------------------------------------------------------ reconcile
 
@@ -158,7 +181,7 @@ class Reconciler:
                         blocked = blocked or kind in GATING_KINDS
                         continue
                     if kind == "Deployment" and xr.spec.autoscaling.enabled:
-                        obj = self._hand_over_replicas(m, obj, xr.spec.autoscaling.min_replicas, writes)
+                        obj = hand_over_replicas(self.kube, m, obj, xr.spec.autoscaling.min_replicas, writes)
                     live[(kind, mname)] = self._apply(m, obj, writes)
                 except KubeError as e:
                     if e.status >= 500 or e.status in (401, 403, 429):
@@ -209,37 +232,6 @@ class Reconciler:
             elif ref.key not in (sec.get("data") or {}):
                 missing.append(f"{path}: Secret {ref.name} has no key {ref.key}")
         return missing
-
-    def _hand_over_replicas(self, m: Obj, obj: Obj | None, floor: int, writes: list[str]) -> Obj | None:
-        """Keep the replica count while spec.replicas passes from us to the HPA (see
-        ``handover``). Returns the live Deployment after any writes. A Deployment created
-        with autoscaling on never had our replicas: it starts at 1 and the HPA raises it
-        to minReplicas (nothing served before, so nothing dips).
-
-        A Deployment at 0 replicas starts at ``floor`` (minReplicas) instead: the HPA
-        controller never scales a target that is at 0, so passing the 0 on would leave
-        it there for good. minReplicas is at least 1, so 0 is never what autoscaling asks for."""
-        if obj is None:
-            return obj
-        live = int(obj.get("spec", {}).get("replicas", floor))
-        if not needs_handover(m, obj, FIELD_MANAGER):
-            if live != 0:
-                return obj
-            # Already handed over but stuck at 0 (turned on from 0 by an older operator,
-            # or scaled to 0 by hand): take the field back for the hand-over manager.
-            self.kube.apply(replicas_only(m, floor), force=True, manager=HANDOVER_MANAGER)
-            writes.append(f"started Deployment {m['metadata']['name']} at minReplicas ({floor}) for the HPA")
-            return self.kube.get("Deployment", m["metadata"]["namespace"], m["metadata"]["name"])
-        replicas = live or floor
-        try:
-            self.kube.apply(replicas_only(m, replicas), force=live == 0, manager=HANDOVER_MANAGER)
-        except KubeError as e:
-            if e.status != 409:  # a conflict: the HPA already owns the field, nothing to keep
-                raise
-        # Now drop the field from our apply; the hand-over manager keeps its value.
-        out = self.kube.apply(m, force=True)
-        writes.append(f"handed Deployment {m['metadata']['name']} replicas ({replicas}) over to the HPA")
-        return out
 
     @staticmethod
     def _ours(m: Obj, obj: Obj, uid: str) -> bool:

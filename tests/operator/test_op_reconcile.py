@@ -436,3 +436,22 @@ def test_a_foreign_claim_of_the_same_name_is_still_a_conflict() -> None:
     kube.put({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "r-backup"}})
     rec.reconcile("ns", "r")
     assert cond(kube, "Degraded")["reason"] == "OwnershipConflict"
+
+
+def test_the_policy_admits_the_pods_behind_a_providers_cluster_service() -> None:
+    kube, rec = make(
+        providers=[{"name": "vllm", "type": "openai", "baseUrl": "http://vllm.ml.svc/v1"}],
+        models=[{"name": "m", "targets": [{"provider": "vllm", "model": "llama"}]}],
+    )
+    kube.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "vllm", "namespace": "ml"},
+            "spec": {"selector": {"app": "vllm"}, "ports": [{"port": 80, "targetPort": 8000}]},
+        }
+    )
+    rec.reconcile("ns", "r")
+    egress = kube.objects[("NetworkPolicy", "ns", "r")]["spec"]["egress"]
+    ports = {p["port"] for rule in egress for p in rule["ports"]}
+    assert 8000 in ports and 80 not in ports
