@@ -81,3 +81,24 @@ def owned_by(obj: dict[str, Any], uid: str) -> bool:
         r.get("uid") == uid and r.get("controller")
         for r in obj.get("metadata", {}).get("ownerReferences") or []
     )
+
+
+def adoptable(obj: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A child left without an ownerReference on purpose (a retained backup PVC): ours
+    when it carries our labels and nobody else controls it."""
+    meta = obj.get("metadata", {})
+    have = meta.get("labels") or {}
+    return all(have.get(k) == v for k, v in labels.items()) and not any(
+        r.get("controller") for r in meta.get("ownerReferences") or []
+    )
+
+
+def drops_owner(desired: dict[str, Any], live: dict[str, Any]) -> bool:
+    """We render no ownerReference but the live object still has ours (a backup PVC
+    switched to Retain, or made by an older operator): apply, so the reference goes."""
+    if "ownerReferences" in desired.get("metadata", {}):
+        return False
+    return any(
+        r.get("controller") and r.get("apiVersion", "").startswith("xrouter.io/")
+        for r in live.get("metadata", {}).get("ownerReferences") or []
+    )

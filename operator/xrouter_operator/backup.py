@@ -14,13 +14,20 @@ Manifest = dict[str, Any]
 # The URL is read from the projected Secret file (never an env var); a separate
 # assignment so that a missing file stops the script (set -e) instead of dumping nothing.
 # POSIX sh (Debian's dash has no pipefail): a failed pg_dump leaves a marker the script checks.
+# Partial files: a run that fails in the shell (gzip, a full volume) removes its own on exit;
+# one killed outright (its deadline, the OOM killer) cannot, so each run first removes the
+# partial files earlier runs left. The CronJob forbids concurrent runs, so none is in use.
 BACKUP_SCRIPT = """\
 set -eu
 url="$(cat "$DATABASE_URL_FILE")"
+for old in /backup/xrouter-*.sql.gz.partial; do
+  if [ -e "$old" ]; then rm -f -- "$old"; echo "removed $old (left by an interrupted run)"; fi
+done
 f="/backup/xrouter-$(date -u +%Y%m%dT%H%M%SZ).sql.gz"
+trap 'rm -f -- "$f.partial"' EXIT
 rm -f /tmp/pg_dump.failed
 { pg_dump --no-owner --no-privileges --dbname="$url" || touch /tmp/pg_dump.failed; } | gzip > "$f.partial"
-if [ -e /tmp/pg_dump.failed ]; then rm -f -- "$f.partial"; echo "pg_dump failed" >&2; exit 1; fi
+if [ -e /tmp/pg_dump.failed ]; then echo "pg_dump failed" >&2; exit 1; fi
 mv "$f.partial" "$f"
 echo "wrote $f"
 ls -1t /backup/xrouter-*.sql.gz | tail -n +$((RETENTION + 1)) | while read -r old; do
@@ -35,10 +42,13 @@ def backup_pvc(xr: XRouter) -> Manifest:
     spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": s.size}}}
     if s.storage_class_name:
         spec["storageClassName"] = s.storage_class_name
+    # Retain (the default): no ownerReference, so the dumps outlive the XRouter (the
+    # database they restore usually does too). A re-created XRouter of the same name
+    # adopts the claim by its labels.
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": meta(xr, backup_pvc_name(xr), "backup"),
+        "metadata": meta(xr, backup_pvc_name(xr), "backup", owned=s.when_deleted == "Delete"),
         "spec": spec,
     }
 

@@ -2,8 +2,9 @@
 
 Only ``@kopf.on.event`` handlers are used. They keep no state on the object, so kopf
 never adds a finalizer and never writes annotations: deletion works with the operator
-down, and a steady state makes no writes. Children are watched by our labels and map
-back to their XRouter through ``xrouter.io/instance``.
+down, and a steady state makes no writes. Children are watched with our labels as a
+server-side label selector (``configure``) and map back to their XRouter through
+``xrouter.io/instance``. Secrets are not watched at all (see ``kinds``).
 """
 
 from __future__ import annotations
@@ -137,12 +138,25 @@ _queue: Queue | None = None
 RESYNC_SECONDS = 300.0
 
 
-@kopf.on.startup()
-async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-    global _queue
+# What every child carries. Given to the API server as the watch's labelSelector, so
+# objects that are not ours (every other Pod, ConfigMap, ... in the cluster) are neither
+# sent to us nor kept in memory. The handlers' labels= filter alone is applied by kopf
+# after the API server has sent everything.
+CHILD_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGER},{INSTANCE_LABEL}"
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
     settings.posting.enabled = False  # we post our own events, and only on changes
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
+    for k in WATCHED_CHILDREN:
+        settings.watching.label_selectors[(k.group, k.version, k.plural)] = CHILD_SELECTOR
+
+
+@kopf.on.startup()
+async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    global _queue
+    configure(settings)
     kube = await asyncio.to_thread(Kube.from_environment)
     _queue = Queue(Reconciler(kube), RESYNC_SECONDS)
     _spawn(_queue.run())

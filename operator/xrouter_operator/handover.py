@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .kube import FIELD_MANAGER, Kube, KubeError
+
 Obj = dict[str, Any]
 
 HANDOVER_MANAGER = "xrouter-operator-handover"
@@ -48,3 +50,35 @@ def replicas_only(desired: Obj, replicas: int) -> Obj:
         "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
         "spec": {"replicas": replicas},
     }
+
+
+def hand_over_replicas(kube: Kube, m: Obj, obj: Obj | None, floor: int, writes: list[str]) -> Obj | None:
+    """Keep the replica count while spec.replicas passes from us to the HPA (as the
+    module docstring says). Returns the live Deployment after any writes. A Deployment created
+    with autoscaling on never had our replicas: it starts at 1 and the HPA raises it
+    to minReplicas (nothing served before, so nothing dips).
+
+    A Deployment at 0 replicas starts at ``floor`` (minReplicas) instead: the HPA
+    controller never scales a target that is at 0, so passing the 0 on would leave
+    it there for good. minReplicas is at least 1, so 0 is never what autoscaling asks for."""
+    if obj is None:
+        return obj
+    live = int(obj.get("spec", {}).get("replicas", floor))
+    if not needs_handover(m, obj, FIELD_MANAGER):
+        if live != 0:
+            return obj
+        # Already handed over but stuck at 0 (turned on from 0 by an older operator,
+        # or scaled to 0 by hand): take the field back for the hand-over manager.
+        kube.apply(replicas_only(m, floor), force=True, manager=HANDOVER_MANAGER)
+        writes.append(f"started Deployment {m['metadata']['name']} at minReplicas ({floor}) for the HPA")
+        return kube.get("Deployment", m["metadata"]["namespace"], m["metadata"]["name"])
+    replicas = live or floor
+    try:
+        kube.apply(replicas_only(m, replicas), force=live == 0, manager=HANDOVER_MANAGER)
+    except KubeError as e:
+        if e.status != 409:  # a conflict: the HPA already owns the field, nothing to keep
+            raise
+    # Now drop the field from our apply; the hand-over manager keeps its value.
+    out = kube.apply(m, force=True)
+    writes.append(f"handed Deployment {m['metadata']['name']} replicas ({replicas}) over to the HPA")
+    return out

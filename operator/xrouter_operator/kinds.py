@@ -92,13 +92,16 @@ KINDS: dict[str, ChildKind] = {
             watched=True,
             gates=True,
         ),
+        # Not watched: list/watch on Secrets would let the operator read every credential
+        # in the cluster (RBAC cannot grant by label). It reads by name only its admin-key
+        # Secret and the Secrets an XRouter references; a deleted admin-key Secret is put
+        # back at the next resync (the pods keep the mounted key meanwhile).
         ChildKind(
             "Secret",
             "v1",
             "secrets",
-            "admin key; referenced Secrets are checked",
+            "admin key; Secrets an XRouter references are read by name (no list/watch)",
             order=2,
-            watched=True,
             gates=True,
         ),
         ChildKind("ConfigMap", "v1", "configmaps", "router config", order=3, watched=True, gates=True),

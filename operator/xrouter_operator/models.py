@@ -38,7 +38,7 @@ from .models_policy import (
     ServiceMonitorSpec,
 )
 from .models_routing import Database, Key, Limits, Provider, Redis, Route, SecretKeyRef, Target
-from .models_telemetry import CollectorPeer, IpBlock, Telemetry
+from .models_telemetry import CollectorPeer, IpBlock, Peer, Telemetry
 from .models_workload import (
     Autoscaling,
     Behavior,
@@ -76,7 +76,8 @@ __all__ = [
     "API_VERSION", "GROUP", "KIND", "OTEL_ENV", "PLURAL", "VERSION",
     "Autoscaling", "Backup", "BackupStorage", "Behavior", "CollectorPeer", "Condition", "Database",
     "Egress", "EnvVar", "Image", "IpBlock", "Key", "LastBackup", "Limits", "LocalObjectReference",
-    "Monitoring", "NetworkPolicy", "ObjectMeta", "PeerSelector", "PodDisruptionBudget", "Pods", "Price",
+    "Monitoring", "NetworkPolicy", "ObjectMeta", "Peer", "PeerSelector", "PodDisruptionBudget", "Pods",
+    "Price",
     "PrometheusRuleSpec", "Provider", "ProviderType", "PullPolicy", "Redis", "Resources", "Rollout",
     "Route", "ScalingPolicy", "ScalingRules", "SecretKeyRef", "Service", "ServiceMonitorSpec",
     "Strategy", "Target", "Telemetry", "Timeouts", "Toleration", "XRouter", "XRouterSpec",

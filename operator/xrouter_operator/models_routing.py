@@ -9,13 +9,36 @@ names Secrets where the router config names files or env vars.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 from xrouter_router import config as rc
 
-from .schema import DNS_LABEL, MODEL_NAME_MAX, ApiModel, cel
+from .models_telemetry import Peer
+from .schema import DNS_LABEL, HTTP_URL, MODEL_NAME_MAX, ApiModel, cel
+
+_HTTP_URL = re.compile(HTTP_URL)
+
+
+def check_http_url(url: str, field: str = "") -> int:
+    """The TCP port of an http(s) URL (default 80/443); ValueError naming ``field`` otherwise.
+    The message never repeats the URL: it may carry user:password@."""
+    u = urlsplit(url)
+    try:
+        port = u.port
+    except ValueError:
+        port = -1
+    problem = ""
+    if port in (-1, 0):
+        problem = "the port must be in 1-65535"
+    elif not _HTTP_URL.match(url):
+        problem = "must be an http(s) URL with a host, e.g. http://vllm.ml.svc:8000/v1"
+    if problem:
+        raise ValueError(f"{field}: {problem}" if field else problem)
+    return port or (80 if u.scheme == "http" else 443)
 
 
 class SecretKeyRef(ApiModel):
@@ -40,11 +63,33 @@ class Provider(rc.Provider):
     )
 
     name: str = Field(pattern=DNS_LABEL, max_length=40)
-    base_url: str | None = Field(default=None, pattern=r"^https?://", max_length=2048)
+    # The pattern is for the CRD (admission); the validator says the same with a clearer message.
+    base_url: str | None = Field(default=None, max_length=2048, json_schema_extra={"pattern": HTTP_URL})
     api_version: str | None = Field(default=None, description="Required for azure-openai.")
+    port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="The port the provider's pods listen on, for the NetworkPolicy egress rule. Unset: "
+        "the target ports of the Service a cluster baseUrl names (http://NAME.NAMESPACE.svc), else the "
+        "baseUrl's port.",
+    )
     # The router config's apiKey (a file or env var) is rendered from this reference.
     api_key: SkipJsonSchema[None] = Field(default=None, exclude=True)
     api_key_secret_ref: SecretKeyRef | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None:
+            check_http_url(v)
+        return v
+
+    def url_port(self) -> int | None:
+        """The baseUrl's TCP port (80/443 by scheme when it names none)."""
+        if self.base_url is None:
+            return None
+        return check_http_url(self.base_url, f"spec.providers[{self.name}].baseUrl")
 
 
 class Target(rc.Target):
@@ -121,12 +166,20 @@ class Key(ApiModel):
     limits: Limits | None = Field(default=None, description="Unset: spec.defaultLimits.")
 
 
+PEERS_DESCRIPTION = (
+    "Where it runs, as NetworkPolicy egress peers (its URL is in a Secret the operator does not read). "
+    "Empty: any destination on port."
+)
+
+
 class Redis(ApiModel):
     url_secret_ref: SecretKeyRef
     fail_mode: Literal["open", "closed"] = "open"
     port: int = Field(default=6379, ge=1, le=65535, description="For the NetworkPolicy egress rule.")
+    peers: list[Peer] = Field(default=[], max_length=8, description=PEERS_DESCRIPTION)
 
 
 class Database(ApiModel):
     url_secret_ref: SecretKeyRef = Field(description="A postgresql:// URL.")
     port: int = Field(default=5432, ge=1, le=65535, description="For the NetworkPolicy egress rule.")
+    peers: list[Peer] = Field(default=[], max_length=8, description=PEERS_DESCRIPTION)

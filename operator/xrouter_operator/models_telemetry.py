@@ -8,7 +8,7 @@ egress rule, as ``redis.port`` and ``egress.providerCidrs`` do for Redis and the
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
@@ -18,7 +18,7 @@ from .schema import ApiModel, Json, cel
 ENDPOINT_MESSAGE = (
     "spec.telemetry.endpoint must be an http(s) URL with a host, e.g. http://otel-collector:4318"
 )
-PEER_MESSAGE = "spec.telemetry.collector: set either ipBlock or podSelector/namespaceSelector, not both"
+PEER_MESSAGE = "a NetworkPolicy peer takes either ipBlock or podSelector/namespaceSelector, not both"
 
 
 class IpBlock(ApiModel):
@@ -28,8 +28,8 @@ class IpBlock(ApiModel):
     )
 
 
-class CollectorPeer(ApiModel):
-    """Where the collector runs (a NetworkPolicy egress peer). Unset: anywhere, on its port."""
+class Peer(ApiModel):
+    """A NetworkPolicy peer: pods (podSelector and/or namespaceSelector) or addresses (ipBlock)."""
 
     model_config = cel(
         (
@@ -43,12 +43,19 @@ class CollectorPeer(ApiModel):
     ip_block: IpBlock | None = None
 
     @model_validator(mode="after")
-    def _one_kind(self) -> CollectorPeer:
+    def _one_kind(self) -> Peer:
         if self.ip_block is not None and (
             self.pod_selector is not None or self.namespace_selector is not None
         ):
             raise ValueError(PEER_MESSAGE)
         return self
+
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+# Where the collector runs; unset: the Service the endpoint names, else anywhere on its port.
+CollectorPeer = Peer
 
 
 class Telemetry(ApiModel):

@@ -77,14 +77,15 @@ def backup_pvc_name(xr: XRouter) -> str:
     return f"{xr.metadata.name}-backup"
 
 
-def meta(xr: XRouter, name: str, component: str, **extra: Any) -> dict[str, Any]:
-    """A child's metadata: our labels and a controller ownerReference to the XRouter."""
+def meta(xr: XRouter, name: str, component: str, *, owned: bool = True, **extra: Any) -> dict[str, Any]:
+    """A child's metadata: our labels and (unless ``owned`` is False) a controller
+    ownerReference to the XRouter."""
     out: dict[str, Any] = {
         "name": name,
         "namespace": xr.metadata.namespace,
         "labels": labels(xr.metadata.name, component),
     }
-    if xr.metadata.uid:
+    if xr.metadata.uid and owned:
         out["ownerReferences"] = [
             {
                 "apiVersion": API_VERSION,

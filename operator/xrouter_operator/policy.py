@@ -1,64 +1,158 @@
-"""Builders of the policies around the router pods: NetworkPolicy and PodDisruptionBudget."""
+"""Builders of the policies around the router pods: NetworkPolicy and PodDisruptionBudget.
+
+A NetworkPolicy matches the destination pod's port after the Service's DNAT, not the port
+in a URL. So for an upstream URL that names a cluster Service (``http://vllm.ml.svc/v1``:
+port 80, pods on 8000) the egress rule admits the Service's target ports on its pods; the
+reconcile reads those Services and hands them in as :class:`ServiceFacts` (render stays
+pure). An upstream outside the cluster keeps the URL's port.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from .models import XRouter, XRouterSpec
+from .models import XRouter
+from .models_policy import NAMESPACE_NAME_LABEL
+from .models_routing import check_http_url
 from .naming import HTTP_PORT, meta, selector
 
 Manifest = dict[str, Any]
+Port = int | str  # a number or a container port's name
 
 
-def _peers(peers: list[Any]) -> list[dict[str, Any]]:
-    return [p.model_dump(by_alias=True, exclude_none=True) for p in peers]
+@dataclass(frozen=True)
+class ServiceFacts:
+    """What the NetworkPolicy needs of a cluster Service an upstream URL names."""
+
+    selector: Mapping[str, str]
+    ports: tuple[tuple[int, Port], ...]  # (Service port, targetPort)
+
+    def target_ports(self, port: int) -> list[Port]:
+        """The target ports behind the URL's port (all of them when no Service port matches)."""
+        hits = [t for p, t in self.ports if p == port] or [t for _, t in self.ports]
+        return sorted(set(hits), key=str)
 
 
-def _provider_ports(spec: XRouterSpec) -> list[int]:
-    ports = set()
-    for p in spec.providers:
-        if p.base_url:
-            u = urlsplit(p.base_url)
-            ports.add(u.port or (80 if u.scheme == "http" else 443))
-    return sorted(ports)
+def service_facts(svc: Mapping[str, Any]) -> ServiceFacts | None:
+    """From a live Service; None for one without a selector (its endpoints could be anywhere)."""
+    spec = svc.get("spec") or {}
+    sel = spec.get("selector") or {}
+    if not sel or spec.get("type") == "ExternalName":
+        return None
+    ports = tuple((int(p["port"]), p.get("targetPort") or p["port"]) for p in spec.get("ports") or [])
+    return ServiceFacts(selector=dict(sel), ports=ports) if ports else None
 
 
-def network_policy(xr: XRouter) -> Manifest:
-    np = xr.spec.network_policy
-    name = xr.metadata.name
-    ingress: list[dict[str, Any]] = [
-        {
-            "from": _peers(np.ingress_from) or [{"podSelector": {}}],
-            "ports": [{"port": HTTP_PORT, "protocol": "TCP"}],
-        }
-    ]
-    if np.allow_metrics_from:
-        ingress.append(
-            {"from": _peers(np.allow_metrics_from), "ports": [{"port": HTTP_PORT, "protocol": "TCP"}]}
-        )
-    egress: list[dict[str, Any]] = [
-        {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
-    ]
-    if xr.spec.redis is not None:
-        egress.append({"ports": [{"port": xr.spec.redis.port, "protocol": "TCP"}]})
-    if xr.spec.database is not None:
-        egress.append({"ports": [{"port": xr.spec.database.port, "protocol": "TCP"}]})
+def cluster_service(url: str, namespace: str) -> tuple[str, str] | None:
+    """(namespace, name) of the Service a URL's host would resolve to through the pod's DNS
+    search path: ``name``, ``name.ns``, ``name.ns.svc`` or ``name.ns.svc.<cluster domain>``.
+    A ``name.ns`` that is no Service (``openai.com``) is looked up, not found, and stays external."""
+    host = urlsplit(url).hostname or ""
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    parts = host.split(".")
+    if len(parts) == 1 and host:
+        return namespace, host
+    if len(parts) == 2 or (len(parts) >= 3 and parts[2] == "svc"):
+        return parts[1], parts[0]
+    return None
+
+
+def upstream_services(xr: XRouter) -> set[tuple[str, str]]:
+    """The Services the providers' baseUrls and the OTLP endpoint may name (what reconcile reads)."""
+    ns = xr.metadata.namespace
+    urls = [p.base_url for p in xr.spec.providers if p.base_url]
     t = xr.spec.telemetry
+    if t is not None and t.collector is None:
+        urls.append(t.endpoint)
+    return {ref for u in urls if (ref := cluster_service(u, ns)) is not None}
+
+
+def _tcp(ports: list[Port]) -> list[dict[str, Any]]:
+    return [{"port": p, "protocol": "TCP"} for p in ports]
+
+
+def _rule(to: list[dict[str, Any]], ports: list[Port]) -> dict[str, Any]:
+    return {"to": to, "ports": _tcp(ports)} if to else {"ports": _tcp(ports)}
+
+
+def _in_cluster(
+    xr: XRouter, url: str, port: int, override: int | None, services: Mapping[str, ServiceFacts]
+) -> dict[str, Any] | None:
+    """The egress rule to the pods of the Service ``url`` names, or None if it names none we know."""
+    ref = cluster_service(url, xr.metadata.namespace)
+    facts = services.get(f"{ref[0]}/{ref[1]}") if ref else None
+    if ref is None or facts is None:
+        return None
+    peer = {
+        "namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: ref[0]}},
+        "podSelector": {"matchLabels": dict(facts.selector)},
+    }
+    return _rule([peer], [override] if override else facts.target_ports(port))
+
+
+def _egress(xr: XRouter, services: Mapping[str, ServiceFacts]) -> list[dict[str, Any]]:
+    spec, np = xr.spec, xr.spec.network_policy
+    dns = np.egress.dns_ports
+    egress = [{"ports": [{"port": p, "protocol": proto} for p in dns for proto in ("UDP", "TCP")]}]
+    for store in (spec.redis, spec.database):
+        if store is not None:
+            egress.append(_rule([p.wire() for p in store.peers], [store.port]))
+    t = spec.telemetry
     if t is not None:
-        rule: dict[str, Any] = {"ports": [{"port": t.port(), "protocol": "TCP"}]}
+        port = t.port()
         if t.collector is not None:
-            rule = {"to": [t.collector.model_dump(by_alias=True, exclude_none=True)], **rule}
-        egress.append(rule)
-    ports = _provider_ports(xr.spec)
-    if ports:
-        egress.append(
-            {
-                "to": [{"ipBlock": {"cidr": c}} for c in np.egress.provider_cidrs]
-                + [{"namespaceSelector": {}}],
-                "ports": [{"port": p, "protocol": "TCP"} for p in ports],
-            }
-        )
+            egress.append(_rule([t.collector.wire()], [port]))
+        else:
+            egress.append(_in_cluster(xr, t.endpoint, port, None, services) or _rule([], [port]))
+    external: set[Port] = set()
+    for p in spec.providers:
+        if p.base_url is None:
+            continue
+        port = check_http_url(p.base_url, f"spec.providers[{p.name}].baseUrl")
+        rule = _in_cluster(xr, p.base_url, port, p.port, services)
+        if rule is None:
+            external.add(p.port or port)
+        elif rule not in egress:
+            egress.append(rule)
+    if external:
+        to = [{"ipBlock": {"cidr": c}} for c in np.egress.provider_cidrs] + [{"namespaceSelector": {}}]
+        egress.append(_rule(to, sorted(external, key=str)))
+    return egress
+
+
+def _ingress(xr: XRouter, scraped: bool) -> list[dict[str, Any]]:
+    np = xr.spec.network_policy
+    peers = [p.wire() for p in np.ingress_from]
+    if not peers:
+        peers = [{"podSelector": {}}]
+        if xr.spec.service.type != "ClusterIP":
+            # A NodePort or LoadBalancer Service exists to be reached from outside; its traffic
+            # arrives from node or client addresses, which no pod selector matches.
+            peers.append({"ipBlock": {"cidr": "0.0.0.0/0"}})
+    ingress = [{"from": peers, "ports": _tcp([HTTP_PORT])}]
+    metrics = [p.wire() for p in np.allow_metrics_from]
+    if scraped:
+        metrics += [p.wire() for p in np.scrapers() if p.wire() not in metrics]
+    if metrics:
+        ingress.append({"from": metrics, "ports": _tcp([HTTP_PORT])})
+    return ingress
+
+
+def network_policy(
+    xr: XRouter, *, scraped: bool = False, services: Mapping[str, ServiceFacts] | None = None
+) -> Manifest:
+    """``scraped``: the operator creates a ServiceMonitor, so the Prometheus that reads it
+    (spec.networkPolicy.prometheusFrom) is admitted. ``services``: the cluster Services the
+    upstream URLs name, keyed ``namespace/name``."""
+    name = xr.metadata.name
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -66,8 +160,8 @@ def network_policy(xr: XRouter) -> Manifest:
         "spec": {
             "podSelector": {"matchLabels": selector(name)},
             "policyTypes": ["Ingress", "Egress"],
-            "ingress": ingress,
-            "egress": egress,
+            "ingress": _ingress(xr, scraped),
+            "egress": _egress(xr, services or {}),
         },
     }
 

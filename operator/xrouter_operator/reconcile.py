@@ -20,10 +20,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import metrics
-from .apply import first_difference, owned_by
-from .handover import HANDOVER_MANAGER, needs_handover, replicas_only
+from .apply import adoptable, drops_owner, first_difference, owned_by
+from .handover import hand_over_replicas
 from .kinds import GATING_KINDS, MONITORING_GROUP_VERSION, OPTIONAL_KINDS, PRUNABLE, WORKLOAD_KINDS
-from .kube import FIELD_MANAGER, Kube, KubeError
+from .kube import Kube, KubeError
 from .models import API_VERSION, KIND, XRouter, secret_refs
 from .naming import (
     ADMIN_KEY_FIELD,
@@ -38,6 +38,7 @@ from .naming import (
     selector_string,
 )
 from .parsing import RenderError, parse
+from .policy import ServiceFacts, service_facts, upstream_services
 from .render import RenderInputs, render
 from .status import Observed, Problems, backup_facts, compute_status, container_restarts, status_patch
 
@@ -102,7 +103,29 @@ class Reconciler:
                 key = base64.b64decode(raw).decode()
         if not key:
             key = self.new_key()
-        return RenderInputs(admin_key=key, admin_key_rotation=want, monitoring_kinds=self.monitoring_kinds())
+        return RenderInputs(
+            admin_key=key,
+            admin_key_rotation=want,
+            monitoring_kinds=self.monitoring_kinds(),
+            services=self._upstream_services(xr) if xr.spec.network_policy.enabled else {},
+        )
+
+    def _upstream_services(self, xr: XRouter) -> dict[str, ServiceFacts]:
+        """The cluster Services the upstream URLs name (a read per URL and reconcile; a
+        change to one is seen at the next resync, as we do not watch other Services)."""
+        out: dict[str, ServiceFacts] = {}
+        for ns, name in sorted(upstream_services(xr)):
+            try:
+                svc = self.kube.get("Service", ns, name)
+            except KubeError as e:
+                if e.status != 403:
+                    raise
+                log.warning("may not read Service %s/%s for the NetworkPolicy: %s", ns, name, e)
+                continue
+            facts = service_facts(svc) if svc is not None else None
+            if facts is not None:
+                out[f"{ns}/{name}"] = facts
+        return out
 
     # ------------------------------------------------------------------ reconcile
 
@@ -134,10 +157,14 @@ class Reconciler:
             invalid = str(e)
 
         if xr is not None and not suspend:
+            inputs = self._inputs(xr)
             try:
-                desired = render(xr, self._inputs(xr))
+                desired = render(xr, inputs)
             except RenderError as e:
                 invalid, desired = str(e), []
+            except Exception as e:  # a bug in a builder: still a condition and an event, not a crash loop
+                log.exception("render of %s/%s failed", namespace, name)
+                invalid, desired = f"the operator could not render this spec ({type(e).__name__}: {e})", []
             blocked = False
             for m in desired:
                 kind, mname = m["kind"], m["metadata"]["name"]
@@ -146,7 +173,7 @@ class Reconciler:
                     continue
                 try:
                     obj = self.kube.get(kind, namespace, mname)
-                    if obj is not None and not owned_by(obj, uid):
+                    if obj is not None and not self._ours(m, obj, uid):
                         foreign.add((kind, mname))
                         conflicts.append(
                             f"{kind} {mname} exists and is not owned by this XRouter; left untouched"
@@ -154,7 +181,7 @@ class Reconciler:
                         blocked = blocked or kind in GATING_KINDS
                         continue
                     if kind == "Deployment" and xr.spec.autoscaling.enabled:
-                        obj = self._hand_over_replicas(m, obj, xr.spec.autoscaling.min_replicas, writes)
+                        obj = hand_over_replicas(self.kube, m, obj, xr.spec.autoscaling.min_replicas, writes)
                     live[(kind, mname)] = self._apply(m, obj, writes)
                 except KubeError as e:
                     if e.status >= 500 or e.status in (401, 403, 429):
@@ -178,6 +205,7 @@ class Reconciler:
             endpoint=endpoint(xr) if xr else "",
             selector=selector_string(name),
             now=self.clock(),
+            min_replicas=xr.spec.autoscaling.min_replicas if xr and xr.spec.autoscaling.enabled else None,
         ).wire()
         patch = status_patch(old_status, status)
         if patch is not None:
@@ -205,28 +233,19 @@ class Reconciler:
                 missing.append(f"{path}: Secret {ref.name} has no key {ref.key}")
         return missing
 
-    def _hand_over_replicas(self, m: Obj, obj: Obj | None, floor: int, writes: list[str]) -> Obj | None:
-        """Keep the replica count while spec.replicas passes from us to the HPA (see
-        ``handover``). Returns the live Deployment after any writes. A Deployment created
-        with autoscaling on never had our replicas: it starts at 1 and the HPA raises it
-        to minReplicas (nothing served before, so nothing dips)."""
-        if obj is None or not needs_handover(m, obj, FIELD_MANAGER):
-            return obj
-        replicas = int(obj.get("spec", {}).get("replicas", floor))
-        try:
-            self.kube.apply(replicas_only(m, replicas), force=False, manager=HANDOVER_MANAGER)
-        except KubeError as e:
-            if e.status != 409:  # a conflict: the HPA already owns the field, nothing to keep
-                raise
-        # Now drop the field from our apply; the hand-over manager keeps its value.
-        out = self.kube.apply(m, force=True)
-        writes.append(f"handed Deployment {m['metadata']['name']} replicas ({replicas}) over to the HPA")
-        return out
+    @staticmethod
+    def _ours(m: Obj, obj: Obj, uid: str) -> bool:
+        # A manifest rendered without an ownerReference (a retained backup PVC) is ours by
+        # its labels: the claim a deleted XRouter of the same name left is adopted.
+        if "ownerReferences" not in m["metadata"] and adoptable(obj, m["metadata"]["labels"]):
+            return True
+        return owned_by(obj, uid)
 
     def _apply(self, m: Obj, obj: Obj | None, writes: list[str]) -> Obj:
         kind, meta = m["kind"], m["metadata"]
         key = (meta["namespace"], kind, meta["name"], _digest(m))
-        if obj is not None and (key in self._blind or first_difference(m, obj) is None):
+        unchanged = key in self._blind or (obj is not None and first_difference(m, obj) is None)
+        if obj is not None and unchanged and not drops_owner(m, obj):
             return obj
         if obj is not None:
             log.info(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,9 @@ class RenderInputs:
     admin_key_rotation: str = ""
     # Prometheus operator kinds that exist: "ServiceMonitor", "PrometheusRule".
     monitoring_kinds: frozenset[str] = field(default_factory=frozenset)
+    # Cluster Services the upstream URLs name ("namespace/name"), for the NetworkPolicy's
+    # egress to their pods' ports. Unknown ones (an offline render): the URL's port.
+    services: Mapping[str, policy.ServiceFacts] = field(default_factory=dict)
 
 
 def pod_checksum(config_json: str, inputs: RenderInputs) -> str:
@@ -53,7 +57,18 @@ def pod_checksum(config_json: str, inputs: RenderInputs) -> str:
 
 def render(xr: XRouter, inputs: RenderInputs | None = None) -> list[Manifest]:
     """Every object the XRouter asks for, in apply order (see ``kinds``). Raises RenderError."""
-    inputs = inputs or RenderInputs()
+    try:
+        return _render(xr, inputs or RenderInputs())
+    except RenderError:
+        raise
+    except ValueError as e:
+        # The builders' checks name the field ("spec.providers[x].baseUrl: ..."); a status
+        # condition and an event carry the message.
+        msg = str(e)
+        raise RenderError(msg if msg.startswith("spec.") else f"spec: {msg}") from None
+
+
+def _render(xr: XRouter, inputs: RenderInputs) -> list[Manifest]:
     config, secret_files = router_config(xr)
     config_json = rc.dump_config(config)
     spec = xr.spec
@@ -69,13 +84,14 @@ def render(xr: XRouter, inputs: RenderInputs | None = None) -> list[Manifest]:
         out.append(workload.hpa(xr))
     if spec.pod_disruption_budget.enabled:
         out.append(policy.pdb(xr))
+    scraped = spec.monitoring.service_monitor.enabled and "ServiceMonitor" in inputs.monitoring_kinds
     if spec.network_policy.enabled:
-        out.append(policy.network_policy(xr))
+        out.append(policy.network_policy(xr, scraped=scraped, services=inputs.services))
     if spec.backup is not None:
         if spec.backup.storage.size is not None:
             out.append(backup.backup_pvc(xr))
         out.append(backup.backup_cronjob(xr))
-    if spec.monitoring.service_monitor.enabled and "ServiceMonitor" in inputs.monitoring_kinds:
+    if scraped:
         out.append(monitoring.service_monitor(xr))
     if spec.monitoring.prometheus_rule.enabled and "PrometheusRule" in inputs.monitoring_kinds:
         out.append(monitoring.prometheus_rule(xr))

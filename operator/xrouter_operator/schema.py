@@ -13,6 +13,12 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 MODEL_NAME_MAX = 100
 QUANTITY = r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$"
 
+# An http(s) URL whose authority is a host (name, IPv4 or [IPv6]) with an optional port in
+# 1-65535. The CRD carries it as a pattern, so the API server refuses http://x:99999 at
+# admission; a looser ^https?:// let it through, and every reconcile then failed on it.
+PORT = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+HTTP_URL = rf"^https?://([^/?#@]*@)?([^/?#@:\[\]]+|\[[0-9A-Fa-f:.]+\])(:{PORT})?([/?#].*)?$"
+
 # A Kubernetes object the operator passes through untouched (affinity, selectors, ...).
 Json = Annotated[
     dict[str, Any],

@@ -68,6 +68,20 @@ def rollout(dep: Obj) -> tuple[bool, int, int, str]:
     return True, ready, desired, f"{ready}/{desired} replicas ready"
 
 
+def serving_floor(desired: int, min_replicas: int | None) -> int:
+    """How many available pods make the XRouter Ready: one short of what it must run
+    (spec.replicas, or minReplicas under an HPA), at least 1.
+
+    Like a Deployment's Available condition this asks whether enough pods serve, not
+    whether the rollout is finished. It cannot reuse that condition: with our default
+    maxUnavailable 0 the Deployment calls itself unavailable whenever one pod restarts
+    or the HPA adds a pod, which would flip Ready, the ready gauge and Argo CD's health
+    on every scale-up. One pod short (a pod restarting or being replaced) is
+    Progressing; capacity the HPA adds above minReplicas is never required."""
+    base = desired if min_replicas is None else min(desired, min_replicas)
+    return max(1, base - 1)
+
+
 def backup_facts(cronjob: Obj | None, jobs: list[Obj]) -> BackupFacts:
     """The most recent finished backup Job (and the last success)."""
     if cronjob is None:
@@ -111,21 +125,25 @@ def compute_status(
     endpoint: str,
     selector: str,
     now: str,
+    min_replicas: int | None = None,
 ) -> XRouterStatus:
-    """The new status. ``now`` is only used for conditions whose status changes."""
+    """The new status. ``now`` is only used for conditions whose status changes;
+    ``min_replicas`` is spec.autoscaling.minReplicas while an HPA scales the Deployment."""
     old = old or {}
     dep = observed.deployment
-    # Ready: the truth about the pods, whatever else is going on.
+    # Ready: enough pods serve (see serving_floor), whatever else is going on.
+    available = 0
     if dep is None:
         complete, ready, desired, detail = False, 0, 0, "the Deployment does not exist yet"
     else:
         complete, ready, desired, detail = rollout(dep)
+        available = int(dep.get("status", {}).get("availableReplicas", 0))
     ready_c: tuple[CondStatus, str, str]
     if dep is not None and complete and desired == 0:
         # Nothing serves: not Ready, but not a fault either (Argo CD shows Suspended).
         ready_c = ("False", "ScaledToZero", "scaled to 0 replicas: no router pod is running")
-    elif dep is not None and complete and ready >= desired:
-        ready_c = ("True", "Available", detail)
+    elif dep is not None and available >= serving_floor(desired, min_replicas):
+        ready_c = ("True", "Available", f"{available}/{desired} replicas available")
     else:
         ready_c = ("False", "DeploymentMissing" if dep is None else "NotReady", detail)
 
@@ -157,7 +175,7 @@ def compute_status(
     elif dep is None:
         progressing = ("True", "Creating", detail)
     elif not complete:
-        progressing = ("True", "RollingOut", detail)
+        progressing = ("True", "RollingOut", detail)  # a rollout, a scale-up or a pod coming back
     else:
         progressing = ("False", "RolloutComplete", detail)
 

@@ -136,11 +136,14 @@ class Env:
         return {}
 
     def ready(self, name: str = "sample", replicas: int = 2) -> bool:
+        """Ready with every pod serving and the rollout finished (Ready alone stays True
+        while old pods serve during a roll)."""
         obj = self.xr(name)
         st = obj.get("status", {})
         return (
             st.get("observedGeneration") == obj["metadata"]["generation"]
             and self.condition("Ready", name).get("status") == "True"
+            and self.condition("Progressing", name).get("status") == "False"
             and st.get("replicaSummary") == f"{replicas}/{replicas}"
         )
 
@@ -504,7 +507,17 @@ def test_deleted_xrouter_is_not_reconciled_again(env: Env) -> None:
         op.stop()
 
 
-def test_deleted_admin_key_rolls_every_pod(env: Env, operator: Operator) -> None:
+def test_deleted_admin_key_rolls_every_pod(env: Env) -> None:
+    # The operator does not watch Secrets (no list/watch on them): the resync puts the
+    # admin key back. Shortened here so the test does not wait five minutes.
+    op = env.start_operator(None, "--resync-seconds", "3")
+    try:
+        _deleted_admin_key_rolls_every_pod(env)
+    finally:
+        op.stop()
+
+
+def _deleted_admin_key_rolls_every_pod(env: Env) -> None:
     env.apply(SAMPLE.read_text())
     eventually("Ready", env.ready, timeout=30)
 
@@ -651,6 +664,16 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "spec.backup",
     ),
     ("openai without baseUrl", {"providers": [{"name": "mock", "type": "openai"}]}, "baseUrl"),
+    (
+        "baseUrl port out of range",
+        {"providers": [{"name": "mock", "type": "openai", "baseUrl": "http://x:99999/v1"}]},
+        "spec.providers[0].baseUrl",
+    ),
+    (
+        "baseUrl without host",
+        {"providers": [{"name": "mock", "type": "openai", "baseUrl": "http://:8000/v1"}]},
+        "spec.providers[0].baseUrl",
+    ),
     ("negative replicas", {"replicas": -1}, "spec.replicas"),
     (
         "unknown strategy",

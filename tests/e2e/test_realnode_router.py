@@ -10,11 +10,14 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from openai import OpenAI
+from test_operator_e2e import _minimal_crd
 from xrouter_dev import images
+from xrouter_dev.argocd import health
 from xrouter_dev.cluster import LocalCluster
 from xrouter_dev.nodeconfig import NODE_NAME, POD_CIDR
 from xrouter_dev.realnode import RealNode
@@ -22,6 +25,7 @@ from xrouter_dev.stack import (
     TEAM_KEY,
     Cluster,
     Stack,
+    client_pod,
     deploy,
     deployment,
     get_json,
@@ -31,6 +35,8 @@ from xrouter_dev.stack import (
 from xrouter_dev.waiting import eventually, seconds_until
 
 FIGURES: dict[str, Any] = {}
+# A real object recorded mid scale-up, judged by tests/packaging/test_pkg_argocd.py.
+SCALE_UP_FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "status" / "healthy-hpa-scale-up.json"
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +168,121 @@ def test_router_cannot_reach_a_port_no_rule_allows(stack: Stack) -> None:
     FIGURES["NetworkPolicy: router -> port 8081 (no rule)"] = result
 
 
+SCRAPE_SCRIPT = """
+import sys, time, urllib.request
+url = sys.argv[1]
+# A new pod's address reaches the policy engine a moment after it starts: retry for 20 s.
+deadline = time.monotonic() + 20
+while True:
+    try:
+        body = urllib.request.urlopen(url, timeout=4).read().decode()
+        print("RESULT scraped" if "xrouter_" in body else "RESULT no-metrics")
+        break
+    except Exception as e:
+        if time.monotonic() > deadline:
+            print("RESULT refused " + type(e).__name__)
+            break
+        time.sleep(1)
+"""
+
+
+def _scrape_from(stack: Stack, namespace: str) -> str:
+    """GET the router's /metrics through its Service from a new pod in ``namespace``."""
+    name = f"scrape-{uuid.uuid4().hex[:6]}"
+    pod = client_pod(name, SCRAPE_SCRIPT)
+    url = f"http://{stack.name}.{stack.namespace}.svc.cluster.local:8080/metrics"
+    pod["spec"]["containers"][0]["args"] = ["-c", SCRAPE_SCRIPT, url]
+    stack.apply(pod, namespace=namespace)
+    done = ("Succeeded", "Failed")
+    eventually(
+        f"scrape pod {name}",
+        lambda: get_json(stack.cluster, "-n", namespace, f"pod/{name}")["status"].get("phase") in done,
+        90,
+    )
+    logs = stack.cluster.kubectl("logs", "-n", namespace, name).stdout
+    return next(ln for ln in logs.splitlines() if ln.startswith("RESULT ")).removeprefix("RESULT ")
+
+
+def test_prometheus_in_a_monitoring_namespace_scrapes_and_others_are_refused(stack: Stack) -> None:
+    """With the Prometheus operator's CRDs the operator creates a ServiceMonitor; its
+    NetworkPolicy then admits namespaces labelled xrouter.io/monitoring=true (the default)."""
+    suffix = uuid.uuid4().hex[:6]
+    mon, plain = f"mon-{suffix}", f"plain-{suffix}"
+    created = []
+    for kind, plural in {"ServiceMonitor": "servicemonitors", "PrometheusRule": "prometheusrules"}.items():
+        crd = f"{plural}.monitoring.coreos.com"
+        if not stack.cluster.kubectl("get", "crd", crd, "--ignore-not-found", "-o", "name").stdout.strip():
+            stack.cluster.kubectl("apply", "-f", "-", input=json.dumps(_minimal_crd(kind, plural)))
+            created.append(crd)
+    for n in (mon, plain):
+        stack.cluster.kubectl("create", "namespace", n)
+    stack.cluster.kubectl("label", "namespace", mon, "xrouter.io/monitoring=true")
+    try:
+        poke = iter(range(10**6))
+
+        def monitored() -> bool:
+            # The operator re-reads which Prometheus kinds exist at most once a minute; an
+            # annotation change makes it reconcile meanwhile.
+            stack.cluster.kubectl("annotate", "-n", stack.namespace, f"xrouter/{stack.name}",
+                                  f"example.com/poke={next(poke)}", "--overwrite")  # fmt: skip
+            np = get_json(stack.cluster, "-n", stack.namespace, f"networkpolicy/{stack.name}")
+            return "xrouter.io/monitoring" in json.dumps(np["spec"]["ingress"])
+
+        eventually("the NetworkPolicy to admit the monitoring namespaces", monitored, 120, every=5)
+        assert get_json(stack.cluster, "-n", stack.namespace, f"servicemonitor/{stack.name}")
+        time.sleep(6)  # kube-router's sync period is 5 s
+        assert _scrape_from(stack, mon) == "scraped"
+        refused = _scrape_from(stack, plain)
+        assert refused.startswith("refused"), refused
+        FIGURES["NetworkPolicy: scrape from a monitoring-labelled namespace"] = "served"
+        FIGURES["NetworkPolicy: scrape from an unlabelled namespace"] = refused
+    finally:
+        for n in (mon, plain):
+            stack.cluster.kubectl("delete", "namespace", n, "--wait=false", check=False)
+        for crd in created:
+            stack.cluster.kubectl("delete", "crd", crd, "--wait=false", check=False)
+
+
+def test_a_model_server_behind_service_port_80_is_reached_on_its_pods_port_8000(stack: Stack) -> None:
+    """As vLLM behind a Service: port 80 -> targetPort 8000. The NetworkPolicy matches the pod's
+    port after DNAT, so the operator admits the Service's target port, not the URL's."""
+    objs = deployment(
+        "vllm",
+        images.FAKE_PROVIDER_IMAGE,
+        8000,
+        command=["python", "/app/fake_provider.py"],
+        args=["--host", "0.0.0.0", "--port", "8000"],
+    )
+    objs[-1]["spec"]["ports"] = [{"port": 80, "targetPort": 8000, "name": "http"}]
+    stack.apply(*objs)
+    stack.cluster.kubectl("rollout", "status", "-n", stack.namespace, "deploy/vllm", "--timeout=120s")
+    spec = get_json(stack.cluster, "-n", stack.namespace, f"xrouter/{stack.name}")["spec"]
+    provider = {
+        "name": "vllm",
+        "type": "openai",
+        "baseUrl": f"http://vllm.{stack.namespace}.svc/v1",
+        "apiKeySecretRef": {"name": "provider-key", "key": "key"},
+    }
+    model = {"name": "in-cluster", "targets": [{"provider": "vllm", "model": "llama"}]}
+    # The team key has no allowedModels: the new model is open to it.
+    stack.patch({"spec": {"providers": [*spec["providers"], provider], "models": [*spec["models"], model]}})
+
+    def answered() -> bool:
+        try:
+            r = host_client(stack).chat.completions.create(
+                model="in-cluster", messages=[{"role": "user", "content": "hi vllm"}]
+            )
+        except Exception:
+            return False
+        return "hi vllm" in (r.choices[0].message.content or "")
+
+    took = seconds_until("the in-cluster model server to answer through the router", answered, 240, every=3)
+    np = get_json(stack.cluster, "-n", stack.namespace, f"networkpolicy/{stack.name}")
+    ports = {p["port"] for rule in np["spec"]["egress"] for p in rule["ports"]}
+    assert 8000 in ports and 80 not in ports, np["spec"]["egress"]
+    FIGURES["NetworkPolicy: provider behind Service 80 -> pods 8000"] = f"reached after {took:.0f}s"
+
+
 def test_other_namespace_refused_unless_ingress_from_names_it(stack: Stack) -> None:
     other = stack.other_namespace
     url = f"http://{stack.name}.{stack.namespace}.svc.cluster.local/v1"
@@ -254,7 +375,7 @@ def test_hpa_scales_up_under_load_and_back_down(stack: Stack) -> None:
                     "enabled": True,
                     "minReplicas": 2,
                     "maxReplicas": 4,
-                    "targetCpuUtilizationPercentage": 20,
+                    "targetCPUUtilizationPercentage": 20,
                     # Shortened so the test also sees it shrink (the default waits 300 s).
                     "behavior": {"scaleDown": {"stabilizationWindowSeconds": 15}},
                 }
@@ -273,12 +394,23 @@ def test_hpa_scales_up_under_load_and_back_down(stack: Stack) -> None:
     stop = threading.Event()
     _cpu_load(stack, stop)
     try:
+        verdicts: list[str] = []
 
         def grew() -> bool:
-            st = stack.status()
+            # The Argo CD health check on the live object at every step of the scale-up: the new
+            # pods start while the others serve, which is Progressing, never NotReady.
+            obj = get_json(stack.cluster, "-n", stack.namespace, f"xrouter/{stack.name}")
+            obj["metadata"].pop("managedFields", None)
+            st = obj.get("status", {})
+            verdict = health(obj)
+            verdicts.append(f"{st.get('replicaSummary')} {verdict['status']}")
+            assert verdict["status"] == "Healthy", (verdict, st.get("conditions"))
+            if int(st.get("replicas") or 0) > int(st.get("readyReplicas") or 0) >= 2:
+                SCALE_UP_FIXTURE.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
             return int(st.get("replicas") or 0) > 2
 
         up = seconds_until("the Deployment to grow past minReplicas", grew, 300, every=2)
+        FIGURES["Argo CD health during the scale-up"] = verdicts
         status = stack.status()
         table = stack.cluster.kubectl("get", "xrouters", "-n", stack.namespace).stdout
         assert f"/{status['replicas']}" in table, table

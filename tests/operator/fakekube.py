@@ -63,6 +63,9 @@ class FakeKube:
             return copy.deepcopy(self.objects[key])
         self._own_replicas(key, manifest, manager, force)
         merged = _merge(self.objects[key], manifest)
+        if "ownerReferences" not in meta:
+            # Server-side apply removes a field its only manager no longer applies.
+            merged["metadata"].pop("ownerReferences", None)
         if merged.get("spec") != live.get("spec"):
             merged["metadata"]["generation"] = live["metadata"]["generation"] + 1
         self.objects[key] = merged

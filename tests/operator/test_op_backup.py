@@ -82,3 +82,48 @@ def test_backup_pods_go_where_the_router_pods_may() -> None:
     for kind in ("Deployment", "CronJob"):
         assert pods[kind]["nodeSelector"] == {"pool": "llm"}, kind
         assert pods[kind]["tolerations"] == placement["tolerations"], kind
+
+
+@pytest.mark.skipif(DASH is None, reason="dash is Debian's /bin/sh; the test needs it")
+def test_partial_files_of_killed_runs_are_removed(tmp_path: Path) -> None:
+    (tmp_path / "backup").mkdir()
+    # Left by a run its deadline or the OOM killer ended (no chance to clean up).
+    left = tmp_path / "backup" / "xrouter-20260101T030000Z.sql.gz.partial"
+    left.write_bytes(b"x" * 1000)
+    r = _run(tmp_path, "echo new\n")
+    assert r.returncode == 0, r.stderr
+    assert not left.exists() and "left by an interrupted run" in r.stdout
+    assert len(list((tmp_path / "backup").glob("xrouter-*.sql.gz"))) == 1
+
+
+@pytest.mark.skipif(DASH is None, reason="dash is Debian's /bin/sh; the test needs it")
+def test_a_failing_gzip_leaves_no_partial_file(tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()
+    gz = tmp_path / "bin" / "gzip"
+    gz.write_text("#!/bin/sh\ncat > /dev/null\necho 'gzip: No space left on device' >&2\nexit 1\n")
+    gz.chmod(0o755)
+    r = _run(tmp_path, "echo dump\n")
+    assert r.returncode != 0
+    assert list((tmp_path / "backup").iterdir()) == []
+
+
+def test_backup_claim_has_no_owner_unless_asked() -> None:
+    def pvc(storage: dict[str, Any]) -> dict[str, Any]:
+        spec = {**FULL_SPEC, "backup": {**FULL_SPEC["backup"], "storage": storage}}
+        return next(m for m in render(parse(xr(**spec)), MONITORING) if m["kind"] == "PersistentVolumeClaim")
+
+    assert "ownerReferences" not in pvc({"size": "1Gi"})["metadata"]
+    assert "ownerReferences" not in pvc({"size": "1Gi", "whenDeleted": "Retain"})["metadata"]
+    assert pvc({"size": "1Gi", "whenDeleted": "Delete"})["metadata"]["ownerReferences"][0]["controller"]
+    with pytest.raises(ValueError, match="whenDeleted only applies to a new PVC"):
+        parse(
+            xr(
+                **{
+                    **FULL_SPEC,
+                    "backup": {
+                        **FULL_SPEC["backup"],
+                        "storage": {"existingClaim": "c", "whenDeleted": "Delete"},
+                    },
+                }
+            )
+        )

@@ -8,7 +8,7 @@ from pathlib import Path
 import kopf
 import yaml
 from xrouter_operator import handlers
-from xrouter_operator.kinds import APPLIED, KINDS, PRUNABLE, WATCHED_CHILDREN, apply_order
+from xrouter_operator.kinds import APPLIED, KINDS, PRUNABLE, WATCHED_CHILDREN, XROUTER, apply_order
 from xrouter_operator.rbac import cluster_role
 from xrouter_operator.render import RenderInputs, parse, render
 
@@ -35,8 +35,32 @@ def test_every_rendered_kind_is_in_the_table_in_apply_order() -> None:
 
 
 def test_applied_kinds_are_watched_so_drift_is_undone() -> None:
-    assert [k.kind for k in APPLIED if not k.watched] == []
+    # Except the admin-key Secret: a watch would need list/watch on every Secret in the
+    # cluster. Its drift is undone at the resync.
+    assert [k.kind for k in APPLIED if not k.watched] == ["Secret"]
     assert [k.kind for k in PRUNABLE if not k.watched] == []
+
+
+def test_the_operator_cannot_list_or_watch_secrets() -> None:
+    for rule in cluster_role()["rules"]:
+        if "" in rule["apiGroups"] and "secrets" in rule["resources"]:
+            assert {"list", "watch"}.isdisjoint(rule["verbs"]), rule
+    ids = {h.id for h in kopf.get_default_registry()._watching.get_all_handlers()}
+    assert "child-secrets" not in ids
+
+
+def test_children_are_watched_through_a_server_side_label_selector() -> None:
+    settings = kopf.OperatorSettings()
+    handlers.configure(settings)
+    for k in WATCHED_CHILDREN:
+        res = kopf.Resource(k.group, k.version, k.plural, kind=k.kind, namespaced=True, preferred=True)
+        # What kopf puts in the watch request's labelSelector.
+        assert settings.watching.label_selectors.collect(res) == [
+            "app.kubernetes.io/managed-by=xrouter-operator,xrouter.io/instance"
+        ], k.kind
+    # The XRouters themselves are the users': no selector.
+    xr = kopf.Resource(XROUTER.group, XROUTER.version, XROUTER.plural, kind="XRouter", namespaced=True)
+    assert settings.watching.label_selectors.collect(xr) == []
 
 
 def test_every_watched_child_has_an_event_handler() -> None:

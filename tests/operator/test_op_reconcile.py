@@ -331,3 +331,127 @@ def test_scaled_to_zero_leaves_the_ready_gauge_out() -> None:
     kube.objects[("XRouter", "ns", "r")]["spec"]["replicas"] = 2
     rec.reconcile("ns", "r")
     assert REGISTRY.get_sample_value("xrouter_operator_xrouter_ready", labels) == 0
+
+
+def test_turning_autoscaling_on_from_zero_starts_at_min_replicas() -> None:
+    kube, rec = make(replicas=0)
+    rec.reconcile("ns", "r")
+    dep = ("Deployment", "ns", "r")
+    assert kube.objects[dep]["spec"]["replicas"] == 0
+    xr = kube.objects[("XRouter", "ns", "r")]
+    xr["spec"]["autoscaling"] = {"enabled": True, "minReplicas": 3, "maxReplicas": 10}
+    rec.reconcile("ns", "r")
+    # An HPA never scales a target at 0: passing the 0 on would leave it there for good.
+    assert kube.objects[dep]["spec"]["replicas"] == 3
+    assert kube.replica_owners[dep] == {"xrouter-operator-handover"}
+
+
+def test_an_autoscaled_deployment_stuck_at_zero_is_started_at_min_replicas() -> None:
+    kube, rec = make(autoscaling={"enabled": True, "minReplicas": 2, "maxReplicas": 10})
+    rec.reconcile("ns", "r")
+    kube.hpa_scales("ns", "r", 0)  # e.g. turned on from 0 by an older operator
+    rec.reconcile("ns", "r")
+    assert kube.objects[("Deployment", "ns", "r")]["spec"]["replicas"] == 2
+
+
+def test_an_hpa_scale_up_keeps_ready_posts_no_warning_and_keeps_the_gauge() -> None:
+    from prometheus_client import REGISTRY
+
+    kube, rec = make(autoscaling={"enabled": True, "minReplicas": 2, "maxReplicas": 10})
+    rec.reconcile("ns", "r")
+    kube.hpa_scales("ns", "r", 2)
+    ready_deployment(kube)
+    rec.reconcile("ns", "r")
+    assert cond(kube, "Ready")["status"] == "True"
+    kube.events.clear()
+    kube.hpa_scales("ns", "r", 3)
+    d = kube.objects[("Deployment", "ns", "r")]
+    d["status"].update(replicas=3, updatedReplicas=3)  # the third pod is starting
+    rec.reconcile("ns", "r")
+    assert cond(kube, "Ready")["status"] == "True"
+    assert cond(kube, "Progressing")["status"] == "True"
+    assert [e for e in kube.events if e["type"] == "Warning"] == []
+    labels = {"namespace": "ns", "name": "r"}
+    assert REGISTRY.get_sample_value("xrouter_operator_xrouter_ready", labels) == 1
+
+
+def test_a_port_out_of_range_is_a_condition_and_an_event_naming_the_field() -> None:
+    # An object stored under an older CRD (whose pattern let the port through).
+    kube, rec = make(
+        providers=[{"name": "vllm", "type": "openai", "baseUrl": "http://x:99999/v1"}],
+        models=[{"name": "m", "targets": [{"provider": "vllm", "model": "llama"}]}],
+    )
+    out = rec.reconcile("ns", "r")
+    assert out.result == "skipped"
+    degraded = cond(kube, "Degraded")
+    assert degraded["status"] == "True" and degraded["reason"] == "InvalidSpec"
+    assert "spec.providers[0].baseUrl: the port must be in 1-65535" in degraded["message"]
+    warnings = [e for e in kube.events if e["type"] == "Warning" and e["reason"] == "InvalidSpec"]
+    assert len(warnings) == 1 and "spec.providers[0].baseUrl" in warnings[0]["message"]
+
+
+BACKUP = {
+    "database": {"urlSecretRef": {"name": "pg", "key": "url"}},
+    "backup": {"schedule": "0 3 * * *", "storage": {"size": "1Gi"}},
+}
+PVC = ("PersistentVolumeClaim", "ns", "r-backup")
+
+
+def test_backup_dumps_outlive_the_xrouter_and_a_new_one_adopts_them() -> None:
+    kube, rec = make(**BACKUP)
+    rec.reconcile("ns", "r")
+    # No ownerReference: the garbage collector leaves the claim when the XRouter goes.
+    assert "ownerReferences" not in kube.objects[PVC]["metadata"]
+    kube.writes.clear()
+    rec.reconcile("ns", "r")
+    assert [w for w in kube.writes if w[0] == "apply"] == []
+    # Deleted and re-created (a new uid): the claim with the dumps is adopted, not a conflict.
+    # The garbage collector deletes what the XRouter owns.
+    for key, obj in list(kube.objects.items()):
+        refs = obj["metadata"].get("ownerReferences") or []
+        if key[0] == "XRouter" or any(r.get("uid") == "xr-uid" for r in refs):
+            del kube.objects[key]
+    assert PVC in kube.objects
+    new = xrouter(**BACKUP)
+    new["metadata"]["uid"] = "xr-uid-2"
+    kube.put(new)
+    rec.reconcile("ns", "r")
+    assert "OwnershipConflict" not in cond(kube, "Degraded")["reason"]  # (the pg Secret is missing)
+    assert kube.objects[("CronJob", "ns", "r-backup")]["metadata"]["ownerReferences"][0]["uid"] == "xr-uid-2"
+
+
+def test_when_deleted_delete_gives_the_claim_to_the_xrouter_and_retain_takes_it_back() -> None:
+    storage = {"size": "1Gi", "whenDeleted": "Delete"}
+    kube, rec = make(database=BACKUP["database"], backup={**BACKUP["backup"], "storage": storage})
+    rec.reconcile("ns", "r")
+    assert [r["uid"] for r in kube.objects[PVC]["metadata"]["ownerReferences"]] == ["xr-uid"]
+    # Back to Retain (or a claim an older operator owned): the reference is removed.
+    kube.objects[("XRouter", "ns", "r")]["spec"]["backup"]["storage"] = {"size": "1Gi"}
+    rec.reconcile("ns", "r")
+    assert "ownerReferences" not in kube.objects[PVC]["metadata"]
+
+
+def test_a_foreign_claim_of_the_same_name_is_still_a_conflict() -> None:
+    kube, rec = make(**BACKUP)
+    kube.put({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "r-backup"}})
+    rec.reconcile("ns", "r")
+    assert cond(kube, "Degraded")["reason"] == "OwnershipConflict"
+
+
+def test_the_policy_admits_the_pods_behind_a_providers_cluster_service() -> None:
+    kube, rec = make(
+        providers=[{"name": "vllm", "type": "openai", "baseUrl": "http://vllm.ml.svc/v1"}],
+        models=[{"name": "m", "targets": [{"provider": "vllm", "model": "llama"}]}],
+    )
+    kube.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "vllm", "namespace": "ml"},
+            "spec": {"selector": {"app": "vllm"}, "ports": [{"port": 80, "targetPort": 8000}]},
+        }
+    )
+    rec.reconcile("ns", "r")
+    egress = kube.objects[("NetworkPolicy", "ns", "r")]["spec"]["egress"]
+    ports = {p["port"] for rule in egress for p in rule["ports"]}
+    assert 8000 in ports and 80 not in ports

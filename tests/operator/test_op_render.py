@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from xrouter_operator.render import RenderInputs, parse, render
+from xrouter_operator.render import RenderError, RenderInputs, parse, render
 
 MONITORING = RenderInputs(admin_key="k", monitoring_kinds=frozenset({"ServiceMonitor", "PrometheusRule"}))
 
@@ -128,3 +128,18 @@ def test_backup_resources_come_from_the_spec() -> None:
         "requests": {"cpu": "1", "memory": "1Gi"},
         "limits": {"memory": "2Gi", "cpu": "2"},
     }
+
+
+def test_a_builder_failure_is_a_render_error_naming_the_field() -> None:
+    # A model built without validation (as from an object that bypassed the CRD and
+    # the models): the NetworkPolicy builder still names the field.
+    good = parse(
+        xr(
+            providers=[{"name": "vllm", "type": "openai", "baseUrl": "http://x:8000"}],
+            models=[{"name": "m", "targets": [{"provider": "vllm", "model": "llama"}]}],
+        )
+    )
+    bad = good.spec.providers[0].model_copy(update={"base_url": "http://x:99999"})
+    obj = good.model_copy(update={"spec": good.spec.model_copy(update={"providers": [bad]})})
+    with pytest.raises(RenderError, match=r"spec\.providers\[vllm\]\.baseUrl: the port must be in 1-65535"):
+        render(obj)

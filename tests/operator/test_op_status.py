@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from xrouter_dev.argocd import health
 from xrouter_operator.models import XRouterStatus
 from xrouter_operator.status import Observed, Problems, backup_facts, compute_status, status_patch
 
@@ -25,7 +26,11 @@ def dep(
 
 
 def status(
-    observed: Observed, old: dict[str, Any] | None = None, suspend: bool = False, **problems: Any
+    observed: Observed,
+    old: dict[str, Any] | None = None,
+    suspend: bool = False,
+    min_replicas: int | None = None,
+    **problems: Any,
 ) -> dict[str, Any]:
     return compute_status(
         generation=3,
@@ -36,6 +41,7 @@ def status(
         endpoint="http://r.ns.svc",
         selector="a=b",
         now="2026-01-01T00:00:00Z",
+        min_replicas=min_replicas,
     ).wire()
 
 
@@ -55,11 +61,50 @@ def test_ready() -> None:
 
 
 def test_rolling_out() -> None:
+    # The old pods still serve while the new one starts: Ready, and Progressing.
     s = status(Observed(deployment=dep(ready=2, updated=1, total=3)))
-    assert conds(s)["Ready"][0] == "False"
+    assert conds(s)["Ready"] == ("True", "Available")
     assert conds(s)["Progressing"] == ("True", "RollingOut")
     s = status(Observed(deployment=dep(gen=2, seen=1)))
     assert conds(s)["Progressing"] == ("True", "RollingOut")
+    assert conds(s)["Ready"] == ("True", "Available")
+
+
+def test_a_scale_up_or_a_restarting_pod_is_progressing_not_not_ready() -> None:
+    # The HPA asked for 3; 2 serve, 1 starts.
+    s = status(Observed(deployment=dep(replicas=3, ready=2, updated=3, total=3)))
+    assert conds(s)["Ready"] == ("True", "Available")
+    assert conds(s)["Progressing"] == ("True", "RollingOut")
+    # One of two pods restarting.
+    s = status(Observed(deployment=dep(replicas=2, ready=1)))
+    assert conds(s)["Ready"] == ("True", "Available") and s["replicaSummary"] == "1/2"
+    # An HPA doubling 2 -> 6: what minReplicas asks for serves, the rest is growth.
+    s = status(Observed(deployment=dep(replicas=6, ready=2, updated=6, total=6)), min_replicas=2)
+    assert conds(s)["Ready"] == ("True", "Available")
+    assert conds(s)["Degraded"] == ("False", "AsExpected")
+
+
+def test_too_few_serving_pods_is_not_ready() -> None:
+    s = status(Observed(deployment=dep(replicas=1, ready=0)))
+    assert conds(s)["Ready"] == ("False", "NotReady")
+    s = status(Observed(deployment=dep(replicas=4, ready=2)))
+    assert conds(s)["Ready"] == ("False", "NotReady")
+    s = status(Observed(deployment=dep(replicas=6, ready=2, updated=6, total=6)), min_replicas=4)
+    assert conds(s)["Ready"] == ("False", "NotReady")
+
+
+def test_argocd_stays_healthy_through_an_hpa_scale_up() -> None:
+    """The Argo CD health Lua on the status recorded at each step of a scale-up 2 -> 3 -> 6."""
+    old: dict[str, Any] | None = None
+    steps = [(2, 2, 2), (3, 2, 3), (3, 3, 3), (6, 3, 6), (6, 5, 6), (6, 6, 6)]
+    for replicas, ready, total in steps:
+        old = status(
+            Observed(deployment=dep(replicas=replicas, ready=ready, updated=total, total=total)),
+            old=old,
+            min_replicas=2,
+        )
+        obj = {"kind": "XRouter", "metadata": {"generation": 3}, "spec": {}, "status": old}
+        assert health(obj)["status"] == "Healthy", (replicas, ready, old)
 
 
 def test_missing_deployment() -> None:
