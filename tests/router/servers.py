@@ -228,6 +228,8 @@ class ScriptedUpstream:
     - ``ctx-openai``/``ctx-anthropic``: 400, the prompt is too long, as OpenAI (and
       Azure) or Anthropic say it; ``bad-400``: 400 for another reason;
     - anything else: a normal chat completion answering "ok".
+
+    A model the test puts in ``failing`` gets a 500 instead, until it is taken out.
     """
 
     QUOTED = "Incorrect API key provided: sk-upstream-secret"
@@ -238,6 +240,7 @@ class ScriptedUpstream:
         from collections import Counter
 
         self.stats: Counter[str] = Counter()
+        self.failing: set[str] = set()
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -250,7 +253,11 @@ class ScriptedUpstream:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))) or b"{}")
                 model = str(body.get("model", ""))
                 outer.stats[model] += 1
-                if model.startswith("refuse-"):
+                if model in outer.failing:
+                    self._send(
+                        500, json.dumps({"error": {"message": "down", "type": "server_error"}}).encode()
+                    )
+                elif model.startswith("refuse-"):
                     status = int(model.split("-")[1])
                     self._send(status, json.dumps({"error": {"message": outer.QUOTED}}).encode())
                 elif model in _REFUSALS:
