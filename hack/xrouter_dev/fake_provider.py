@@ -17,6 +17,9 @@ endpoints. The requested model name picks the behaviour:
 API's shape, streaming or not, and keeps each response for ``GET /v1/responses/{id}``
 and for ``previous_response_id`` (an unknown one is a 400 naming the field).
 
+``POST /v1/messages`` reports 100 prompt-cache write tokens when a block of the
+request carries ``cache_control`` (split by its ``ttl``, as Anthropic does).
+
 ``GET /_stats`` counts requests per model; ``GET /_last`` is the last request
 (path, selected headers, body); ``POST /_reset`` clears both.
 
@@ -355,6 +358,25 @@ async def openai_embeddings(request: web.Request) -> web.Response:
     )
 
 
+def _cache_writes(body: Json) -> Json:
+    """Anthropic's cache-write usage: 100 tokens written when a block asks for
+    ``cache_control``, for an hour if any asks ``ttl: 1h``."""
+    blocks = (
+        [b for b in body.get("system") or [] if isinstance(b, dict)]
+        if isinstance(body.get("system"), list)
+        else []
+    )
+    for m in body.get("messages") or []:
+        if isinstance(m, dict) and isinstance(m.get("content"), list):
+            blocks += [b for b in m["content"] if isinstance(b, dict)]
+    ttls = [b["cache_control"].get("ttl", "5m") for b in blocks if isinstance(b.get("cache_control"), dict)]
+    if not ttls:
+        return {}
+    hour = "1h" in ttls
+    split = {"ephemeral_5m_input_tokens": 0 if hour else 100, "ephemeral_1h_input_tokens": 100 if hour else 0}
+    return {"cache_creation_input_tokens": 100, "cache_creation": split}
+
+
 async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     body = await _read(request)
     model = str(body.get("model", ""))
@@ -368,6 +390,7 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     text = " ".join(b.get("text", "") for b in blocks if isinstance(b, dict) and b.get("type") == "text")
     use_tool = bool(body.get("tools")) and not any(b.get("type") == "tool_result" for b in blocks)
     usage = {"input_tokens": 10, "output_tokens": max(1, len(text.split())), "cache_read_input_tokens": 4}
+    usage.update(_cache_writes(body))
     mid = f"msg_fake{STATS.total()}"
     tool = (
         {"type": "tool_use", "id": "toolu_1", "name": body["tools"][0]["name"], "input": {"city": "Paris"}}
@@ -393,7 +416,12 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     def ev(name: str, data: Json) -> bytes:
         return f"event: {name}\n".encode() + _data({"type": name, **data})
 
-    start_usage = {"input_tokens": 10, "output_tokens": 1, "cache_read_input_tokens": 4}
+    start_usage = {
+        "input_tokens": 10,
+        "output_tokens": 1,
+        "cache_read_input_tokens": 4,
+        **_cache_writes(body),
+    }
     events = [
         ev(
             "message_start",
