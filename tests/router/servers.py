@@ -225,6 +225,9 @@ class ScriptedUpstream:
     - ``garbage``: 200 with a body that is not JSON;
     - ``trickle-<ms>``: a chat stream whose first event comes at once and the next
       ones ``<ms>`` apart;
+    - ``rich``: a chat stream whose chunks carry ``reasoning_content``, ``logprobs`` and
+      ``annotations``, one of them a choice without ``index`` (a plain completion
+      when not streamed);
     - ``ctx-openai``/``ctx-anthropic``: 400, the prompt is too long, as OpenAI (and
       Azure) or Anthropic say it; ``bad-400``: 400 for another reason;
     - anything else: a normal chat completion answering "ok".
@@ -264,6 +267,8 @@ class ScriptedUpstream:
                     self._send(400, json.dumps(_REFUSALS[model]).encode())
                 elif model == "garbage":
                     self._send(200, b"<html>502 Bad Gateway</html>", "text/html")
+                elif model == "rich" and body.get("stream"):
+                    self._events(_RICH_STREAM)
                 elif model.startswith("trickle-"):
                     self._trickle(int(model.split("-")[1]) / 1000, model)
                 else:
@@ -275,6 +280,16 @@ class ScriptedUpstream:
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            def _events(self, chunks: list[Any]) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                for chunk in chunks:
+                    self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+                self.wfile.write(b"data: [DONE]\n\n")
 
             def _trickle(self, gap: float, model: str) -> None:
                 self.send_response(200)
@@ -313,6 +328,24 @@ class ScriptedUpstream:
         self.server.shutdown()
         self.server.server_close()
 
+
+_HEAD = {"id": "chatcmpl-rich", "object": "chat.completion.chunk", "created": 0, "model": "rich"}
+_LOGPROBS = {"content": [{"token": "ok", "logprob": -0.1, "bytes": [111, 107], "top_logprobs": []}]}
+_CITE = {"url": "https://example.com/", "title": "e", "start_index": 0, "end_index": 2}
+_RICH_STREAM: list[Any] = [
+    {**_HEAD, "choices": [{"index": 0, "delta": {"role": "assistant", "reasoning_content": "think"}}]},
+    {**_HEAD, "choices": [{"delta": {"content": "ok"}, "logprobs": _LOGPROBS, "finish_reason": None}]},
+    {
+        **_HEAD,
+        "choices": [
+            {
+                "index": 0,
+                "delta": {"annotations": [{"type": "url_citation", "url_citation": _CITE}]},
+                "finish_reason": "stop",
+            }
+        ],
+    },
+]
 
 _REFUSALS: dict[str, Any] = {
     "ctx-openai": {
