@@ -15,7 +15,10 @@ endpoints. The requested model name picks the behaviour:
 
 ``POST /v1/responses`` (and Azure's ``/openai/responses``) answers in the Responses
 API's shape, streaming or not, and keeps each response for ``GET /v1/responses/{id}``
-and for ``previous_response_id`` (an unknown one is a 400 naming the field).
+and for ``previous_response_id`` (an unknown one is a 400 naming the field). With
+``background: true`` (not streamed) the create answers ``queued`` without usage; the
+response reads ``in_progress`` until 0.3 s later, then ``completed`` with its usage;
+``POST /v1/responses/{id}/cancel`` cancels one still running (``cancelled``, no usage).
 
 ``POST /v1/messages`` reports 100 prompt-cache write tokens when a block of the
 request carries ``cache_control`` (split by its ``ttl``, as Anthropic does).
@@ -41,6 +44,7 @@ Json = dict[str, Any]
 STATS: Counter[str] = Counter()
 LAST: Json = {}
 RESPONSES: dict[str, Json] = {}
+RUNNING: dict[str, float] = {}  # background responses: id -> when they complete (monotonic)
 
 
 def _last_user(messages: list[Json]) -> str:
@@ -267,6 +271,10 @@ async def openai_responses(request: web.Request) -> web.StreamResponse:
         "usage": usage,
     }
     RESPONSES[rid] = done
+    if body.get("background") and not body.get("stream"):
+        RUNNING[rid] = time.monotonic() + 0.3
+        done["background"] = True
+        return web.json_response({**done, "status": "queued", "output": [], "usage": None})
     if not body.get("stream"):
         return web.json_response(done)
     seq = iter(range(1000))
@@ -319,6 +327,20 @@ async def openai_response_get(request: web.Request) -> web.Response:
     if request.path.endswith("/input_items"):
         item = {"type": "message", "id": "msg_in", "role": "user", "status": "completed", "content": []}
         return web.json_response({"object": "list", "data": [item], "has_more": False})
+    running = RUNNING.get(rid, 0) > time.monotonic()
+    if request.path.endswith("/cancel"):
+        if not found.get("background"):
+            error = {
+                "message": "Only background responses can be cancelled.",
+                "type": "invalid_request_error",
+            }
+            return web.json_response({"error": error}, status=400)
+        if running:
+            RUNNING.pop(rid)
+            found.update(status="cancelled", output=[], usage=None)
+        return web.json_response(found)
+    if running:
+        return web.json_response({**found, "status": "in_progress", "output": [], "usage": None})
     return web.json_response(found)
 
 
@@ -491,6 +513,7 @@ async def reset(request: web.Request) -> web.Response:
     STATS.clear()
     LAST.clear()
     RESPONSES.clear()
+    RUNNING.clear()
     return web.json_response({})
 
 
@@ -505,6 +528,7 @@ def make_app() -> web.Application:
     app.router.add_get("/v1/responses/{id}", openai_response_get)
     app.router.add_delete("/v1/responses/{id}", openai_response_get)
     app.router.add_get("/v1/responses/{id}/input_items", openai_response_get)
+    app.router.add_post("/v1/responses/{id}/cancel", openai_response_get)
     app.router.add_post("/openai/responses", openai_responses)
     app.router.add_get("/openai/responses/{id}", openai_response_get)
     app.router.add_post("/openai/deployments/{name}/chat/completions", azure_chat)

@@ -17,6 +17,7 @@ from .clients import Clients
 from .config import Limits, RouterConfig
 from .limits import Limiter
 from .metrics import Metrics
+from .owners import Owners
 from .runtime import Runtime, TargetRegistry, build
 from .secrets import override
 from .telemetry import Telemetry, otlp_configured
@@ -55,6 +56,7 @@ class State:
         )
         self.limiter = Limiter(redis, config.redis.fail_mode, self.metrics, total, self.usage.spent)
         self.cache = ResponseCache(lambda: self.limiter.redis, self.metrics)
+        self.owners = Owners(lambda: self.limiter.redis)
         # None unless OTLP export is configured: then telemetry costs nothing.
         self.telemetry = Telemetry() if otlp_configured() else None
         self.ready = False
