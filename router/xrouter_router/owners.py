@@ -5,7 +5,8 @@ responses, whose tokens are known only once the result is fetched.
 
 The records are in Redis (the limiter's connection), so every replica and every
 restart sees them, for as long as the provider keeps a response (30 days at OpenAI).
-Without Redis, or when a write fails, this replica keeps the record in memory.
+Without Redis, or when a write to it fails, this replica keeps the record in memory
+(at most ``LOCAL_MAX``, the oldest dropped first).
 """
 
 from __future__ import annotations
@@ -79,13 +80,14 @@ class Owners:
     async def remember(self, response_id: str, owner: Owner) -> None:
         value = orjson.dumps(asdict(owner))
         name = PREFIX + response_id
-        self._keep(name, value)
         redis = self._redis()
         if redis is None:
+            self._keep(name, value)
             return
         try:
             await asyncio.wait_for(redis.set(name, value, ex=RETENTION_SECONDS), TIMEOUT)
         except (RedisError, OSError, TimeoutError) as exc:
+            self._keep(name, value)
             log.warning(
                 "could not record a response's owner in Redis (%s): only this replica knows it",
                 type(exc).__name__,
@@ -102,7 +104,12 @@ class Owners:
             except (RedisError, OSError, TimeoutError) as exc:
                 raise Unavailable(type(exc).__name__) from None
             value = got if isinstance(got, bytes) else None
-        return Owner(**orjson.loads(value)) if value is not None else None
+        if value is None:
+            return None
+        try:
+            return Owner(**orjson.loads(value))
+        except (orjson.JSONDecodeError, TypeError):  # not a record this version wrote
+            return None
 
     async def claim(self, response_id: str) -> bool:
         """True once per response across every replica: this caller meters it.

@@ -130,3 +130,22 @@ def test_background_without_redis_is_refused_naming_the_field(
     assert provider.stats() == {}  # nothing was started upstream
     out = client(router, KEY).responses.create(model="gpt", input="now")  # not in the background: served
     assert out.status == "completed"
+
+
+def test_with_redis_down_a_stored_response_is_a_503_for_everyone(
+    start_router: StartRouter, provider: FakeProvider, tmp_path: Path, redis: RedisServer
+) -> None:
+    env = {"TEST_REDIS_URL": redis.url, "KEY_GAMMA": GAMMA}
+    config = _config(provider, tmp_path)
+    a, b = start_router(config, env), start_router(config, env)
+    out = client(a).responses.create(model="gpt", input="kept in redis")
+    redis.stop()
+    # Neither the owner nor another key can be told anything the record would decide.
+    for key in (KEY, GAMMA):
+        with _http(b, key) as http:
+            r = http.get(f"/responses/{out.id}")
+            unknown = http.get("/responses/resp_unknown")
+        assert (r.status_code, unknown.status_code) == (503, 503)
+        assert r.json()["error"]["code"] == "owners_unavailable" and b"kept in redis" not in r.content
+    # The admin key still reaches it.
+    assert client(b, ADMIN).responses.retrieve(out.id).output_text == "kept in redis"
