@@ -18,7 +18,13 @@ endpoints. The requested model name picks the behaviour:
 
 ``POST /v1/responses`` (and Azure's ``/openai/responses``) answers in the Responses
 API's shape, streaming or not, and keeps each response for ``GET /v1/responses/{id}``
-and for ``previous_response_id`` (an unknown one is a 400 naming the field).
+and for ``previous_response_id`` (an unknown one is a 400 naming the field). With
+``background: true`` (not streamed) the create answers ``queued`` without usage; the
+response reads ``in_progress`` until 0.3 s later, then ``completed`` with its usage;
+``POST /v1/responses/{id}/cancel`` cancels one still running (``cancelled``, no usage).
+
+``POST /v1/messages`` reports 100 prompt-cache write tokens when a block of the
+request carries ``cache_control`` (split by its ``ttl``, as Anthropic does).
 
 ``GET /_stats`` counts requests per model; ``GET /_last`` is the last request
 (path, selected headers, body); ``POST /_reset`` clears both.
@@ -41,6 +47,7 @@ Json = dict[str, Any]
 STATS: Counter[str] = Counter()
 LAST: Json = {}
 RESPONSES: dict[str, Json] = {}
+RUNNING: dict[str, float] = {}  # background responses: id -> when they complete (monotonic)
 
 
 def _last_user(messages: list[Json]) -> str:
@@ -270,6 +277,10 @@ async def openai_responses(request: web.Request) -> web.StreamResponse:
         "usage": usage,
     }
     RESPONSES[rid] = done
+    if body.get("background") and not body.get("stream"):
+        RUNNING[rid] = time.monotonic() + 0.3
+        done["background"] = True
+        return web.json_response({**done, "status": "queued", "output": [], "usage": None})
     if not body.get("stream"):
         return web.json_response(done)
     seq = iter(range(1000))
@@ -327,6 +338,20 @@ async def openai_response_get(request: web.Request) -> web.Response:
     if request.path.endswith("/input_items"):
         item = {"type": "message", "id": "msg_in", "role": "user", "status": "completed", "content": []}
         return web.json_response({"object": "list", "data": [item], "has_more": False})
+    running = RUNNING.get(rid, 0) > time.monotonic()
+    if request.path.endswith("/cancel"):
+        if not found.get("background"):
+            error = {
+                "message": "Only background responses can be cancelled.",
+                "type": "invalid_request_error",
+            }
+            return web.json_response({"error": error}, status=400)
+        if running:
+            RUNNING.pop(rid)
+            found.update(status="cancelled", output=[], usage=None)
+        return web.json_response(found)
+    if running:
+        return web.json_response({**found, "status": "in_progress", "output": [], "usage": None})
     return web.json_response(found)
 
 
@@ -366,6 +391,25 @@ async def openai_embeddings(request: web.Request) -> web.Response:
     )
 
 
+def _cache_writes(body: Json) -> Json:
+    """Anthropic's cache-write usage: 100 tokens written when a block asks for
+    ``cache_control``, for an hour if any asks ``ttl: 1h``."""
+    blocks = (
+        [b for b in body.get("system") or [] if isinstance(b, dict)]
+        if isinstance(body.get("system"), list)
+        else []
+    )
+    for m in body.get("messages") or []:
+        if isinstance(m, dict) and isinstance(m.get("content"), list):
+            blocks += [b for b in m["content"] if isinstance(b, dict)]
+    ttls = [b["cache_control"].get("ttl", "5m") for b in blocks if isinstance(b.get("cache_control"), dict)]
+    if not ttls:
+        return {}
+    hour = "1h" in ttls
+    split = {"ephemeral_5m_input_tokens": 0 if hour else 100, "ephemeral_1h_input_tokens": 100 if hour else 0}
+    return {"cache_creation_input_tokens": 100, "cache_creation": split}
+
+
 async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     body = await _read(request)
     model = str(body.get("model", ""))
@@ -379,6 +423,7 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     text = " ".join(b.get("text", "") for b in blocks if isinstance(b, dict) and b.get("type") == "text")
     use_tool = bool(body.get("tools")) and not any(b.get("type") == "tool_result" for b in blocks)
     usage = {"input_tokens": 10, "output_tokens": max(1, len(text.split())), "cache_read_input_tokens": 4}
+    usage.update(_cache_writes(body))
     mid = f"msg_fake{STATS.total()}"
     tool = (
         {"type": "tool_use", "id": "toolu_1", "name": body["tools"][0]["name"], "input": {"city": "Paris"}}
@@ -404,7 +449,12 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     def ev(name: str, data: Json) -> bytes:
         return f"event: {name}\n".encode() + _data({"type": name, **data})
 
-    start_usage = {"input_tokens": 10, "output_tokens": 1, "cache_read_input_tokens": 4}
+    start_usage = {
+        "input_tokens": 10,
+        "output_tokens": 1,
+        "cache_read_input_tokens": 4,
+        **_cache_writes(body),
+    }
     events = [
         ev(
             "message_start",
@@ -477,6 +527,7 @@ async def reset(request: web.Request) -> web.Response:
     STATS.clear()
     LAST.clear()
     RESPONSES.clear()
+    RUNNING.clear()
     return web.json_response({})
 
 
@@ -491,6 +542,7 @@ def make_app() -> web.Application:
     app.router.add_get("/v1/responses/{id}", openai_response_get)
     app.router.add_delete("/v1/responses/{id}", openai_response_get)
     app.router.add_get("/v1/responses/{id}/input_items", openai_response_get)
+    app.router.add_post("/v1/responses/{id}/cancel", openai_response_get)
     app.router.add_post("/openai/responses", openai_responses)
     app.router.add_get("/openai/responses/{id}", openai_response_get)
     app.router.add_post("/openai/deployments/{name}/chat/completions", azure_chat)

@@ -1,10 +1,15 @@
 """The response cache (a route's ``cache``): exact matches on the normalized request,
 kept in Redis, per key or shared.
 
+The key is a digest of every request field that can change the answer (``stream``
+and ``stream_options`` included), of what the route's answers come from (its
+targets and fallbacks: provider type, base URL, upstream model), and of the key's
+name unless the scope is shared. So a re-pointed route never serves its old
+upstream's answers, and a stream is only ever answered from a stream.
+
 Only complete 200 answers are stored, and only up to ``maxEntryBytes``; errors and
-broken streams never are. A chat stream is stored as the completion it adds up to,
-and a stored chat completion is replayed to a stream request as SSE
-(``cachereplay.py``). ``Cache-Control: no-cache`` on the request
+broken streams never are. A chat stream is stored as the bytes the client got and
+replayed unchanged (``cachereplay.py``). ``Cache-Control: no-cache`` on the request
 skips the lookup (the fresh answer is stored); ``no-store`` skips both. The cache is
 an optimisation and never a reason to fail: with Redis down or not configured, every
 request is a miss, and after an error the cache is left alone for a few seconds so a
@@ -26,7 +31,7 @@ from redis.exceptions import RedisError
 
 from . import failover
 from .asgi import Message, Scope, Send, header, respond
-from .cachereplay import Assembler, as_stream, replayable
+from .cachereplay import StreamRecorder
 from .call import Call
 from .config import CacheConfig
 from .metrics import Metrics
@@ -35,11 +40,13 @@ from .runtime import Runtime
 log = logging.getLogger("xrouter.cache")
 
 # Request fields that do not change the answer: leaving them out of the key lets
-# requests differing only in them share an entry.
-IGNORED = frozenset(
-    {"stream", "stream_options", "user", "metadata", "store", "prompt_cache_key", "safety_identifier"}
-)
-PREFIX = "xrouter:cache:v1:"
+# requests differing only in them share an entry. (``stream`` and ``stream_options``
+# do change it: a stream's chunks, and its usage chunk when asked for.)
+IGNORED = frozenset({"user", "metadata", "store", "prompt_cache_key", "safety_identifier"})
+_STREAMING = ("stream", "stream_options")  # in the key, normalized
+# Every cache entry's Redis key starts with this, and is built in ``cache_key`` only.
+# v2: entries of v1 were keyed without ``stream`` and the route's targets.
+PREFIX = "xrouter:cache:v2:"
 TIMEOUT = 0.25  # the longest a lookup or a store may take
 DOWN_SECONDS = 5.0  # after a Redis error, how long every request is a miss without asking
 HIT = (b"x-xrouter-cache", b"hit")
@@ -58,7 +65,7 @@ def cacheable(kind: str, payload: dict[str, Any]) -> bool:
     A ``/v1/responses`` request qualifies only with ``store: false`` (the API stores
     by default, and each stored response is a new object at the provider that later
     requests and ``GET /v1/responses/{id}`` refer to) and none of ``STATEFUL``.
-    Streams are cached for chat only (``cachereplay.py`` replays chat chunks)."""
+    Streams are cached for chat only (``cachereplay.py`` knows how a chat stream ends)."""
     if kind == "responses" and (
         payload.get("store") is not False or any(payload.get(f) is not None for f in STATEFUL)
     ):
@@ -67,16 +74,36 @@ def cacheable(kind: str, payload: dict[str, Any]) -> bool:
 
 
 def cache_key(
-    kind: str, payload: dict[str, Any], config: CacheConfig, key_name: str, variant: str | None = None
+    kind: str,
+    payload: dict[str, Any],
+    config: CacheConfig,
+    key_name: str,
+    variant: str | None = None,
+    targets: str = "",
 ) -> str:
     """The Redis key for this request: a digest of what changes the answer
-    (``variant``: a request header that does, such as ``anthropic-beta``)."""
-    relevant = {k: v for k, v in payload.items() if k not in IGNORED}
-    parts = [kind, relevant] if variant is None else [kind, relevant, variant]
+    (``variant``: a request header that does, such as ``anthropic-beta``;
+    ``targets``: ``targets_digest`` of the route)."""
+    relevant = {k: v for k, v in payload.items() if k not in IGNORED and k not in _STREAMING}
+    # ``stream: false`` and no ``stream`` are the same request; options only count for a stream.
+    stream = bool(payload.get("stream"))
+    parts = [kind, relevant, variant, targets, stream, payload.get("stream_options") if stream else None]
     digest = hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()
     # Key names are unique, and only the name's digest is stored, not the name.
     scope = "shared" if config.scope == "shared" else hashlib.sha256(key_name.encode()).hexdigest()[:32]
     return f"{PREFIX}{scope}:{digest}"
+
+
+def targets_digest(rt: Runtime, model: str) -> str:
+    """What a route's answers can come from: each target of the route and of its
+    fallbacks, as (provider type, base URL, upstream model)."""
+    route = rt.routes[model]
+    sources = []
+    for name in [model, *route.fallbacks, *route.context_window_fallbacks]:
+        for t in rt.routes[name].targets if name in rt.routes else ():
+            adapter = rt.adapters[t.state.provider]
+            sources.append((name, adapter.provider.type.value, adapter.base_url, t.state.upstream_model))
+    return hashlib.sha256(orjson.dumps(sources)).hexdigest()[:32]
 
 
 def _directives(scope: Scope) -> set[str]:
@@ -95,6 +122,8 @@ class ResponseCache:
         self._ns = namespace + ":"  # redis.namespace: routers sharing a Redis share no entry
         self.metrics = metrics
         self._down_until = 0.0
+        self._digests: dict[str, str] = {}  # targets_digest by model, for ``_runtime``
+        self._runtime: Runtime | None = None
 
     def _client(self) -> Redis | None:
         if time.monotonic() < self._down_until:
@@ -140,8 +169,13 @@ class ResponseCache:
             if call.kind == "messages":  # beta features reach a passed-through provider
                 beta = header(scope, b"anthropic-beta")
                 variant = beta.decode("latin-1") if beta is not None else None
-            key = cache_key(call.kind, payload, config, call.key.name, variant)
-            if "no-cache" not in directives and await self._hit(call, key, payload, send):
+            if rt is not self._runtime:  # a reload may have re-pointed routes
+                self._runtime, self._digests = rt, {}
+            targets = self._digests.get(call.model)
+            if targets is None:
+                targets = self._digests[call.model] = targets_digest(rt, call.model)
+            key = cache_key(call.kind, payload, config, call.key.name, variant, targets)
+            if "no-cache" not in directives and await self._hit(call, key, send):
                 metrics.child(metrics.cache_hits, call.model).inc()
                 return
         metrics.child(metrics.cache_misses, call.model).inc()
@@ -149,34 +183,19 @@ class ResponseCache:
         await failover.serve(call, rt, metrics, payload, scope, capture)
         if key is None or call.status != 200:
             return
-        if capture.stream is not None:
-            u = call.usage
-            usage = {
-                "prompt_tokens": u.prompt,
-                "completion_tokens": u.completion,
-                "total_tokens": u.prompt + u.completion,
-            }
-            body = capture.stream.result(usage)
-        else:
-            body = capture.body
+        body = capture.stream.result() if capture.stream is not None else capture.body
         if body is not None:
             await self.put(key, body, config.ttl_seconds)
 
-    async def _hit(self, call: Call, key: str, payload: dict[str, Any], send: Send) -> bool:
+    async def _hit(self, call: Call, key: str, send: Send) -> bool:
         body = await self.get(key)
         if body is None:
             return False
-        if call.stream:
-            data = replayable(call.kind, body)
-            if data is None:
-                return False
-            include_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
-            body = as_stream(data, include_usage)
+        call.status, call.provider, call.cache_status = 200, "cache", "cache_hit"
+        if call.stream:  # the stream's own bytes (the key holds ``stream``)
             headers = [HIT, (b"cache-control", b"no-cache"), *call.meta()]
-            call.status, call.provider, call.cache_status = 200, "cache", "cache_hit"
             await respond(send, 200, body, headers, content_type=b"text/event-stream")
         else:
-            call.status, call.provider, call.cache_status = 200, "cache", "cache_hit"
             await respond(send, 200, body, [HIT, *call.meta()])
         call.answered = True
         return True
@@ -184,7 +203,7 @@ class ResponseCache:
 
 class _Capture:
     """A ``send`` that marks the answer ``miss`` and keeps a complete 200 body of at
-    most ``limit`` bytes, or for a stream feeds it to an ``Assembler`` (an error is
+    most ``limit`` bytes, or for a stream feeds it to a ``StreamRecorder`` (an error is
     never kept; nothing is with ``limit`` 0)."""
 
     __slots__ = ("_send", "body", "limit", "status", "stream")
@@ -194,7 +213,7 @@ class _Capture:
         self.limit = limit
         self.status = 0
         self.body: bytes | None = None
-        self.stream = Assembler(limit) if stream and limit else None
+        self.stream = StreamRecorder(limit) if stream and limit else None
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":

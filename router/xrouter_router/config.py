@@ -166,11 +166,16 @@ class Key(CamelModel):
 
 
 class Price(CamelModel):
-    """USD per million tokens for one upstream model."""
+    """USD per million tokens for one upstream model. The prompt-cache rates default
+    to what errs on the dear side: a cache read at the input rate, a cache write at
+    Anthropic's published multiples of it (1.25x for the 5-minute cache, 2x for the
+    1-hour cache)."""
 
     input: float = Field(default=0.0, ge=0)
     output: float = Field(default=0.0, ge=0)
     cached_input: float | None = Field(default=None, ge=0)
+    cache_write_input: float | None = Field(default=None, ge=0)
+    cache_write_1h_input: float | None = Field(default=None, ge=0, alias="cacheWrite1hInput")
 
 
 class RedisConfig(CamelModel):

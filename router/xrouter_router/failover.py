@@ -1,7 +1,7 @@
 """The retry and failover loop: the requested model's targets in the strategy's
 order, each tried up to ``maxRetries`` more times with jittered backoff while its
-breaker admits it, then the model's fallbacks the same way. Only before the first
-byte of the answer has gone to the client."""
+breaker admits it, then the model's fallbacks (those the key may use) the same way.
+Only before the first byte of the answer has gone to the client."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import random
 import time
 from typing import Any
 
-from .asgi import Scope, Send, header, respond
+from .asgi import Message, Scope, Send, header, respond
+from .breaker import Breaker, Ticket
 from .call import Call
 from .config import RetryPolicy
 from .errors import APIError, UpstreamFailure, UpstreamRefusal
@@ -36,8 +37,11 @@ async def serve(
         hash_value = raw.decode("latin-1") if raw is not None else None
     retry = rt.config.retry
     final: UpstreamFailure | UpstreamRefusal | None = None  # what the last model tried said
-    plan = [call.model, *route.fallbacks]
-    windows = route.context_window_fallbacks
+    # A fallback is another model: the key must be allowed to use it like any model
+    # it names itself, or a key kept to a cheap model would be served by a dear one.
+    key = call.key
+    plan = [call.model, *(m for m in route.fallbacks if key is None or key.may_use(m))]
+    windows = [m for m in route.context_window_fallbacks if key is None or key.may_use(m)]
     widened = False  # now walking contextWindowFallbacks
     i = 0
     while i < len(plan):
@@ -108,8 +112,10 @@ async def _model(
             if ticket is None:
                 break
             call.provider, call.upstream_model = target.provider, target.upstream_model
+            # Only a probe's send is wrapped: every other ticket's verdict waits for the end.
+            out = _ProbeSend(send, breaker, ticket) if ticket.probe else send
             try:
-                await (attempt if call.trace is None else _traced)(call, adapter, target, payload, send)
+                await (attempt if call.trace is None else _traced)(call, adapter, target, payload, out)
             except UpstreamFailure as exc:
                 last = exc
                 if exc.breaker:
@@ -147,6 +153,24 @@ async def _model(
             metrics.child(metrics.retries, call.model, target.provider).inc()
             await asyncio.sleep(delay)
     return last
+
+
+class _ProbeSend:
+    """The half-open probe's ``send``: a 200 starting to reach the client closes the
+    breaker there and then. Waiting for the last byte would keep a recovered target
+    refusing everyone else (503, circuit open) for as long as one long stream runs."""
+
+    __slots__ = ("_send", "breaker", "ticket")
+
+    def __init__(self, send: Send, breaker: Breaker, ticket: Ticket) -> None:
+        self._send = send
+        self.breaker = breaker
+        self.ticket = ticket
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start" and message["status"] == 200:
+            self.breaker.success(self.ticket)
+        await self._send(message)
 
 
 async def _traced(

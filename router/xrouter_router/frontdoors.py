@@ -4,16 +4,24 @@ providers that keep response state (``ResponseRetrieve``)."""
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
+import time
 from urllib.parse import parse_qsl, urlencode
 
 import httpx
 import orjson
 
-from .asgi import ASGIApp, Message, Receive, Scope, Send, header, read_body, respond
-from .auth import bearer
+from . import accounting
+from .asgi import REQUEST_ID, ASGIApp, Message, Receive, Scope, Send, header, read_body, respond
+from .auth import KeyInfo, bearer, hash_key
+from .call import Call
+from .config import Limits
 from .errors import APIError, bad_request
+from .limits import Lease
+from .metrics import UNKNOWN
+from .owners import Owner, Unavailable, final_usage
 from .providers.anthropic import AnthropicAdapter
 from .providers.openai import ResponsesPassThrough
 from .providers.passthrough import ANTHROPIC_BETA, beta_header
@@ -115,9 +123,12 @@ class AnthropicErrors:
 
 class ResponseRetrieve:
     """``GET``/``DELETE /v1/responses/{response_id}``, ``GET .../input_items`` and
-    ``POST .../cancel``: asked of each provider that keeps response state and that
-    the key reaches through a model it may use, in config order, until one knows the
-    id. The providers served by translation keep none."""
+    ``POST .../cancel``: only for the key that created the response (or the admin
+    key; ``owners.py`` keeps the record), any other key getting the same 404 as an
+    unknown id. Asked of each provider that keeps response state and that the key
+    reaches through a model it may use, the creating provider first, until one
+    knows the id. The providers served by translation keep none. A background
+    response's result is metered here, once, against the key that created it."""
 
     def __init__(self, state: State) -> None:
         self.state = state
@@ -129,10 +140,12 @@ class ResponseRetrieve:
             await respond(send, exc.status, exc.body(), exc.headers()[1:])
 
     async def _serve(self, scope: Scope, send: Send) -> None:
-        rt = self.state.runtime
+        state = self.state
+        rt = state.runtime
         raw = bearer(scope["headers"])
-        key = self.state.keys.lookup(raw) if raw else None
-        if key is None:
+        admin = bool(raw and rt.admin_sha256 and hmac.compare_digest(hash_key(raw), rt.admin_sha256))
+        key = state.keys.lookup(raw) if raw and not admin else None
+        if key is None and not admin:
             raise APIError(401, "Invalid or missing API key", code="invalid_api_key")
         response_id = str(scope["path_params"]["response_id"])
         suffix = "/" + str(scope["path_params"]["action"]) if "action" in scope["path_params"] else ""
@@ -143,7 +156,7 @@ class ResponseRetrieve:
             raise APIError(400, "not a response id", param="response_id", code="invalid_request")
         providers: list[ResponsesPassThrough] = []
         for name, route in rt.routes.items():
-            if not key.may_use(name):
+            if key is not None and not key.may_use(name):
                 continue
             for target in route.targets:
                 adapter = rt.adapters[target.state.provider]
@@ -157,11 +170,28 @@ class ResponseRetrieve:
                 param="response_id",
                 code="invalid_request",
             )
+        try:
+            owner = await state.owners.owner(response_id)
+        except Unavailable:
+            if not admin:  # the same answer whether the id exists or not
+                raise APIError(
+                    503, "stored responses cannot be looked up now; try again", code="owners_unavailable"
+                ) from None
+            owner = None
+        if key is not None and (owner is None or owner.key != key.name):
+            raise _not_found(response_id)
+        if owner is not None:  # where it was created first
+            providers.sort(key=lambda a: a.name != owner.provider)
+        background = owner is not None and owner.background
         pairs = parse_qsl(scope.get("query_string", b"").decode("latin-1"))
         query = urlencode([(k, v) for k, v in pairs if k in _QUERY]).encode()
         failed = False
         for adapter in providers:
             try:
+                if background and method == "DELETE":  # its result goes unfetched: meter it now
+                    before = await adapter.stored("GET", response_id, b"")
+                    if before.status_code == 200:
+                        await self._meter(scope, owner, response_id, before.content)
                 resp = await adapter.stored(method, response_id + suffix, query)
             except httpx.HTTPError as exc:
                 log.warning("retrieving a response from %s failed: %s", adapter.name, type(exc).__name__)
@@ -172,6 +202,8 @@ class ResponseRetrieve:
             if resp.status_code in (401, 403):
                 failed = True  # the router's credential, refused: never the upstream's message
                 continue
+            if resp.status_code == 200 and background and suffix != "/input_items":
+                await self._meter(scope, owner, response_id, resp.content)
             body = (
                 resp.content
                 if resp.status_code == 200
@@ -183,9 +215,50 @@ class ResponseRetrieve:
             raise APIError(
                 502, "a provider that may hold this response could not be asked", code="upstream_error"
             )
-        raise APIError(
-            404, f"No response found with id '{response_id}'", param="response_id", code="not_found"
+        raise _not_found(response_id)
+
+    async def _meter(self, scope: Scope, owner: Owner | None, response_id: str, body: bytes) -> None:
+        """A background response's result, as fetched: once it is final, its tokens
+        are counted once (a usage row, metrics, the TPM window) against the key that
+        created it. A 503 when the once-only mark cannot be set: a result handed out
+        unmetered would be free."""
+        assert owner is not None
+        usage = final_usage(body)
+        if usage is None:
+            return
+        state = self.state
+        try:
+            if not await state.owners.claim(response_id):
+                return  # counted already, by an earlier fetch here or on another replica
+        except Unavailable:
+            raise APIError(
+                503,
+                "the result of a background response cannot be metered now (Redis is unavailable); try again",
+                code="metering_unavailable",
+            ) from None
+        rt = state.runtime
+        request_id = str(scope.get(REQUEST_ID, ""))
+        keys = [*state.keys.config_keys.values(), *state.keys.db_keys.values()]
+        key = next((k for k in keys if k.name == owner.key), None)
+        call = Call(
+            request_id,
+            time.perf_counter(),
+            "responses",
+            model=owner.model if owner.model in rt.routes else UNKNOWN,
+            provider=owner.provider,
+            upstream_model=owner.upstream_model,
+            key=key or KeyInfo(owner.key, "", Limits()),  # a revoked key's name still carries its spend
+            status=200,
+            usage=usage,
         )
+        accounting.finish(call, rt, state.metrics, state.usage, True)
+        if key is not None:
+            lease = Lease(key, request_id, state.limiter.redis is not None, False)
+            state.limiter.settle(lease, usage.prompt + usage.completion)
+
+
+def _not_found(response_id: str) -> APIError:
+    return APIError(404, f"No response found with id '{response_id}'", param="response_id", code="not_found")
 
 
 class CountTokens:

@@ -26,12 +26,12 @@ def new_id() -> str:
 
 
 def message_usage(u: Usage) -> Json:
-    """Anthropic counts cache reads apart from the rest of the prompt."""
+    """Anthropic counts cache reads and writes apart from the rest of the prompt."""
     return {
-        "input_tokens": max(0, u.prompt - u.cached),
+        "input_tokens": max(0, u.prompt - u.cached - u.cache_write),
         "output_tokens": u.completion,
         "cache_read_input_tokens": u.cached,
-        "cache_creation_input_tokens": 0,
+        "cache_creation_input_tokens": u.cache_write,
     }
 
 

@@ -13,7 +13,7 @@ import asyncio
 import time
 from typing import Any
 
-from . import accounting, bodylog, budgetguard, failover, meter, validate
+from . import accounting, bodylog, budgetguard, failover, meter, owners, validate
 from .asgi import REQUEST_ID, Receive, Scope, Send, read_body, respond
 from .auth import bearer
 from .call import Call
@@ -81,6 +81,8 @@ class LLMEndpoint:
                     403, f"This key may not use the model '{model}'", param="model", code="model_not_allowed"
                 )
             call.stream = bool(payload.get("stream")) and self.kind != "embeddings"
+            if self.kind == "responses":
+                owners.check_background(rt, payload, model, state.limiter.redis is not None)
             lim = key.limits
             if lim.budget_usd is not None or lim.tpm is not None:
                 usd, tokens = budgetguard.want(rt, model, self.kind, payload, call.body_bytes)
@@ -116,6 +118,8 @@ class LLMEndpoint:
             # A route with a response cache goes through it; the others pay nothing for it.
             serve = failover.serve if rt.routes[call.model].cache is None else state.cache.serve
             out = send if call.trace is None else call.trace.observe(send)
+            if self.kind == "responses" and payload.get("store") is not False:
+                out = owners.Recording(state.owners, rt.adapters, call, payload, out)
             await serve(call, rt, metrics, payload, scope, out)
         except APIError as exc:  # the request cannot be sent to its target (a 400 naming the part)
             await self._refuse(call, exc, send)

@@ -30,9 +30,19 @@ class Runtime:
         price = self.prices.get(upstream_model)
         if price is None:
             return 0.0
-        cached_price = price.input if price.cached_input is None else price.cached_input
-        fresh = max(0, usage.prompt - usage.cached)
-        return (fresh * price.input + usage.cached * cached_price + usage.completion * price.output) / 1e6
+        p = price
+        read = p.input if p.cached_input is None else p.cached_input
+        write = p.input * 1.25 if p.cache_write_input is None else p.cache_write_input
+        write_1h = p.input * 2 if p.cache_write_1h_input is None else p.cache_write_1h_input
+        fresh = max(0, usage.prompt - usage.cached - usage.cache_write)
+        writes = usage.cache_write - usage.cache_write_1h
+        return (
+            fresh * p.input
+            + usage.cached * read
+            + writes * write
+            + usage.cache_write_1h * write_1h
+            + usage.completion * p.output
+        ) / 1e6
 
 
 class TargetRegistry:

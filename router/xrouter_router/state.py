@@ -18,6 +18,7 @@ from .clients import Clients
 from .config import Limits, RouterConfig
 from .limits import Limiter
 from .metrics import Metrics
+from .owners import Owners
 from .runtime import Runtime, TargetRegistry, build
 from .secrets import override
 from .telemetry import Telemetry, otlp_configured
@@ -62,24 +63,31 @@ class State:
         # ``total``); only a dead replica's reservations wait that long to be freed.
         self.limiter.budget = BudgetGuard(self.limiter, self.usage, int((4 * total + 5) * 1000))
         self.cache = ResponseCache(lambda: self.limiter.redis, self.metrics, ns)
+        self.owners = Owners(lambda: self.limiter.redis, ns)
         # None unless OTLP export is configured: then telemetry costs nothing.
         self.telemetry = Telemetry() if otlp_configured() else None
         self.ready = False
+        self._db_keys: dict[str, KeyInfo] = {}  # as read from the database, shadowed ones too
+        self._shadowed: list[str] = []
         self._budgets()
 
     def apply(self, config: RouterConfig) -> None:
-        """Swap in a new config (raises, leaving the old one, if it cannot be built)."""
-        # Read the URLs first: an unreadable secret file refuses the reload and keeps the old config.
+        """Swap in a new config, all or nothing: everything that can fail (a secret,
+        the Redis URL) is read and built before the first assignment, so a refused
+        reload leaves the old config serving whole, as its log line says."""
         redis_url, dsn = _urls(config)
         runtime = build(config, self.targets, self.clients)
+        rotated = redis_url != self._redis_url  # rotated in its Secret (mounted as a file)
+        redis = _redis(redis_url) if rotated else None  # a malformed URL raises here
+        # From here on nothing raises.
         self.runtime = runtime
         self.keys.config_keys = runtime.keys
+        self._serve_db_keys(self._db_keys)  # a new config key may shadow a database key
         self.limiter.fail_mode = config.redis.fail_mode
         if config.redis.namespace != self.namespace:
             log.warning("redis.namespace changed; that takes effect on restart")
-        if redis_url != self._redis_url:  # rotated in its Secret (mounted as a file)
+        if rotated:
             self._redis_url = redis_url
-            redis = _redis(redis_url)
             self.limiter.set_redis(redis)
             self.usage.set_redis(redis)
         self.usage.set_dsn(dsn)
@@ -109,5 +117,22 @@ class State:
                 fresh[sha] = KeyInfo(name, sha, Limits.model_validate(limits))
             except ValueError:
                 log.warning("database key %s has invalid limits; skipped", name)
-        self.keys.db_keys = fresh
+        self._db_keys = fresh
+        self._serve_db_keys(fresh)
         self._budgets()
+
+    def _serve_db_keys(self, fresh: dict[str, KeyInfo]) -> None:
+        """Serve the database keys but those named like a config key. A name is the
+        scope of limits, budget, usage rows and cache entries: two keys sharing one
+        would share all of them. The config is the operator's declared intent, so its
+        key wins; the database key is refused (401) until one of them is renamed or
+        revoked. Only names are logged."""
+        taken = self.keys.names()
+        shadowed = sorted({k.name for k in fresh.values() if k.name in taken})
+        if shadowed and shadowed != self._shadowed:
+            log.warning(
+                "database keys named like a config key are refused until renamed or revoked: %s",
+                ", ".join(shadowed),
+            )
+        self._shadowed = shadowed
+        self.keys.db_keys = {sha: k for sha, k in fresh.items() if k.name not in taken}

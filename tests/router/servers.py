@@ -225,9 +225,14 @@ class ScriptedUpstream:
     - ``garbage``: 200 with a body that is not JSON;
     - ``trickle-<ms>``: a chat stream whose first event comes at once and the next
       ones ``<ms>`` apart;
+    - ``rich``: a chat stream whose chunks carry ``reasoning_content``, ``logprobs`` and
+      ``annotations``, one of them a choice without ``index`` (a plain completion
+      when not streamed);
     - ``ctx-openai``/``ctx-anthropic``: 400, the prompt is too long, as OpenAI (and
       Azure) or Anthropic say it; ``bad-400``: 400 for another reason;
     - anything else: a normal chat completion answering "ok".
+
+    A model the test puts in ``failing`` gets a 500 instead, until it is taken out.
     """
 
     QUOTED = "Incorrect API key provided: sk-upstream-secret"
@@ -238,6 +243,7 @@ class ScriptedUpstream:
         from collections import Counter
 
         self.stats: Counter[str] = Counter()
+        self.failing: set[str] = set()
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -250,13 +256,19 @@ class ScriptedUpstream:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))) or b"{}")
                 model = str(body.get("model", ""))
                 outer.stats[model] += 1
-                if model.startswith("refuse-"):
+                if model in outer.failing:
+                    self._send(
+                        500, json.dumps({"error": {"message": "down", "type": "server_error"}}).encode()
+                    )
+                elif model.startswith("refuse-"):
                     status = int(model.split("-")[1])
                     self._send(status, json.dumps({"error": {"message": outer.QUOTED}}).encode())
                 elif model in _REFUSALS:
                     self._send(400, json.dumps(_REFUSALS[model]).encode())
                 elif model == "garbage":
                     self._send(200, b"<html>502 Bad Gateway</html>", "text/html")
+                elif model == "rich" and body.get("stream"):
+                    self._events(_RICH_STREAM)
                 elif model.startswith("trickle-"):
                     self._trickle(int(model.split("-")[1]) / 1000, model)
                 else:
@@ -268,6 +280,16 @@ class ScriptedUpstream:
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            def _events(self, chunks: list[Any]) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                for chunk in chunks:
+                    self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+                self.wfile.write(b"data: [DONE]\n\n")
 
             def _trickle(self, gap: float, model: str) -> None:
                 self.send_response(200)
@@ -306,6 +328,24 @@ class ScriptedUpstream:
         self.server.shutdown()
         self.server.server_close()
 
+
+_HEAD = {"id": "chatcmpl-rich", "object": "chat.completion.chunk", "created": 0, "model": "rich"}
+_LOGPROBS = {"content": [{"token": "ok", "logprob": -0.1, "bytes": [111, 107], "top_logprobs": []}]}
+_CITE = {"url": "https://example.com/", "title": "e", "start_index": 0, "end_index": 2}
+_RICH_STREAM: list[Any] = [
+    {**_HEAD, "choices": [{"index": 0, "delta": {"role": "assistant", "reasoning_content": "think"}}]},
+    {**_HEAD, "choices": [{"delta": {"content": "ok"}, "logprobs": _LOGPROBS, "finish_reason": None}]},
+    {
+        **_HEAD,
+        "choices": [
+            {
+                "index": 0,
+                "delta": {"annotations": [{"type": "url_citation", "url_citation": _CITE}]},
+                "finish_reason": "stop",
+            }
+        ],
+    },
+]
 
 _REFUSALS: dict[str, Any] = {
     "ctx-openai": {

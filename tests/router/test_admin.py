@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +65,36 @@ def test_admin_disabled_without_admin_key(
 ) -> None:
     router = start_router(base_config(provider.url, tmp_path))
     assert httpx.get(router.url + "/admin/keys", headers=ADMIN_AUTH).status_code == 404
+
+
+def test_a_config_key_named_like_a_database_key_wins(
+    start_router: StartRouter, provider: FakeProvider, tmp_path: Path, database: tuple[Postgres, str]
+) -> None:
+    pg, name = database
+    config = base_config(
+        provider.url,
+        tmp_path,
+        adminKey={"env": "ADMIN_KEY"},
+        database={"url": {"env": "TEST_DATABASE_URL"}, "spillDir": str(tmp_path / "spill")},
+    )
+    router = start_router(config, {"TEST_DATABASE_URL": pg.dsn(name), "KEY_DELTA": "sk-test-delta"})
+    admin = httpx.Client(base_url=router.url, headers=ADMIN_AUTH)
+    created = admin.post("/admin/keys", json={"name": "delta"})
+    assert created.status_code == 201
+    db_key = created.json()["key"]
+    client(router, db_key).chat.completions.create(model="echo", messages=MSG)
+
+    # The operator adds a config key of the same name: it wins; the database key,
+    # which would share its limits, budget and cache, is refused from then on.
+    config["keys"].append({"name": "delta", "secret": {"env": "KEY_DELTA"}})
+    router.write_config(config)
+    deadline = time.monotonic() + 5
+    while router.metric("xrouter_config_reloads_total", result="success") < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    with pytest.raises(openai.AuthenticationError):
+        client(router, db_key).chat.completions.create(model="echo", messages=MSG)
+    client(router, "sk-test-delta").chat.completions.create(model="echo", messages=MSG)
+    log = router.log()
+    assert "named like a config key are refused until renamed or revoked: delta" in log
+    assert db_key not in log and "sk-test-delta" not in log

@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import pytest
 from xrouter_router.providers.anthropic import AnthropicStream, from_anthropic, to_anthropic
 from xrouter_router.sse import SSEParser
 
-from .conftest import StartRouter, base_config, client
+from .conftest import KEY, StartRouter, base_config, client
 from .servers import FakeProvider, Router
 
 TOOLS: Any = [
@@ -169,3 +170,36 @@ def test_end_to_end_stream(router: Router) -> None:
     assert text == "weather in Paris"
     assert json.loads(args) == {"city": "Paris"}
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 3
+
+
+def test_cache_writes_are_priced_at_the_cache_write_rates(
+    start_router: StartRouter, provider: FakeProvider, tmp_path: Path
+) -> None:
+    config = base_config(provider.url, tmp_path)
+    # claude-up: input 3, output 15, cachedInput 0.3; a 1-hour write at a set rate, a
+    # 5-minute write at the default (Anthropic's 1.25 x input = 3.75).
+    config["prices"]["claude-up"]["cacheWrite1hInput"] = 6.5
+    router = start_router(config)
+    c = anthropic.Anthropic(base_url=router.url, api_key=KEY, max_retries=0)
+
+    def cost() -> float:
+        return router.metric("xrouter_cost_usd_total", model="claude", provider="claude")
+
+    def ask(ttl: str, stream: bool) -> None:
+        system: Any = [
+            {"type": "text", "text": "long rules", "cache_control": {"type": "ephemeral", "ttl": ttl}}
+        ]
+        messages: Any = [{"role": "user", "content": [{"type": "text", "text": "one two"}]}]
+        if stream:
+            with c.messages.stream(model="claude", max_tokens=9, system=system, messages=messages) as s:
+                s.get_final_message()
+        else:
+            msg = c.messages.create(model="claude", max_tokens=9, system=system, messages=messages)
+            assert msg.usage.cache_creation_input_tokens == 100  # passed through as sent
+
+    # 10 fresh input tokens, 4 read from the cache, 100 written to it, 2 output.
+    ask("5m", stream=False)
+    assert cost() == pytest.approx((10 * 3 + 4 * 0.3 + 100 * 3.75 + 2 * 15) / 1e6)
+    before = cost()
+    ask("1h", stream=True)
+    assert cost() - before == pytest.approx((10 * 3 + 4 * 0.3 + 100 * 6.5 + 2 * 15) / 1e6)

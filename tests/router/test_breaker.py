@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from xrouter_router.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
 
 from .conftest import StartRouter, base_config, client
-from .servers import FakeProvider
+from .servers import FakeProvider, ScriptedUpstream
 
 MSG: Any = [{"role": "user", "content": "hi"}]
 
@@ -169,3 +170,55 @@ def test_all_down_is_502_then_503(start_router: StartRouter, provider: FakeProvi
     assert e.value.status_code == 503
     assert provider.stats()["fail"] == calls
     assert router.metric("xrouter_requests_total", model="dead", status="503") == 1
+
+
+def test_fallbacks_respect_allowed_models(
+    start_router: StartRouter, provider: FakeProvider, tmp_path: Path
+) -> None:
+    config = _config(provider, tmp_path)
+    config["keys"].append(
+        {"name": "cheap", "secret": {"env": "KEY_CHEAP"}, "limits": {"allowedModels": ["broken"]}}
+    )
+    router = start_router(config, {"KEY_CHEAP": "sk-test-cheap"})
+    # "broken" fails and falls back to "backup", which this key may not use: the
+    # client gets the failure, and the fallback is never called on its behalf.
+    with pytest.raises(openai.InternalServerError) as e:
+        client(router, "sk-test-cheap").chat.completions.create(model="broken", messages=MSG)
+    assert e.value.status_code == 502
+    assert provider.stats().get("backup-ok", 0) == 0
+    # A key that may use both still gets the fallback's answer.
+    assert (
+        client(router).chat.completions.create(model="broken", messages=MSG).choices[0].message.content
+        == "hi"
+    )
+    assert provider.stats()["backup-ok"] == 1
+
+
+def test_a_long_probe_stream_does_not_keep_the_breaker_half_open(
+    start_router: StartRouter, scripted: ScriptedUpstream, tmp_path: Path
+) -> None:
+    config = base_config(
+        scripted.url,
+        tmp_path,
+        breaker={"failureThreshold": 2, "windowSeconds": 30, "cooldownSeconds": 1},
+        providers=[{"name": "s", "type": "openai", "baseUrl": scripted.url, "maxRetries": 0}],
+        models=[{"name": "long", "targets": [{"provider": "s", "model": "trickle-1500"}]}],
+        keys=[{"name": "alpha", "secret": {"env": "KEY_ALPHA"}}],
+    )
+    router = start_router(config)
+    c = client(router)
+    scripted.failing.add("trickle-1500")
+    for _ in range(2):
+        with pytest.raises(openai.InternalServerError):
+            c.chat.completions.create(model="long", messages=MSG)
+    assert router.metric("xrouter_breaker_state", provider="s", upstream_model="trickle-1500") == 2
+    scripted.failing.clear()  # the target recovers
+    time.sleep(1.2)  # the cooldown: the next request is the probe
+    probe = c.chat.completions.create(model="long", messages=MSG, stream=True)
+    first = next(iter(probe))  # the probe's answer has begun; it runs ~4.5 s more
+    assert first.choices[0].delta.content == "one"
+    # Meanwhile the recovered target serves others instead of "circuit open" (503).
+    other = c.chat.completions.create(model="long", messages=MSG, stream=True)
+    assert "".join(ch.choices[0].delta.content or "" for ch in other if ch.choices) == "one two three four"
+    probe.close()
+    assert router.metric("xrouter_breaker_state", provider="s", upstream_model="trickle-1500") == 0

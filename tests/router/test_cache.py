@@ -1,6 +1,7 @@
-"""The response cache: exact matches on the normalized request, in a real Redis, per key
-or shared; hits skip the upstream, cost nothing and are counted; streams, no-cache,
-errors and oversized answers are never served from it; Redis down is a miss."""
+"""The response cache: exact matches on the normalized request and the route's targets,
+in a real Redis, per key or shared; hits skip the upstream, cost nothing and are
+counted; a stream is replayed byte for byte, to streams only; no-cache, errors and
+oversized answers are never served from it; Redis down is a miss."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 from xrouter_router.cache import cache_key
 from xrouter_router.config import CacheConfig
 
 from .conftest import KEY, KEY2, StartRouter, base_config, client
-from .servers import FakeProvider, Postgres, RedisServer, Router
+from .servers import FakeProvider, Postgres, RedisServer, Router, ScriptedUpstream
 
 MSG: Any = [{"role": "user", "content": "what is cached stays cached"}]
 
@@ -59,7 +61,7 @@ def test_hit_skips_the_upstream_and_is_recorded_at_zero_cost(
     env = {"TEST_REDIS_URL": redis.url, "TEST_DATABASE_URL": pg.dsn(name)}
     router = start_router(_config(provider, tmp_path, db=True), env)
     first, state1, rid1 = _ask(router)
-    # user and stream_options don't change the answer: the same entry serves them.
+    # user doesn't change the answer: the same entry serves it.
     second, state2, rid2 = _ask(router, user="someone-else")
     assert (state1, state2) == ("miss", "hit")
     assert first == second == "what is cached stays cached"
@@ -136,27 +138,29 @@ def _stream(router: Router, **kw: Any) -> tuple[str, str, list[Any]]:
     return text, raw.headers["x-xrouter-cache"], chunks
 
 
-def test_streams_are_stored_as_the_completion_and_replayed_as_sse(
+def test_streams_are_replayed_to_streams_only(
     start_router: StartRouter, provider: FakeProvider, tmp_path: Path, redis: RedisServer
 ) -> None:
     router = start_router(_config(provider, tmp_path), {"TEST_REDIS_URL": redis.url})
     text, state, first = _stream(router)
     assert (text, state) == ("what is cached stays cached", "miss")
-    # The stream was stored as the completion it adds up to: a plain request hits it...
+    # A plain request is another entry: a stream's chunks are not a completion.
     content, state, _ = _ask(router)
-    assert (content, state) == (text, "hit")
-    # ...and so does a stream, replayed as SSE, with usage only when asked for.
+    assert (content, state) == (text, "miss")
+    # A stream is replayed as it came.
     again, state, chunks = _stream(router)
     assert (again, state) == (text, "hit")
     assert all(c.usage is None for c in chunks)
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
     assert {c.id for c in chunks} == {first[0].id}
-    _, state, chunks = _stream(router, stream_options={"include_usage": True})
-    assert state == "hit"
-    usage = chunks[-1].usage
-    assert usage is not None and usage.completion_tokens == 5 and not chunks[-1].choices
-    assert provider.stats()["cached-up"] == 1
-    assert router.metric("xrouter_cache_hits_total", model="cached") == 3
+    # Asking for the usage chunk is another answer: another entry, then a hit.
+    for expected in ("miss", "hit"):
+        _, state, chunks = _stream(router, stream_options={"include_usage": True})
+        assert state == expected
+        usage = chunks[-1].usage
+        assert usage is not None and usage.completion_tokens == 5 and not chunks[-1].choices
+    assert provider.stats()["cached-up"] == 3
+    assert router.metric("xrouter_cache_hits_total", model="cached") == 2
     # A broken stream is never stored.
     for _ in range(2):
         with pytest.raises(openai.APIError):
@@ -188,9 +192,12 @@ def test_the_key_ignores_fields_that_do_not_change_the_answer() -> None:
         "model": "m",
         "user": "u",
         "stream": False,
+        "stream_options": {"include_usage": True},  # only counts for a stream
         "metadata": {"a": 1},
     }
     assert cache_key("chat", base, config, "k") == cache_key("chat", same, config, "k")
+    assert cache_key("chat", base, config, "k") != cache_key("chat", {**base, "stream": True}, config, "k")
+    assert cache_key("chat", base, config, "k") != cache_key("chat", base, config, "k", targets="other")
     assert cache_key("chat", base, config, "k") != cache_key("chat", {**base, "temperature": 1}, config, "k")
     assert cache_key("chat", base, config, "k") != cache_key("completions", base, config, "k")
     assert cache_key("chat", base, config, "k") != cache_key("chat", base, config, "other")
@@ -213,50 +220,50 @@ def test_cache_config_is_checked_naming_the_field(tmp_path: Path) -> None:
         RouterConfig.model_validate(data)
 
 
-def test_replay_and_assembly_round_trip_tool_calls_and_choices() -> None:
-    from xrouter_router.cachereplay import Assembler, as_stream, replayable
-
-    calls = [
-        {
-            "id": "call_1",
-            "type": "function",
-            "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'},
-        },
-        {"id": "call_2", "type": "function", "function": {"name": "get_time", "arguments": "{}"}},
+def test_a_stream_is_replayed_with_every_field(
+    start_router: StartRouter, scripted: ScriptedUpstream, tmp_path: Path, redis: RedisServer
+) -> None:
+    """The chunks carry reasoning_content, logprobs and annotations, and one choice
+    has no ``index`` (a route without a cache passes it on; so must a cached one)."""
+    config = base_config(scripted.url, tmp_path, redis={"url": {"env": "TEST_REDIS_URL"}})
+    config["providers"] = [{"name": "s", "type": "openai", "baseUrl": scripted.url, "maxRetries": 0}]
+    config["models"] = [
+        {"name": "rich", "targets": [{"provider": "s", "model": "rich"}], "cache": {"ttlSeconds": 60}}
     ]
-    usage = {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
-    original = {
-        "id": "chatcmpl-9",
-        "object": "chat.completion",
-        "created": 7,
-        "model": "m-up",
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": None, "tool_calls": calls},
-                "finish_reason": "tool_calls",
-            },
-            {"index": 1, "message": {"role": "assistant", "content": "two"}, "finish_reason": "length"},
-        ],
-        "usage": usage,
-    }
-    import orjson
+    config["keys"] = [{"name": "alpha", "secret": {"env": "KEY_ALPHA"}}]
+    router = start_router(config, {"TEST_REDIS_URL": redis.url})
+    body = {"model": "rich", "messages": MSG, "stream": True}
+    with httpx.Client(base_url=router.url, headers={"authorization": f"Bearer {KEY}"}) as http:
+        first = http.post("/v1/chat/completions", json=body)
+        second = http.post("/v1/chat/completions", json=body)
+        plain = http.post("/v1/chat/completions", json={**body, "stream": False})
+    assert (first.status_code, first.headers["x-xrouter-cache"]) == (200, "miss")
+    assert b'"reasoning_content":"think"' in first.content.replace(b" ", b"")
+    assert first.content.endswith(b"data: [DONE]\n\n")
+    assert (second.status_code, second.headers["x-xrouter-cache"]) == (200, "hit")
+    assert second.content == first.content  # every field, byte for byte
+    # A plain request is not answered from the stream's entry.
+    assert (plain.headers["x-xrouter-cache"], plain.json()["object"]) == ("miss", "chat.completion")
+    assert scripted.stats["rich"] == 2
 
-    data = replayable("chat", orjson.dumps(original))
-    assert data is not None and replayable("completions", orjson.dumps(original)) is None
-    stream = as_stream(data, include_usage=True)
-    assert stream.endswith(b"data: [DONE]\n\n")
-    assembler = Assembler(1 << 20)
-    for i in range(0, len(stream), 7):  # in pieces, as a socket would deliver it
-        assembler.feed(stream[i : i + 7])
-    rebuilt = assembler.result(usage)
-    assert rebuilt is not None and orjson.loads(rebuilt) == original
-    broken = Assembler(1 << 20)
-    broken.feed(stream[: len(stream) // 2])
-    assert broken.result(usage) is None  # no [DONE]: never stored
-    small = Assembler(100)
-    small.feed(stream)
-    assert small.result(usage) is None  # over maxEntryBytes
+
+def test_a_repointed_route_does_not_serve_the_old_answers(
+    start_router: StartRouter, provider: FakeProvider, tmp_path: Path, redis: RedisServer
+) -> None:
+    config = _config(provider, tmp_path)
+    router = start_router(config, {"TEST_REDIS_URL": redis.url})
+    assert _ask(router)[1] == "miss"
+    assert _ask(router)[1] == "hit"
+    cached = next(m for m in config["models"] if m["name"] == "cached")
+    cached["targets"] = [{"provider": "fake", "model": "cached-up-2"}]
+    router.write_config(config)
+    deadline = time.monotonic() + 5
+    while router.metric("xrouter_config_reloads_total", result="success") < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert _ask(router)[1] == "miss"  # the new upstream answers
+    assert provider.stats()["cached-up-2"] == 1
+    assert _ask(router)[1] == "hit"
 
 
 # /v1/responses and /v1/messages on a cached route.

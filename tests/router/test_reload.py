@@ -82,6 +82,27 @@ def test_invalid_reload_is_refused(start_router: StartRouter, provider: FakeProv
     assert router.metric("xrouter_config_reloads_total", result="success") == 0
 
 
+def test_a_refused_reload_applies_nothing(
+    start_router: StartRouter, provider: FakeProvider, tmp_path: Path
+) -> None:
+    config = base_config(provider.url, tmp_path)
+    router = start_router(config)
+    # A new route, plus a Redis URL that is refused only when the client is made
+    # (after the routes were compiled): the whole reload is refused, the route too.
+    (tmp_path / "redis-url").write_text("http://not-a-redis-url")
+    changed = dict(config, redis={"url": {"file": str(tmp_path / "redis-url")}})
+    changed["models"] = [
+        *config["models"],
+        {"name": "renamed", "targets": [{"provider": "mock", "model": "e"}]},
+    ]
+    router.write_config(changed)
+    _wait_metric(router, "failure", 1)
+    assert "config reload refused" in router.log() and "not-a-redis-url" not in router.log()
+    with pytest.raises(openai.NotFoundError):
+        client(router).chat.completions.create(model="renamed", messages=MSG)
+    assert router.metric("xrouter_config_reloads_total", result="success") == 0
+
+
 def _project_secret(mount: Path, files: dict[str, str]) -> None:
     """Write a Secret volume the way the kubelet does: the files live in a timestamped
     directory, ``..data`` points at it, and each key is a symlink through ``..data``.

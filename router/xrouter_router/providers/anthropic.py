@@ -152,14 +152,6 @@ def _tool_choice(choice: Any) -> Json:
     raise bad_request("unsupported tool_choice", "tool_choice")
 
 
-def _usage(u: Any) -> Usage:
-    if not isinstance(u, dict):
-        return Usage()
-    cache_read = int(u.get("cache_read_input_tokens") or 0)
-    prompt = int(u.get("input_tokens") or 0) + cache_read + int(u.get("cache_creation_input_tokens") or 0)
-    return Usage(prompt, int(u.get("output_tokens") or 0), cache_read)
-
-
 def _usage_json(usage: Usage) -> Json:
     return {
         "prompt_tokens": usage.prompt,
@@ -190,7 +182,7 @@ def from_anthropic(data: Json, public_model: str) -> tuple[Json, Usage]:
     message: Json = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if calls:
         message["tool_calls"] = calls
-    usage = _usage(data.get("usage"))
+    usage = anthropic_usage(data.get("usage"))
     body = {
         "id": data.get("id", ""),
         "object": "chat.completion",
@@ -238,7 +230,7 @@ class AnthropicStream(StreamTranslator):
             msg = ev.get("message") or {}
             self.id = msg.get("id", "")
             self.model = msg.get("model", self.model)
-            self.usage = _usage(msg.get("usage"))
+            self.usage = anthropic_usage(msg.get("usage"))
             return self._chunk({"role": "assistant", "content": ""})
         if kind == "content_block_start":
             block = ev.get("content_block") or {}

@@ -20,9 +20,11 @@ KINDS = ("chat", "completions", "embeddings")
 
 @dataclass(slots=True)
 class Usage:
-    prompt: int = 0
+    prompt: int = 0  # every input token: fresh, cache reads and cache writes
     completion: int = 0
-    cached: int = 0
+    cached: int = 0  # read from the provider's prompt cache
+    cache_write: int = 0  # written to it (Anthropic), priced apart
+    cache_write_1h: int = 0  # of those, written for an hour (a dearer rate)
 
 
 def usage_from_openai(data: Any) -> Usage:

@@ -51,12 +51,17 @@ def responses_usage(data: Any) -> Usage:
 
 
 def anthropic_usage(usage: Any) -> Usage:
-    """An Anthropic ``usage`` object; the prompt counts cache reads and writes too."""
+    """An Anthropic ``usage`` object; the prompt counts cache reads and writes too,
+    and the writes are kept apart (``cache_creation`` splits them by lifetime) as
+    Anthropic prices them above the plain input rate."""
     if not isinstance(usage, dict):
         return Usage()
     read = _n(usage.get("cache_read_input_tokens"))
-    prompt = _n(usage.get("input_tokens")) + read + _n(usage.get("cache_creation_input_tokens"))
-    return Usage(prompt, _n(usage.get("output_tokens")), read)
+    write = _n(usage.get("cache_creation_input_tokens"))
+    split = usage.get("cache_creation")
+    hour = min(write, _n(split.get("ephemeral_1h_input_tokens"))) if isinstance(split, dict) else 0
+    prompt = _n(usage.get("input_tokens")) + read + write
+    return Usage(prompt, _n(usage.get("output_tokens")), read, write, hour)
 
 
 def _json(data: bytes) -> Json | None:
@@ -115,7 +120,8 @@ class MessagesPassStream(StreamTranslator):
                         self.usage.completion = _n(usage.get("output_tokens"))
                     if "input_tokens" in usage:  # newer streams restate the prompt here
                         later = anthropic_usage(usage)
-                        self.usage.prompt, self.usage.cached = later.prompt, later.cached
+                        later.completion = self.usage.completion
+                        self.usage = later
             elif kind in ("message_stop", "error"):
                 self.done = True
                 self.failed = kind == "error"
