@@ -61,10 +61,12 @@ class Unavailable(Exception):
 
 class Owners:
     """``redis`` returns the client to use (the limiter's, which follows rotations),
-    or None when Redis is not configured."""
+    or None when Redis is not configured. ``namespace`` (a router's own, when several
+    share one Redis) goes before ``PREFIX`` in every key."""
 
-    def __init__(self, redis: Callable[[], Redis | None]) -> None:
+    def __init__(self, redis: Callable[[], Redis | None], namespace: str = "") -> None:
         self._redis = redis
+        self._prefix = f"{namespace}:{PREFIX}" if namespace else PREFIX
         self._local: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
 
     def _keep(self, name: str, value: bytes) -> None:
@@ -79,7 +81,7 @@ class Owners:
 
     async def remember(self, response_id: str, owner: Owner) -> None:
         value = orjson.dumps(asdict(owner))
-        name = PREFIX + response_id
+        name = self._prefix + response_id
         redis = self._redis()
         if redis is None:
             self._keep(name, value)
@@ -95,7 +97,7 @@ class Owners:
 
     async def owner(self, response_id: str) -> Owner | None:
         """The record, None if there is none; raises ``Unavailable``."""
-        name = PREFIX + response_id
+        name = self._prefix + response_id
         value = self._known(name)
         redis = self._redis()
         if value is None and redis is not None:
@@ -114,7 +116,7 @@ class Owners:
     async def claim(self, response_id: str) -> bool:
         """True once per response across every replica: this caller meters it.
         Raises ``Unavailable`` when Redis is configured but cannot be asked."""
-        name = PREFIX + response_id + ":metered"
+        name = self._prefix + response_id + ":metered"
         redis = self._redis()
         if redis is None:
             if self._known(name) is not None:
