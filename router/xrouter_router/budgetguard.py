@@ -163,6 +163,14 @@ class BudgetGuard:
             k = (hold.key_name, hold.account)
             self._unsent[k] = self._unsent.get(k, 0.0) + cost
 
+    def charge(self, key: KeyInfo, cost: float) -> None:
+        """Count a cost nothing reserved (a background response's result, metered when
+        it is fetched) in the shared account, as a settle with no reservation does."""
+        if key.limits.budget_usd is None or not cost:
+            return
+        remote = self.shared.scripts is not None and self.shared.redis_up
+        self.settle(Hold(key.name, self.ledger.account(key.name), 0.0, remote), "", cost)
+
     def _send(self, name: str, account: str, request_id: str, cost: float) -> None:
         assert self.shared.scripts is not None
         fut = self.shared.scripts.call("budget_settle", [self._acct(name, account)], [request_id, repr(cost)])

@@ -39,9 +39,14 @@ async def serve(
     final: UpstreamFailure | UpstreamRefusal | None = None  # what the last model tried said
     # A fallback is another model: the key must be allowed to use it like any model
     # it names itself, or a key kept to a cheap model would be served by a dear one.
-    key = call.key
-    plan = [call.model, *(m for m in route.fallbacks if key is None or key.may_use(m))]
-    windows = [m for m in route.context_window_fallbacks if key is None or key.may_use(m)]
+    allowed = call.key.limits.allowed_models if call.key is not None else None
+    plan = [
+        call.model,
+        *(route.fallbacks if allowed is None else (m for m in route.fallbacks if m in allowed)),
+    ]
+    windows = route.context_window_fallbacks
+    if allowed is not None:
+        windows = [m for m in windows if m in allowed]
     widened = False  # now walking contextWindowFallbacks
     i = 0
     while i < len(plan):

@@ -255,6 +255,8 @@ class ResponseRetrieve:
         if key is not None:
             lease = Lease(key, request_id, state.limiter.redis is not None, False)
             state.limiter.settle(lease, usage.prompt + usage.completion)
+            if state.limiter.budget is not None:  # the shared budget account, not only PostgreSQL's sum
+                state.limiter.budget.charge(key, call.cost)
 
 
 def _not_found(response_id: str) -> APIError:

@@ -18,6 +18,8 @@ what was streamed is the better figure for what the cancelled generation cost.
 
 from __future__ import annotations
 
+import dataclasses
+
 from .call import Call
 from .providers import Usage
 
@@ -48,7 +50,7 @@ def complete(call: Call) -> None:
             call.usage = Usage(prompt_estimate(call.body_bytes))
             call.estimated = True
         return
-    usage = Usage(t.usage.prompt, t.usage.completion, t.usage.cached)
+    usage = dataclasses.replace(t.usage)  # a copy: the estimate below must not change the translator's
     call.usage = usage
     if t.done and not t.failed and call.status == 200 and (usage.prompt or usage.completion):
         return  # the stream ended with the upstream's own count

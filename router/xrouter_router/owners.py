@@ -61,11 +61,12 @@ class Unavailable(Exception):
 
 class Owners:
     """``redis`` returns the client to use (the limiter's, which follows rotations),
-    or None when Redis is not configured."""
+    or None when Redis is not configured. ``namespace`` (a router's own, when several
+    share one Redis) goes before ``PREFIX`` in every key."""
 
-    def __init__(self, redis: Callable[[], Redis | None], namespace: str = "xr") -> None:
+    def __init__(self, redis: Callable[[], Redis | None], namespace: str = "") -> None:
         self._redis = redis
-        self._prefix = f"{namespace}:{PREFIX}"  # redis.namespace: routers sharing a Redis share no record
+        self._prefix = f"{namespace}:{PREFIX}" if namespace else PREFIX
         self._local: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
 
     def _keep(self, name: str, value: bytes) -> None:
