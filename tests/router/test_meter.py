@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from xrouter_router import db
+from xrouter_router.ledger import db
 
 from .conftest import KEY, Config, StartRouter, db_config
 from .servers import FakeProvider, Postgres, Router

@@ -18,8 +18,8 @@ what was streamed is the better figure for what the cancelled generation cost.
 
 from __future__ import annotations
 
-from .call import Call
-from .providers import Usage
+from ..call import Call
+from ..providers import Usage
 
 CHARS_PER_TOKEN = 4
 _CUT = frozenset({499, 504})  # the client left, or the upstream was too slow: it may have billed
