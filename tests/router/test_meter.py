@@ -31,7 +31,9 @@ def _config(provider: FakeProvider, tmp: Path) -> Config:
         {"name": "resp-fail", "targets": [{"provider": "fake2", "model": "midfail"}]},
     ]
     price = {"input": 1.0, "output": 2.0}
-    config["prices"].update({"slowstream-150": price, "stall-6": price, "midfail": price})
+    config["prices"].update(
+        {"slowstream-150": price, "stall-6": price, "midfail": price, "breakstream": price}
+    )
     config["breaker"] = {"failureThreshold": 1, "cooldownSeconds": 60}
     return config
 
@@ -157,3 +159,17 @@ async def test_the_estimated_column_is_added_to_an_existing_table(database: tupl
         assert await pool.fetchval("SELECT estimated FROM xrouter_usage WHERE request_id = 'old'") is False
     finally:
         await pool.close()
+
+
+def test_a_stream_the_upstream_breaks_records_tokens_and_cost(
+    start_router: StartRouter, provider: FakeProvider, tmp_path: Path, database: tuple[Postgres, str]
+) -> None:
+    pg, name = database
+    router = _start(start_router, provider, tmp_path, pg, name)
+    headers = {"authorization": f"Bearer {KEY}"}
+    body = {**_chat("breakstream"), "messages": [{"role": "user", "content": PROMPT}]}
+    r = httpx.post(router.url + "/v1/chat/completions", json=body, headers=headers)
+    assert "upstream stream ended early" in r.text  # two chunks, then the connection dropped
+    status, prompt, completion, costly, estimated = _row(pg, name, r.headers["x-request-id"])
+    assert status == "502" and int(prompt) > 100 and int(completion) >= 1
+    assert costly == "t" and estimated == "t"
