@@ -23,11 +23,11 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from . import db
 from .auth import bearer, hash_key
 from .config import Limits
 from .endpoints import json_response
 from .errors import APIError, bad_request
+from .ledger import db
 from .state import State
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")

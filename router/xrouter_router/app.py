@@ -24,10 +24,10 @@ from .config import RouterConfig, load_config
 from .endpoints import Ops
 from .errors import APIError, error_body
 from .frontdoors import AnthropicErrors, CountTokens, ResponseRetrieve
+from .ledger.usageapi import UsageAPI
 from .proxy import LLMEndpoint
 from .reload import Reloader
 from .state import State
-from .usageapi import UsageAPI
 
 log = logging.getLogger("xrouter.app")
 

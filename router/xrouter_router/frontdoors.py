@@ -13,13 +13,13 @@ from urllib.parse import parse_qsl, urlencode
 import httpx
 import orjson
 
-from . import accounting
 from .asgi import REQUEST_ID, ASGIApp, Message, Receive, Scope, Send, header, read_body, respond
 from .auth import KeyInfo, bearer, hash_key
 from .call import Call
 from .config import Limits
 from .errors import APIError, bad_request
-from .limits import Lease
+from .ledger import accounting
+from .ledger.limits import Lease
 from .metrics import UNKNOWN
 from .owners import Owner, Unavailable, final_usage
 from .providers.anthropic import AnthropicAdapter

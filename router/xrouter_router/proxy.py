@@ -13,12 +13,13 @@ import asyncio
 import time
 from typing import Any
 
-from . import accounting, bodylog, budgetguard, failover, meter, owners, validate
+from . import bodylog, failover, owners, validate
 from .asgi import REQUEST_ID, Receive, Scope, Send, read_body, respond
 from .auth import bearer
 from .call import Call
 from .errors import APIError
-from .limits import Lease
+from .ledger import accounting, budgetguard, meter
+from .ledger.limits import Lease
 from .metrics import UNKNOWN
 from .state import State
 from .tracing import Trace

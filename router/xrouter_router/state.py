@@ -9,20 +9,20 @@ import logging
 
 from redis.asyncio import Redis
 
-from . import db
 from .auth import KeyInfo, KeyStore
-from .budgetguard import BudgetGuard
-from .budgets import NONE
 from .cache import ResponseCache
 from .clients import Clients
 from .config import Limits, RouterConfig
-from .limits import Limiter
+from .ledger import db
+from .ledger.budgetguard import BudgetGuard
+from .ledger.budgets import NONE
+from .ledger.limits import Limiter
+from .ledger.usage import UsageRecorder
 from .metrics import Metrics
 from .owners import Owners
 from .runtime import Runtime, TargetRegistry, build
 from .secrets import override
 from .telemetry import Telemetry, otlp_configured
-from .usage import UsageRecorder
 
 log = logging.getLogger("xrouter.state")
 

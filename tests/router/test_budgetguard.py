@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from xrouter_router.meter import prompt_estimate
+from xrouter_router.ledger.meter import prompt_estimate
 
 from .conftest import KEY, Config, StartRouter, db_config
 from .servers import FakeProvider, Postgres, RedisServer, Router
@@ -140,12 +140,12 @@ async def test_leases_of_a_large_budget_spare_redis_and_keep_the_bound(
     import redis as redis_lib
     from redis.asyncio import Redis
     from xrouter_router.auth import KeyInfo
-    from xrouter_router.budgetguard import BudgetGuard
     from xrouter_router.config import Limits
     from xrouter_router.errors import APIError
-    from xrouter_router.limits import Limiter
+    from xrouter_router.ledger.budgetguard import BudgetGuard
+    from xrouter_router.ledger.limits import Limiter
+    from xrouter_router.ledger.usage import UsageRecorder
     from xrouter_router.metrics import Metrics
-    from xrouter_router.usage import UsageRecorder
 
     budget, amount, cost = 5.0, 0.001, 0.0009  # a lease (1 %) holds 50 reservations
     key = KeyInfo("big", "0" * 64, Limits(budget_usd=budget))

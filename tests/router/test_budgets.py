@@ -14,8 +14,8 @@ import httpx
 import openai
 import pytest
 from xrouter_dev.waiting import eventually
-from xrouter_router import db
-from xrouter_router.budgets import Periods, window
+from xrouter_router.ledger import db
+from xrouter_router.ledger.budgets import Periods, window
 
 from .conftest import KEY, KEY2, StartRouter, base_config, client, db_config
 from .servers import FakeProvider, Postgres, Router

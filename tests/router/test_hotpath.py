@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from xrouter_router import logs
 from xrouter_router.auth import KeyInfo
 from xrouter_router.config import Limits
-from xrouter_router.limits import SETTLE_INTERVAL, Limiter
+from xrouter_router.ledger.limits import SETTLE_INTERVAL, Limiter
 from xrouter_router.metrics import Metrics
 
 from .conftest import KEY, StartRouter, base_config

@@ -124,3 +124,18 @@ def test_uvicorn_serves_a_starlette_app() -> None:
         "/ready",
         "/metrics",
     } <= paths
+
+
+def test_the_ledger_is_one_folder_that_the_request_path_calls_into() -> None:
+    modules = _modules()
+    ledger = {m for m in modules if m.startswith(f"{NAME}.ledger.")}
+    names = {m.rsplit(".", 1)[1] for m in ledger}
+    assert {"usage", "usagerow", "spill", "spillstream", "db", "budgets", "budgetguard", "limits"} <= names
+    assert not {f"{NAME}.{n}" for n in names} & set(modules), "a ledger module is also at the top level"
+    # The boundary: the ledger never reaches into the request path (it is called at
+    # admission and at the end of each request, not the other way round).
+    request_path = {
+        f"{NAME}.{m}" for m in ("proxy", "failover", "upstream", "streaming", "frontdoors", "cache")
+    }
+    reach = {m: _imports(m, modules[m], set(modules)) & request_path for m in ledger}
+    assert not {m: r for m, r in reach.items() if r}

@@ -12,7 +12,7 @@ import openai
 import pytest
 from xrouter_router.auth import KeyInfo
 from xrouter_router.config import Limits
-from xrouter_router.limits import LocalLimiter
+from xrouter_router.ledger.limits import LocalLimiter
 
 from .conftest import KEY, StartRouter, base_config, client
 from .servers import FakeProvider, RedisServer, Router
@@ -155,7 +155,7 @@ def test_no_redis_means_per_process_limits(
 async def test_leased_rpm_is_shared_and_never_exceeded(redis: RedisServer) -> None:
     from redis.asyncio import Redis
     from xrouter_router.errors import APIError
-    from xrouter_router.limits import Limiter, lease_block
+    from xrouter_router.ledger.limits import Limiter, lease_block
     from xrouter_router.metrics import Metrics
 
     avoid_minute_boundary()
@@ -184,7 +184,7 @@ async def test_concurrent_first_requests_share_one_lease(redis: RedisServer) -> 
     import redis as redis_lib
     from redis.asyncio import Redis
     from xrouter_router.errors import APIError
-    from xrouter_router.limits import Limiter, lease_block
+    from xrouter_router.ledger.limits import Limiter, lease_block
     from xrouter_router.metrics import Metrics
 
     avoid_minute_boundary(20)
@@ -232,7 +232,7 @@ async def test_concurrency_slot_lives_as_long_as_its_request(redis: RedisServer)
 
     from redis.asyncio import Redis
     from xrouter_router.errors import APIError
-    from xrouter_router.limits import Limiter
+    from xrouter_router.ledger.limits import Limiter
     from xrouter_router.metrics import Metrics
 
     key = KeyInfo("slots", "0" * 64, Limits(max_concurrent=1))
@@ -264,7 +264,7 @@ async def test_set_redis_moves_the_limits_to_the_new_url(redis: RedisServer) -> 
     import redis as redis_lib
     from redis.asyncio import Redis
     from xrouter_router.errors import APIError
-    from xrouter_router.limits import Limiter
+    from xrouter_router.ledger.limits import Limiter
     from xrouter_router.metrics import Metrics
 
     avoid_minute_boundary()

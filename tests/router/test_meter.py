@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from xrouter_router import db
+from xrouter_router.ledger import db
 
 from .conftest import KEY, Config, StartRouter, db_config
 from .servers import FakeProvider, Postgres, Router
@@ -31,7 +31,9 @@ def _config(provider: FakeProvider, tmp: Path) -> Config:
         {"name": "resp-fail", "targets": [{"provider": "fake2", "model": "midfail"}]},
     ]
     price = {"input": 1.0, "output": 2.0}
-    config["prices"].update({"slowstream-150": price, "stall-6": price, "midfail": price})
+    config["prices"].update(
+        {"slowstream-150": price, "stall-6": price, "midfail": price, "breakstream": price}
+    )
     config["breaker"] = {"failureThreshold": 1, "cooldownSeconds": 60}
     return config
 
@@ -39,8 +41,10 @@ def _config(provider: FakeProvider, tmp: Path) -> Config:
 def _row(pg: Postgres, name: str, rid: str, timeout: float = 15) -> list[str]:
     deadline = time.monotonic() + timeout
     query = (
-        "SELECT status, prompt_tokens, completion_tokens, cost_usd > 0, estimated"
-        f" FROM xrouter_usage WHERE request_id = '{rid}'"
+        # estimated through to_jsonb: a database without the column answers "absent".
+        "SELECT status, prompt_tokens, completion_tokens, cost_usd > 0,"
+        " coalesce(to_jsonb(u) ->> 'estimated', 'absent')"
+        f" FROM xrouter_usage u WHERE request_id = '{rid}'"
     )
     while time.monotonic() < deadline:
         out = pg.sql(query, name)
@@ -79,7 +83,7 @@ def test_hanging_up_mid_stream_records_tokens_and_cost(
     assert status == "499"
     assert int(prompt) > 100  # the prompt, estimated from the request
     assert 1 <= int(completion) < 20  # what was streamed before the hang-up
-    assert costly == "t" and estimated == "t"
+    assert costly == "t" and estimated == "true"
 
 
 def test_a_stalled_stream_records_tokens_and_cost(
@@ -93,7 +97,7 @@ def test_a_stalled_stream_records_tokens_and_cost(
     status, prompt, completion, costly, estimated = _row(pg, name, r.headers["x-request-id"])
     assert status == "504"
     assert int(prompt) > 100 and int(completion) >= 1
-    assert costly == "t" and estimated == "t"
+    assert costly == "t" and estimated == "true"
 
 
 @pytest.mark.parametrize(
@@ -157,3 +161,17 @@ async def test_the_estimated_column_is_added_to_an_existing_table(database: tupl
         assert await pool.fetchval("SELECT estimated FROM xrouter_usage WHERE request_id = 'old'") is False
     finally:
         await pool.close()
+
+
+def test_a_stream_the_upstream_breaks_records_tokens_and_cost(
+    start_router: StartRouter, provider: FakeProvider, tmp_path: Path, database: tuple[Postgres, str]
+) -> None:
+    pg, name = database
+    router = _start(start_router, provider, tmp_path, pg, name)
+    headers = {"authorization": f"Bearer {KEY}"}
+    body = {**_chat("breakstream"), "messages": [{"role": "user", "content": PROMPT}]}
+    r = httpx.post(router.url + "/v1/chat/completions", json=body, headers=headers)
+    assert "upstream stream ended early" in r.text  # two chunks, then the connection dropped
+    status, prompt, completion, costly, estimated = _row(pg, name, r.headers["x-request-id"])
+    assert status == "502" and int(prompt) > 100 and int(completion) >= 1
+    assert costly == "t" and estimated == "true"

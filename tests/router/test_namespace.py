@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import redis as redis_lib
 from redis.asyncio import Redis
-from xrouter_router.spillstream import StreamSpill
+from xrouter_router.ledger.spillstream import StreamSpill
 
 from .conftest import KEY, StartRouter, base_config
 from .servers import FakeProvider, RedisServer, Router

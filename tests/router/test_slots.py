@@ -13,7 +13,7 @@ from xrouter_dev.tools import free_port
 from xrouter_router.auth import KeyInfo
 from xrouter_router.config import Limits
 from xrouter_router.errors import APIError
-from xrouter_router.limits import Limiter
+from xrouter_router.ledger.limits import Limiter
 from xrouter_router.metrics import Metrics
 
 from .servers import RedisServer

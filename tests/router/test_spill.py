@@ -10,9 +10,9 @@ from pathlib import Path
 
 import orjson
 import pytest
+from xrouter_router.ledger.spill import DiskSpill
+from xrouter_router.ledger.usage import UsageRecorder, UsageRow
 from xrouter_router.metrics import Metrics
-from xrouter_router.spill import DiskSpill
-from xrouter_router.usage import UsageRecorder, UsageRow
 
 from .servers import Postgres
 

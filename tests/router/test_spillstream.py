@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 from redis.asyncio import Redis
+from xrouter_router.ledger.spillstream import STREAM
+from xrouter_router.ledger.usage import UsageRecorder, UsageRow
 from xrouter_router.metrics import Metrics
-from xrouter_router.spillstream import STREAM
-from xrouter_router.usage import UsageRecorder, UsageRow
 
 from .conftest import KEY, StartRouter, db_config
 from .servers import FakeProvider, Postgres, RedisServer
@@ -32,7 +32,7 @@ WORKER = """
 import asyncio, os, time
 from redis.asyncio import Redis
 from xrouter_router.metrics import Metrics
-from xrouter_router.usage import UsageRecorder, UsageRow
+from xrouter_router.ledger.usage import UsageRecorder, UsageRow
 
 async def main():
     redis = Redis.from_url(os.environ["T_REDIS"], socket_timeout=0.5, socket_connect_timeout=0.5)
@@ -116,7 +116,7 @@ def test_spill_survives_the_killed_process_and_its_disk(
 async def test_two_replicas_replay_the_stream_once(
     tmp_path: Path, database: tuple[Postgres, str], redis: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from xrouter_router import usage
+    from xrouter_router.ledger import usage
 
     monkeypatch.setattr(usage, "STREAM_CHECK_SECONDS", 0.0)  # look at the stream every round
     pg, name = database

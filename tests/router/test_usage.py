@@ -14,8 +14,8 @@ import asyncpg
 import httpx
 import openai
 import pytest
+from xrouter_router.ledger.usage import UsageRecorder, UsageRow
 from xrouter_router.metrics import Metrics
-from xrouter_router.usage import UsageRecorder, UsageRow
 
 from .conftest import KEY, StartRouter, client, db_config
 from .servers import FakeProvider, Postgres, Router
@@ -179,7 +179,7 @@ def test_budget_enforced_from_recorded_spend(
 
 
 def test_migrations_under_concurrent_start(database: tuple[Postgres, str]) -> None:
-    from xrouter_router import db
+    from xrouter_router.ledger import db
 
     pg, name = database
 
@@ -248,7 +248,7 @@ async def test_shutdown_finishes_the_batch_being_written(
 async def test_shutdown_spills_a_write_stuck_past_the_deadline(
     tmp_path: Path, database: tuple[Postgres, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from xrouter_router import usage
+    from xrouter_router.ledger import usage
 
     monkeypatch.setattr(usage, "WRITE_DRAIN_SECONDS", 0.5, raising=False)
     pg, name = database

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
-from .auth import KeyInfo
-from .errors import APIError
+from ..auth import KeyInfo
+from ..errors import APIError
 from .redisbatch import ScriptBatcher
 
 

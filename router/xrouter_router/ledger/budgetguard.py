@@ -34,11 +34,11 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from .auth import KeyInfo
+from ..auth import KeyInfo
+from ..errors import APIError
+from ..runtime import Runtime
 from .budgetlease import BudgetLeases, Ledger, Shared
-from .errors import APIError
 from .meter import prompt_estimate
-from .runtime import Runtime
 
 log = logging.getLogger("xrouter.budgets")
 

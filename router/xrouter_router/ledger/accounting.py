@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from . import logs
-from .call import Call
-from .metrics import Metrics
-from .runtime import Runtime
+from .. import logs
+from ..call import Call
+from ..metrics import Metrics
+from ..runtime import Runtime
 from .usage import UsageRecorder, UsageRow
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from .auth import KeyInfo
+from ..auth import KeyInfo
 
 
 class LocalLimiter:

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from .call import Call
-from .providers import Usage
+from ..call import Call
+from ..providers import Usage
 
 CHARS_PER_TOKEN = 4
 _CUT = frozenset({499, 504})  # the client left, or the upstream was too slow: it may have billed

@@ -23,8 +23,8 @@ from pathlib import Path
 import asyncpg
 from redis.asyncio import Redis
 
+from ..metrics import Metrics
 from . import db
-from .metrics import Metrics
 from .spendbook import _DB_ERRORS, SPEND_REFRESH_SECONDS, SpendBook
 from .spill import DiskSpill, encode
 from .spillstream import StreamSpill

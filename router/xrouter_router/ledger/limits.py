@@ -31,13 +31,13 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from ..auth import KeyInfo
+from ..errors import APIError
+from ..metrics import Metrics
 from . import budgetscripts
 from . import limitscripts as lua
-from .auth import KeyInfo
 from .budgetguard import BudgetGuard, Hold
-from .errors import APIError
 from .locallimits import LocalLimiter
-from .metrics import Metrics
 from .redisbatch import ScriptBatcher
 from .rpmlease import RpmLeases, _Block, lease_block
 from .slots import ConcurrencySlots

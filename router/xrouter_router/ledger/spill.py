@@ -24,7 +24,7 @@ from pathlib import Path
 import orjson
 from prometheus_client import CollectorRegistry, Counter
 
-from .metrics import Metrics
+from ..metrics import Metrics
 from .usagerow import UsageRow, parse_row
 
 log = logging.getLogger("xrouter.usage")

@@ -17,11 +17,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .auth import KeyInfo, bearer
+from ..auth import KeyInfo, bearer
+from ..endpoints import json_response
+from ..errors import APIError
+from ..state import State
 from .budgets import NONE
-from .endpoints import json_response
-from .errors import APIError
-from .state import State
 
 
 def _iso(when: float) -> str:
