@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from .auth import KeyInfo
+from .fronts import Notes
 from .metrics import UNKNOWN
 from .providers import Usage
 from .tracing import Trace
@@ -33,8 +34,9 @@ class Call:
     cache_status: str | None = None  # on a cached route: "cache_hit" or "cache_miss"
     trace: Trace | None = None  # only while OpenTelemetry export is on
     watcher: asyncio.Task[None] | None = None
+    notes: Notes = field(default_factory=Notes)  # what a translation dropped, and its renames
 
     def meta(self) -> list[tuple[bytes, bytes]]:
         """Response headers about the router's own share of the time so far."""
         overhead = time.perf_counter() - self.started - self.upstream_seconds
-        return [(b"x-xrouter-overhead-ms", f"{overhead * 1000:.3f}".encode())]
+        return [(b"x-xrouter-overhead-ms", f"{overhead * 1000:.3f}".encode()), *self.notes.header()]

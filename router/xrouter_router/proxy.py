@@ -18,6 +18,7 @@ from .asgi import REQUEST_ID, Receive, Scope, Send, read_body, respond
 from .auth import bearer
 from .call import Call
 from .errors import APIError
+from .fronts import NOTES
 from .limits import Lease
 from .metrics import UNKNOWN
 from .state import State
@@ -56,6 +57,7 @@ class LLMEndpoint:
         state = self.state
         rt = state.runtime
         call = Call(scope[REQUEST_ID], time.perf_counter(), self.kind)
+        NOTES.set(call.notes)  # the request's task is its own context: nothing to reset
         telemetry = state.telemetry
         if telemetry is not None:
             call.trace = Trace(rt.config.telemetry.capture_content, self.kind)

@@ -232,5 +232,5 @@ def test_responses_request_to_chat() -> None:
         "json_schema": {"name": "x", "schema": {"type": "object"}},
     }
     with pytest.raises(APIError) as e:
-        RESPONSES.to_chat({"model": "m", "input": [{"type": "reasoning", "summary": []}]}, "mock")
+        RESPONSES.to_chat({"model": "m", "input": [{"type": "computer_call_output", "call_id": "c"}]}, "mock")
     assert e.value.param == "input[0]"
