@@ -16,7 +16,7 @@ from .auth import bearer
 from .errors import APIError, bad_request
 from .providers.anthropic import AnthropicAdapter
 from .providers.openai import ResponsesPassThrough
-from .providers.passthrough import ANTHROPIC_BETA, beta_header
+from .providers.passthrough import ANTHROPIC_BETA, CLIENT_VERSION, beta_header, version_header
 from .state import State
 from .validate import parse
 
@@ -74,7 +74,8 @@ def _stream_error(body: bytes) -> bytes:
 class AnthropicErrors:
     """Pure ASGI wrapper: every error answer from the wrapped endpoint, and the
     router's own mid-stream error event, in Anthropic's shape. Success bytes pass
-    untouched. Also hands the client's ``anthropic-beta`` header to a pass-through."""
+    untouched. Also hands the client's ``anthropic-beta`` and ``anthropic-version``
+    headers to a pass-through (``/v1/messages`` and its ``count_tokens``)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -107,9 +108,11 @@ class AnthropicErrors:
             await send(message)
 
         token = ANTHROPIC_BETA.set(beta_header(header(scope, b"anthropic-beta")))
+        version = CLIENT_VERSION.set(version_header(header(scope, b"anthropic-version")))
         try:
             await self.app(scope, receive, shaped)
         finally:
+            CLIENT_VERSION.reset(version)
             ANTHROPIC_BETA.reset(token)
 
 
