@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export XROUTER_TOOLS_DIR ?= $(HOME)/.cache/xrouter/tools
 
-.PHONY: venv deps tools images checkov agents agent-fixtures test test-unit test-e2e lint up cluster cluster-down bench crds golden clean
+.PHONY: venv deps tools images checkov agents agent-fixtures conformance test test-unit test-e2e lint up cluster cluster-down bench crds golden clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ agents:
 # of the pins in hack/install-agents.sh; tests/router/test_agent_fixtures.py compares against them.
 agent-fixtures: venv agents
 	XROUTER_RECORD_AGENTS=1 $(PY) -m pytest -q tests/router/test_agent_fixtures.py
+
+# docs/conformance.md (front door × provider type), rendered from what tests/router/test_conformance.py
+# observes; that test fails when the doc is stale.
+conformance: venv
+	XROUTER_WRITE_CONFORMANCE=1 $(PY) -m pytest -q tests/router/test_conformance.py
 
 # Unit tests, then the end-to-end tests: kwok-only ones and the real-pod ones (tests/e2e/test_realnode_*).
 test: venv deps tools images checkov agents
