@@ -23,7 +23,7 @@ from .asgi import Boundary
 from .config import RouterConfig, load_config
 from .endpoints import Ops
 from .errors import APIError, error_for
-from .frontdoors import AnthropicErrors, CountTokens, ResponseRetrieve
+from .fronts.endpoints import AnthropicErrors, CountTokens, ResponseRetrieve
 from .proxy import LLMEndpoint
 from .reload import Reloader
 from .state import State

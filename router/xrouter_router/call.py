@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from .auth import KeyInfo
-from .fronts import Notes
+from .fronts.base import Notes
 from .metrics import UNKNOWN
 from .providers import Usage
 from .tracing import Trace

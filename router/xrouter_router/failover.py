@@ -14,12 +14,12 @@ from .asgi import Scope, Send, header, respond
 from .call import Call
 from .config import RetryPolicy
 from .errors import APIError, UpstreamFailure, UpstreamRefusal
+from .fronts.translate import adapter_for
 from .metrics import Metrics
 from .providers import Adapter
 from .routing import TargetState
 from .runtime import Runtime
 from .tracing import AttemptRecord
-from .translated import adapter_for
 from .upstream import attempt
 
 

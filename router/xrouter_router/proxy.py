@@ -18,7 +18,7 @@ from .asgi import REQUEST_ID, Receive, Scope, Send, read_body, respond
 from .auth import bearer
 from .call import Call
 from .errors import APIError
-from .fronts import NOTES
+from .fronts.base import NOTES
 from .limits import Lease
 from .metrics import UNKNOWN
 from .state import State

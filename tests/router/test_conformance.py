@@ -11,9 +11,9 @@ import pytest
 from xrouter_router.clients import Clients
 from xrouter_router.config import Provider
 from xrouter_router.errors import APIError
-from xrouter_router.fronts import Notes
+from xrouter_router.fronts.base import Notes
+from xrouter_router.fronts.translate import Translated, adapter_for
 from xrouter_router.providers import make_adapter
-from xrouter_router.translated import Translated, adapter_for
 
 from .conformance import FRONTS, PROVIDER_TYPES, Case, expected
 

@@ -11,9 +11,9 @@ import orjson
 import pytest
 from xrouter_router import sse
 from xrouter_router.errors import APIError
-from xrouter_router.messages_in import FRONT as MESSAGES
+from xrouter_router.fronts.messages import FRONT as MESSAGES
+from xrouter_router.fronts.responses import FRONT as RESPONSES
 from xrouter_router.providers import StreamTranslator
-from xrouter_router.responses import FRONT as RESPONSES
 from xrouter_router.sse import SSEParser
 
 

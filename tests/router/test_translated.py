@@ -15,10 +15,10 @@ import httpx
 import orjson
 import pytest
 from xrouter_router import sse
-from xrouter_router.fronts import NOTES, Notes
-from xrouter_router.messages_in import FRONT as MESSAGES
+from xrouter_router.fronts.base import NOTES, Notes
+from xrouter_router.fronts.messages import FRONT as MESSAGES
+from xrouter_router.fronts.responses import flat_name
 from xrouter_router.providers import StreamTranslator
-from xrouter_router.responses import flat_name
 from xrouter_router.sse import SSEParser
 
 from .agentupstream import DONE, AgentUpstream

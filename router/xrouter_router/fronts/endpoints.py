@@ -11,14 +11,14 @@ from urllib.parse import parse_qsl, urlencode
 import httpx
 import orjson
 
-from .asgi import ASGIApp, Message, Receive, Scope, Send, header, read_body, respond
-from .auth import bearer
-from .errors import APIError, bad_request
-from .providers.anthropic import AnthropicAdapter
-from .providers.openai import ResponsesPassThrough
-from .providers.passthrough import ANTHROPIC_BETA, CLIENT_VERSION, beta_header, version_header
-from .state import State
-from .validate import parse
+from ..asgi import ASGIApp, Message, Receive, Scope, Send, header, read_body, respond
+from ..auth import bearer
+from ..errors import APIError, bad_request
+from ..providers.anthropic import AnthropicAdapter
+from ..providers.openai import ResponsesPassThrough
+from ..providers.passthrough import ANTHROPIC_BETA, CLIENT_VERSION, beta_header, version_header
+from ..state import State
+from ..validate import parse
 
 log = logging.getLogger("xrouter.frontdoors")
 

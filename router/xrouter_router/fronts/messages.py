@@ -11,11 +11,11 @@ from typing import Any
 
 import orjson
 
-from .errors import bad_request
-from .fronts import Notes
+from ..errors import bad_request
+from ..providers import StreamTranslator, Usage
+from ..providers.base import Json
+from .base import Notes
 from .messages_stream import MessagesStream, message_usage, new_id, stop_reason
-from .providers import StreamTranslator, Usage
-from .providers.base import Json
 
 # OpenAI's own models take max_completion_tokens (reasoning models refuse max_tokens);
 # other OpenAI-compatible servers are safest with the older name.

@@ -10,9 +10,9 @@ from typing import Any
 
 import orjson
 
-from .fronts import ChatChunks, notes
-from .providers import StreamTranslator, Usage
-from .providers.base import Json
+from ..providers import StreamTranslator, Usage
+from ..providers.base import Json
+from .base import ChatChunks, notes
 
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 

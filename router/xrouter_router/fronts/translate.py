@@ -11,11 +11,11 @@ import logging
 import httpx
 import orjson
 
-from . import messages_in, responses
-from .errors import UpstreamFailure
-from .fronts import Front, notes
-from .providers import Adapter, StreamTranslator, Usage
-from .providers.base import Json
+from ..errors import UpstreamFailure
+from ..providers import Adapter, StreamTranslator, Usage
+from ..providers.base import Json
+from . import messages, responses
+from .base import Front, notes
 
 FRONT_KINDS = ("responses", "messages")
 log = logging.getLogger("xrouter.translated")
@@ -70,7 +70,7 @@ class Translated(Adapter):
         return self.inner.garbage(what)
 
 
-_FRONTS: dict[str, Front] = {"responses": responses.FRONT, "messages": messages_in.FRONT}
+_FRONTS: dict[str, Front] = {"responses": responses.FRONT, "messages": messages.FRONT}
 
 
 def adapter_for(adapter: Adapter, kind: str) -> Adapter:

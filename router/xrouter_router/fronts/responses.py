@@ -11,11 +11,11 @@ from typing import Any
 
 import orjson
 
-from .errors import bad_request
-from .fronts import Notes, notes
-from .providers import StreamTranslator, Usage
-from .providers.base import Json
-from .responses_events import ResponsesStream, call_item, message_item, new_id, response
+from ..errors import bad_request
+from ..providers import StreamTranslator, Usage
+from ..providers.base import Json
+from .base import Notes, notes
+from .responses_stream import ResponsesStream, call_item, message_item, new_id, response
 
 # Keeping state is the provider's: a translated provider has none to offer.
 STATEFUL = ("previous_response_id", "conversation", "background")

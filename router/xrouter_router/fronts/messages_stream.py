@@ -9,9 +9,9 @@ from typing import Any
 
 import orjson
 
-from .fronts import ChatChunks, notes
-from .providers import StreamTranslator, Usage
-from .providers.base import Json
+from ..providers import StreamTranslator, Usage
+from ..providers.base import Json
+from .base import ChatChunks, notes
 
 STOP = {
     "stop": "end_turn",

@@ -11,9 +11,9 @@ from typing import Any, Protocol
 
 import orjson
 
-from .providers import StreamTranslator, Usage
-from .providers.base import Json
-from .sse import SSEParser
+from ..providers import StreamTranslator, Usage
+from ..providers.base import Json
+from ..sse import SSEParser
 
 
 @dataclass(slots=True)
