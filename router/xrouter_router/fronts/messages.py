@@ -247,10 +247,12 @@ class MessagesFront:
                 if not tools:
                     chat.pop("tool_choice", None)
                     chat.pop("parallel_tool_calls", None)
-        for name in payload:
+        for name, value in payload.items():
+            if value is None or name in _TRANSLATED:
+                continue
             if name == "top_k" and provider_type == "openai-compatible":
-                chat["top_k"] = payload["top_k"]  # vLLM, SGLang, llama.cpp take it; OpenAI does not
-            elif name not in _TRANSLATED:
+                chat["top_k"] = value  # vLLM, SGLang, llama.cpp take it; OpenAI does not
+            else:
                 notes.drop(name)
         return chat
 
