@@ -19,6 +19,15 @@ from typing import Any
 
 Json = dict[str, Any]
 DONE = "AGENT-DONE"
+# Every answer's usage, in each API's shape: 120 prompt tokens, 12 completion tokens.
+MESSAGES_USAGE = {"input_tokens": 120, "output_tokens": 12, "cache_read_input_tokens": 0}
+RESPONSES_USAGE = {
+    "input_tokens": 120,
+    "input_tokens_details": {"cached_tokens": 0},
+    "output_tokens": 12,
+    "output_tokens_details": {"reasoning_tokens": 0},
+    "total_tokens": 132,
+}
 # Never recorded: they carry the client's credential.
 SECRET_HEADERS = frozenset({"authorization", "x-api-key", "api-key"})
 
@@ -60,9 +69,6 @@ class AgentUpstream:
 
             def do_GET(self) -> None:  # model lists, update checks: nothing here
                 self._send(404, json.dumps({"error": {"message": "not here"}}).encode())
-
-            def do_HEAD(self) -> None:
-                self._send(404, b"")
 
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("content-length", "0")))
@@ -119,19 +125,13 @@ class AgentUpstream:
         self.server.shutdown()
         self.server.server_close()
 
-    def _wanted(self, names: list[str]) -> str | None:
-        for name in names:
-            if name == self.tool or name.endswith(("__" + self.tool, "." + self.tool)):
-                return name
-        return None
-
     def decide(self, tool_names: list[str], result: str | None) -> tuple[str, str | None]:
         """(text, tool name to call or None)."""
         if result is not None:
             return f"{DONE}: {_one_line(result)}", None
-        name = self._wanted(tool_names)
-        if name is not None:
-            return "", name
+        for name in tool_names:
+            if name == self.tool or name.endswith(("__" + self.tool, "." + self.tool)):
+                return "", name
         return "ok", None
 
     # --- Anthropic Messages -------------------------------------------------------
@@ -153,12 +153,7 @@ class AgentUpstream:
                     "input": self.arguments,
                 }
             )
-        usage = {
-            "input_tokens": 120,
-            "output_tokens": 12,
-            "cache_read_input_tokens": 0,
-            "cache_creation_input_tokens": 0,
-        }
+        usage = MESSAGES_USAGE
         msg = {
             "id": "msg_" + uuid.uuid4().hex[:20],
             "type": "message",
@@ -304,13 +299,7 @@ class AgentUpstream:
                     "status": "completed",
                 }
             )
-        usage = {
-            "input_tokens": 120,
-            "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens": 12,
-            "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": 132,
-        }
+        usage = RESPONSES_USAGE
         done = {
             "id": rid,
             "object": "response",
