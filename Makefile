@@ -33,7 +33,7 @@ images: venv deps
 
 # Claude Code and Codex CLI, pinned, from npm into ~/.cache/xrouter/agents (outside the repo); the
 # agent-client tests (tests/router/test_agents*.py) run them against the router.
-agents:
+agents: deps
 	bash hack/install-agents.sh
 
 # Re-record what each agent client sends (tests/fixtures/agents/*.json) after a deliberate upgrade

@@ -22,7 +22,7 @@ if [[ -f "$STAMP" && "$(<"$STAMP")" == "$WANT" && -x "$BIN/claude" && -x "$BIN/c
   exit 0
 fi
 if ! command -v npm >/dev/null 2>&1; then
-  echo "install-agents: npm is not installed (make deps installs nodejs)" >&2
+  echo "install-agents: npm is not installed (make deps installs it)" >&2
   exit 1
 fi
 
