@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export XROUTER_TOOLS_DIR ?= $(HOME)/.cache/xrouter/tools
 
-.PHONY: venv deps tools images checkov test test-unit test-e2e lint up cluster cluster-down bench crds golden clean
+.PHONY: venv deps tools images checkov agents agent-fixtures conformance test test-unit test-e2e lint up cluster cluster-down bench crds golden clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,12 +31,27 @@ tools:
 images: venv deps
 	$(PY) -m xrouter_dev.images --load
 
+# Claude Code and Codex CLI, pinned, from npm into ~/.cache/xrouter/agents (outside the repo); the
+# agent-client tests (tests/router/test_agents*.py) run them against the router.
+agents: deps
+	bash hack/install-agents.sh
+
+# Re-record what each agent client sends (tests/fixtures/agents/*.json) after a deliberate upgrade
+# of the pins in hack/install-agents.sh; tests/router/test_agent_fixtures.py compares against them.
+agent-fixtures: venv agents
+	XROUTER_RECORD_AGENTS=1 $(PY) -m pytest -q tests/router/test_agent_fixtures.py
+
+# docs/conformance.md (front door × provider type), rendered from what tests/router/test_conformance.py
+# observes; that test fails when the doc is stale.
+conformance: venv
+	XROUTER_WRITE_CONFORMANCE=1 $(PY) -m pytest -q tests/router/test_conformance.py
+
 # Unit tests, then the end-to-end tests: kwok-only ones and the real-pod ones (tests/e2e/test_realnode_*).
 # On a first build the prerequisites overlap (-j4): Go compiles the tools on the CPU while the Debian
 # packages, the venvs and the images mostly wait on the network and the disk; images still wait for
 # venv and deps (their prerequisites), make keeps that order.
 test:
-	$(MAKE) -j4 venv deps tools images checkov
+	$(MAKE) -j4 venv deps tools images checkov agents
 	$(MAKE) test-unit
 	$(MAKE) test-e2e
 

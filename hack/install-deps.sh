@@ -2,7 +2,8 @@
 # Debian packages the tests and `make up` need:
 #   - redis-server and PostgreSQL (the router tests run their own instances on loopback);
 #   - the real node's runtime: containerd, runc, the CNI plugins, iptables/ipset/conntrack (kube-proxy
-#     and the NetworkPolicy engine), and buildah + mmdebstrap to build our images with no registry.
+#     and the NetworkPolicy engine), and buildah + mmdebstrap to build our images with no registry;
+#   - npm (and Node.js with it), which installs the agent clients the router tests run (make agents).
 # Idempotent: does nothing when everything is already installed.
 set -euo pipefail
 
@@ -20,6 +21,7 @@ have_cmd ipset || pkgs+=(ipset)
 have_cmd conntrack || pkgs+=(conntrack)
 have_cmd buildah || pkgs+=(buildah)
 have_cmd mmdebstrap || pkgs+=(mmdebstrap)
+have_cmd npm || pkgs+=(npm)
 # buildah's rootful builds need the overlay/fuse helpers and a policy file; the package brings them.
 
 if [ ${#pkgs[@]} -eq 0 ]; then

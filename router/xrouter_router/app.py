@@ -22,8 +22,8 @@ from .admin import Admin
 from .asgi import Boundary
 from .config import RouterConfig, load_config
 from .endpoints import Ops
-from .errors import APIError, error_body
-from .frontdoors import AnthropicErrors, CountTokens, ResponseRetrieve
+from .errors import APIError, error_for
+from .fronts.endpoints import AnthropicErrors, CountTokens, ResponseRetrieve
 from .ledger.usageapi import UsageAPI
 from .proxy import LLMEndpoint
 from .reload import Reloader
@@ -40,7 +40,7 @@ def _api_error(request: Request, exc: Exception) -> Response:
 
 
 def _http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's own 404/405 (no route, wrong method), in OpenAI's error shape."""
+    """Starlette's own 404/405 (no route, wrong method), in the front door's error shape."""
     assert isinstance(exc, HTTPException)
     path, method = request.url.path, request.method
     if exc.status_code == 405:
@@ -51,7 +51,7 @@ def _http_error(request: Request, exc: Exception) -> Response:
         message = str(exc.detail)
     headers = dict(exc.headers or {})
     headers["content-type"] = "application/json"
-    return Response(error_body(exc.status_code, message), exc.status_code, headers=headers)
+    return Response(error_for(path, exc.status_code, message), exc.status_code, headers=headers)
 
 
 async def _key_loop(state: State) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from .errors import APIError, error_body
+from .errors import APIError, error_for
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -76,7 +76,8 @@ async def respond_json(
 class Boundary:
     """Pure ASGI middleware: gives every HTTP request an id (``x-request-id`` on the
     response, ``scope[REQUEST_ID]`` for the endpoints) and turns anything unexpected
-    into an OpenAI-shaped 500 carrying that id. The log line names the exception's
+    into a 500 carrying that id, in the shape of the request's front door (Anthropic's
+    on ``/v1/messages``, OpenAI's elsewhere). The log line names the exception's
     type and where it was raised, never its message or locals, which may hold a
     credential or a prompt."""
 
@@ -115,7 +116,8 @@ class Boundary:
             }
             log.error("unexpected error", extra={"fields": fields})
             if not progress[0]:
-                body = error_body(500, f"internal error (request id {rid})", code="internal_error")
+                message = f"internal error (request id {rid})"
+                body = error_for(str(scope.get("path", "")), 500, message, "internal_error")
                 await respond(send_with_id, 500, body)
             elif not progress[1]:  # mid-answer: end it (the client may be gone already)
                 with contextlib.suppress(Exception):

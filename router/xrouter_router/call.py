@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from .auth import KeyInfo
+from .fronts.base import Notes
 from .metrics import UNKNOWN
 from .providers import StreamTranslator, Usage
 from .tracing import Trace
@@ -39,8 +40,9 @@ class Call:
     meter: StreamTranslator | None = None
     estimated: bool = False  # usage is (partly) the router's estimate, not the upstream's
     cost: float = 0.0  # USD, set by accounting.finish
+    notes: Notes = field(default_factory=Notes)  # what a translation dropped, and its renames
 
     def meta(self) -> list[tuple[bytes, bytes]]:
         """Response headers about the router's own share of the time so far."""
         overhead = time.perf_counter() - self.started - self.upstream_seconds
-        return [(b"x-xrouter-overhead-ms", f"{overhead * 1000:.3f}".encode())]
+        return [(b"x-xrouter-overhead-ms", f"{overhead * 1000:.3f}".encode()), *self.notes.header()]

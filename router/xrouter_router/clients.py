@@ -21,6 +21,31 @@ class _NoCookies(httpx.Cookies):
         return None
 
 
+def _untimed(exc: httpx.TimeoutException) -> httpx.TransportError:
+    """httpx-aiohttp maps every aiohttp connection error to a timeout (ConnectTimeout),
+    so an upstream that hangs up without answering, or refuses the connection, would
+    read as a timeout (504). Only a cause that is a timeout stays one; a refused or
+    reset connection (an OSError) is a ConnectError, a hang-up a RemoteProtocolError:
+    failed upstreams, 502."""
+    cause = exc.__cause__
+    if cause is None or isinstance(cause, TimeoutError):
+        return exc
+    if isinstance(cause, OSError):
+        return httpx.ConnectError(f"connection failed: {type(cause).__name__}")
+    return httpx.RemoteProtocolError(f"upstream closed the connection: {type(cause).__name__}")
+
+
+class _Transport(AiohttpTransport):
+    """The httpx-aiohttp transport, with its errors before the answer told apart
+    (``_untimed``). The body's stream is left as it is: no extra layer on every chunk."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await super().handle_async_request(request)
+        except httpx.TimeoutException as exc:
+            raise _untimed(exc) from exc
+
+
 class Clients:
     """Clients by provider name. They outlive config reloads (a reload must not drop
     warm connections) and are closed once, at shutdown."""
@@ -32,7 +57,7 @@ class Clients:
         client = self._clients.get(provider)
         if client is None:
             client = self._clients[provider] = httpx.AsyncClient(
-                transport=AiohttpTransport(limits=LIMITS),
+                transport=_Transport(limits=LIMITS),
                 # Per-request timeouts come in each request's extensions.
                 timeout=None,
                 follow_redirects=False,

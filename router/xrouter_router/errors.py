@@ -61,6 +61,23 @@ def error_body(status: int, message: str, *, param: str | None = None, code: str
     )
 
 
+def anthropic_body(message: str, kind: str = "api_error") -> bytes:
+    """Anthropic's error shape, for answers the router writes itself on ``/v1/messages``
+    before any endpoint could shape them (an unexpected 500, an unknown method)."""
+    return orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
+
+
+def error_for(path: str, status: int, message: str, code: str | None = None) -> bytes:
+    """The error body in the shape of the front door that ``path`` belongs to."""
+    if path.startswith("/v1/messages"):
+        kind = "api_error" if status >= 500 else _ANTHROPIC_4XX.get(status, "invalid_request_error")
+        return anthropic_body(message, kind)
+    return error_body(status, message, code=code)
+
+
+_ANTHROPIC_4XX = {401: "authentication_error", 403: "permission_error", 404: "not_found_error"}
+
+
 def bad_request(message: str, param: str | None = None) -> APIError:
     return APIError(400, message, param=param, code="invalid_request")
 

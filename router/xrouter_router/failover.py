@@ -15,12 +15,12 @@ from .breaker import Breaker, Ticket
 from .call import Call
 from .config import RetryPolicy
 from .errors import APIError, UpstreamFailure, UpstreamRefusal
+from .fronts.translate import adapter_for
 from .metrics import Metrics
 from .providers import Adapter
 from .routing import TargetState
 from .runtime import Runtime
 from .tracing import AttemptRecord
-from .translated import adapter_for
 from .upstream import attempt
 
 

@@ -18,6 +18,7 @@ from .asgi import REQUEST_ID, Receive, Scope, Send, read_body, respond
 from .auth import bearer
 from .call import Call
 from .errors import APIError
+from .fronts.base import NOTES
 from .ledger import accounting, budgetguard, meter
 from .ledger.limits import Lease
 from .metrics import UNKNOWN
@@ -57,6 +58,7 @@ class LLMEndpoint:
         state = self.state
         rt = state.runtime
         call = Call(scope[REQUEST_ID], time.perf_counter(), self.kind)
+        NOTES.set(call.notes)  # the request's task is its own context: nothing to reset
         telemetry = state.telemetry
         if telemetry is not None:
             call.trace = Trace(rt.config.telemetry.capture_content, self.kind)

@@ -109,7 +109,8 @@ def _responses(payload: Json) -> None:
 
 
 def _anthropic(payload: Json) -> None:
-    """The Anthropic Messages request: roles alternate between user and assistant,
+    """The Anthropic Messages request: turns of user, assistant or system (the API
+    takes a system turn anywhere in ``messages``: Claude Code sends its environment so),
     content is a string or a list of typed blocks, and max_tokens is required."""
     value = payload.get("max_tokens")
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -120,8 +121,8 @@ def _anthropic(payload: Json) -> None:
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict):
             raise bad_request("each message must be an object", f"messages[{i}]")
-        if msg.get("role") not in ("user", "assistant"):
-            raise bad_request("'role' must be 'user' or 'assistant'", f"messages[{i}].role")
+        if msg.get("role") not in ("user", "assistant", "system"):
+            raise bad_request("'role' must be 'user', 'assistant' or 'system'", f"messages[{i}].role")
         _blocks(msg.get("content"), f"messages[{i}].content")
     system = payload.get("system")
     if system is not None and not isinstance(system, str):

@@ -223,6 +223,7 @@ class ScriptedUpstream:
 
     - ``refuse-401``/``refuse-403``: refuses the router's credential, quoting it;
     - ``garbage``: 200 with a body that is not JSON;
+    - ``hangup``: reads the request and closes the connection without a word;
     - ``trickle-<ms>``: a chat stream whose first event comes at once and the next
       ones ``<ms>`` apart;
     - ``rich``: a chat stream whose chunks carry ``reasoning_content``, ``logprobs`` and
@@ -265,6 +266,8 @@ class ScriptedUpstream:
                     self._send(status, json.dumps({"error": {"message": outer.QUOTED}}).encode())
                 elif model in _REFUSALS:
                     self._send(400, json.dumps(_REFUSALS[model]).encode())
+                elif model == "hangup":
+                    self.close_connection = True  # nothing sent: the connection just closes
                 elif model == "garbage":
                     self._send(200, b"<html>502 Bad Gateway</html>", "text/html")
                 elif model == "rich" and body.get("stream"):

@@ -11,9 +11,9 @@ import orjson
 import pytest
 from xrouter_router import sse
 from xrouter_router.errors import APIError
-from xrouter_router.messages_in import FRONT as MESSAGES
+from xrouter_router.fronts.messages import FRONT as MESSAGES
+from xrouter_router.fronts.responses import FRONT as RESPONSES
 from xrouter_router.providers import StreamTranslator
-from xrouter_router.responses import FRONT as RESPONSES
 from xrouter_router.sse import SSEParser
 
 
@@ -232,5 +232,5 @@ def test_responses_request_to_chat() -> None:
         "json_schema": {"name": "x", "schema": {"type": "object"}},
     }
     with pytest.raises(APIError) as e:
-        RESPONSES.to_chat({"model": "m", "input": [{"type": "reasoning", "summary": []}]}, "mock")
+        RESPONSES.to_chat({"model": "m", "input": [{"type": "computer_call_output", "call_id": "c"}]}, "mock")
     assert e.value.param == "input[0]"

@@ -135,7 +135,7 @@ def test_the_ledger_is_one_folder_that_the_request_path_calls_into() -> None:
     # The boundary: the ledger never reaches into the request path (it is called at
     # admission and at the end of each request, not the other way round).
     request_path = {
-        f"{NAME}.{m}" for m in ("proxy", "failover", "upstream", "streaming", "frontdoors", "cache")
+        f"{NAME}.{m}" for m in ("proxy", "failover", "upstream", "streaming", "fronts.endpoints", "cache")
     }
     reach = {m: _imports(m, modules[m], set(modules)) & request_path for m in ledger}
     assert not {m: r for m, r in reach.items() if r}

@@ -329,7 +329,7 @@ def test_usage_rows(
 BAD_MESSAGES: Any = [
     ({"max_tokens": "5", "messages": [{"role": "user", "content": "x"}]}, "max_tokens"),
     ({"max_tokens": 5, "messages": []}, "messages"),
-    ({"max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}, "messages[0].role"),
+    ({"max_tokens": 5, "messages": [{"role": "tool", "content": "x"}]}, "messages[0].role"),
     ({"max_tokens": 5, "messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
     ({"max_tokens": 5, "messages": [{"role": "user", "content": [{"text": "x"}]}]}, "messages[0].content[0]"),
     ({"max_tokens": 5, "system": 5, "messages": [{"role": "user", "content": "x"}]}, "system"),
@@ -371,10 +371,12 @@ BAD_MESSAGES: Any = [
     (
         {
             "max_tokens": 5,
+            # A server tool is dropped on this path; forcing it would change the answer.
             "tools": [{"type": "web_search_20250305", "name": "web_search"}],
+            "tool_choice": {"type": "tool", "name": "web_search"},
             "messages": [{"role": "user", "content": "x"}],
         },
-        "tools[0]",
+        "tool_choice.name",
     ),
 ]
 

@@ -200,8 +200,13 @@ def test_errors_in_openai_shape(router: Router) -> None:
         c.responses.create(model="echo")  # type: ignore[call-overload]
     assert bad.value.param == "input"
     with pytest.raises(openai.BadRequestError) as bad:
-        c.responses.create(model="echo", input="x", tools=[{"type": "web_search"}])  # type: ignore[list-item]
-    assert bad.value.param == "tools[0]"
+        c.responses.create(
+            model="echo",
+            input="x",
+            tools=[{"type": "web_search"}],  # type: ignore[list-item]
+            tool_choice={"type": "function", "name": "web_search"},
+        )
+    assert bad.value.param == "tool_choice.name"
     with pytest.raises(openai.BadRequestError) as bad:
         c.responses.create(
             model="echo", input=[{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]

@@ -19,7 +19,7 @@ def test_sample_config_serves_the_mock_provider(start_router: StartRouter) -> No
     sdk = client(router, key="sk-readme")
     reply = sdk.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hello"}])
     assert reply.choices[0].message.content == "hello"
-    assert [m.id for m in sdk.models.list()] == ["echo", "echo-long"]
+    assert [m.id for m in sdk.models.list()] == ["echo", "echo-long", "claude-code", "codex"]
     raw = sdk.chat.completions.with_raw_response.create(
         model="echo", messages=[{"role": "user", "content": "hi"}]
     )

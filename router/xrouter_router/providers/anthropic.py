@@ -12,7 +12,7 @@ import orjson
 from .. import sse
 from ..errors import bad_request, error_body
 from .base import Adapter, Json, StreamTranslator, Usage
-from .passthrough import ANTHROPIC_BETA, MessagesPassStream, anthropic_usage
+from .passthrough import ANTHROPIC_BETA, CLIENT_VERSION, MessagesPassStream, anthropic_usage
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -291,12 +291,26 @@ class AnthropicAdapter(Adapter):
     def supports(self, kind: str) -> bool:
         return kind in ("chat", "messages")
 
+    def _client_headers(self) -> list[tuple[bytes, bytes]] | None:
+        """The router's headers with the client's ``anthropic-version`` and
+        ``anthropic-beta`` (the pass-through's: both change what the API accepts), or
+        None when the client sent neither."""
+        beta, version = ANTHROPIC_BETA.get(), CLIENT_VERSION.get()
+        if beta is None and version is None:
+            return None
+        headers = [h for h in self._headers if version is None or h[0] != b"anthropic-version"]
+        if version is not None:
+            headers.append((b"anthropic-version", version))
+        if beta is not None:
+            headers.append((b"anthropic-beta", beta))
+        return headers
+
     async def open(self, kind: str, payload: Json, upstream_model: str, stream: bool) -> httpx.Response:
-        beta = ANTHROPIC_BETA.get() if kind == "messages" else None
-        if beta is None:
+        client = self._client_headers() if kind == "messages" else None
+        if client is None:
             return await super().open(kind, payload, upstream_model, stream)
         content = self.body(kind, payload, upstream_model, stream)
-        headers = [*self._headers, (b"anthropic-beta", beta), (b"content-length", str(len(content)).encode())]
+        headers = [*client, (b"content-length", str(len(content)).encode())]
         request = httpx.Request(
             "POST",
             self.url(kind, upstream_model),
@@ -321,7 +335,7 @@ class AnthropicAdapter(Adapter):
         request = httpx.Request(
             "POST",
             self.url("messages", upstream_model) + "/count_tokens",
-            headers=self._headers,
+            headers=self._client_headers() or self._headers,
             content=orjson.dumps({**payload, "model": upstream_model}),
             extensions=self._extensions,
         )

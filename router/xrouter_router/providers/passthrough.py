@@ -17,12 +17,22 @@ from .base import Json, StreamTranslator, Usage
 # an Anthropic provider (the features it names change what the API accepts). Set per
 # request by the endpoint; a context variable, as the request's task runs it all.
 ANTHROPIC_BETA: ContextVar[bytes | None] = ContextVar("anthropic_beta", default=None)
+# Likewise the client's ``anthropic-version`` (the router's own, 2023-06-01, otherwise).
+CLIENT_VERSION: ContextVar[bytes | None] = ContextVar("anthropic_version", default=None)
 _BETA = re.compile(rb"[A-Za-z0-9._-]+(\s*,\s*[A-Za-z0-9._-]+)*")
+_VERSION = re.compile(rb"\d{4}-\d{2}-\d{2}")
 
 
 def beta_header(value: bytes | None) -> bytes | None:
     """The header's value if it is a plain list of feature names, else None."""
     if value is None or len(value) > 1000 or not _BETA.fullmatch(value.strip()):
+        return None
+    return value.strip()
+
+
+def version_header(value: bytes | None) -> bytes | None:
+    """The header's value if it is a date-shaped API version, else None."""
+    if value is None or not _VERSION.fullmatch(value.strip()):
         return None
     return value.strip()
 

@@ -5,12 +5,13 @@ block, ``message_delta`` (stop reason and usage) and ``message_stop``."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import orjson
 
-from .fronts import ChatChunks
-from .providers import StreamTranslator, Usage
-from .providers.base import Json
+from ..providers import StreamTranslator, Usage
+from ..providers.base import Json
+from .base import ChatChunks, notes
 
 STOP = {
     "stop": "end_turn",
@@ -19,6 +20,17 @@ STOP = {
     "function_call": "tool_use",
     "content_filter": "refusal",
 }
+
+
+def stop_reason(finish: Any, matched: Any, refused: bool) -> str:
+    """Anthropic's stop reason for a chat finish reason. A server that names the stop
+    string it met (vLLM and SGLang's ``stop_reason``) gives ``stop_sequence``; OpenAI
+    does not say, so its stops read as ``end_turn``. A refusal is ``refusal``."""
+    if refused:
+        return "refusal"
+    if finish == "stop" and isinstance(matched, str):
+        return "stop_sequence"
+    return STOP.get(finish if isinstance(finish, str) else "", "end_turn")
 
 
 def new_id() -> str:
@@ -46,6 +58,7 @@ class MessagesStream(ChatChunks):
         self.block = ""  # its type: "text" or "tool_use"
         self.tools: dict[int, int] = {}  # chat tool-call index → block index
         self.blocks = 0
+        self.prompt_estimate = notes().prompt_estimate
 
     def _start(self, model: str) -> bytes:
         message: Json = {
@@ -56,7 +69,9 @@ class MessagesStream(ChatChunks):
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0},
+            # The upstream counts the prompt only at the end; until then, the estimate
+            # (message_delta carries the real count).
+            "usage": {"input_tokens": self.prompt_estimate, "output_tokens": 0},
         }
         return event("message_start", {"message": message})
 
@@ -103,7 +118,11 @@ class MessagesStream(ChatChunks):
     def finish(self, usage: Usage) -> bytes:
         out = self.begin("")
         out += self._close()
-        delta = {"stop_reason": STOP.get(self.finish_reason or "", "end_turn"), "stop_sequence": None}
+        reason = stop_reason(self.finish_reason, self.stop_match, self.refused)
+        delta = {
+            "stop_reason": reason,
+            "stop_sequence": self.stop_match if reason == "stop_sequence" else None,
+        }
         out += event("message_delta", {"delta": delta, "usage": message_usage(usage)})
         return out + event("message_stop", {})
 

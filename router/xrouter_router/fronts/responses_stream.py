@@ -10,9 +10,9 @@ from typing import Any
 
 import orjson
 
-from .fronts import ChatChunks
-from .providers import StreamTranslator, Usage
-from .providers.base import Json
+from ..providers import StreamTranslator, Usage
+from ..providers.base import Json
+from .base import ChatChunks, notes
 
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
@@ -26,8 +26,10 @@ def message_item(item_id: str, text: str, status: str) -> Json:
     return {"type": "message", "id": item_id, "status": status, "role": "assistant", "content": content}
 
 
-def call_item(item_id: str, call_id: str, name: str, arguments: str, status: str = "completed") -> Json:
-    return {
+def call_item(
+    item_id: str, call_id: str, name: str, arguments: str, namespace: str | None, status: str = "completed"
+) -> Json:
+    item = {
         "type": "function_call",
         "id": item_id,
         "call_id": call_id,
@@ -35,6 +37,9 @@ def call_item(item_id: str, call_id: str, name: str, arguments: str, status: str
         "arguments": arguments,
         "status": status,
     }
+    if namespace is not None:  # a namespace tool's function, flattened on the way in
+        item["namespace"] = namespace
+    return item
 
 
 def usage_json(u: Usage) -> Json:
@@ -79,6 +84,7 @@ class ResponsesStream(ChatChunks):
         self.output: list[Json] = []
         self.current: Json | None = None  # the output item being written
         self.calls: dict[int, Json] = {}  # chat tool-call index → its output item
+        self.names: dict[str, tuple[str | None, str]] = dict(notes().names)  # flattened → (namespace, name)
 
     def _ev(self, kind: str, **fields: Any) -> bytes:
         data = {"type": kind, "sequence_number": self.seq, **fields}
@@ -131,9 +137,8 @@ class ResponsesStream(ChatChunks):
         fn = call.get("function") or {}
         item = self.calls.get(n)
         if item is None:
-            item = call_item(
-                new_id("fc"), str(call.get("id") or ""), str(fn.get("name") or ""), "", "in_progress"
-            )
+            namespace, name = self.names.get(str(fn.get("name") or ""), (None, str(fn.get("name") or "")))
+            item = call_item(new_id("fc"), str(call.get("id") or ""), name, "", namespace, "in_progress")
             self.calls[n] = item
             out = self._open(item)
         piece = fn.get("arguments")

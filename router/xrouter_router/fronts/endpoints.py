@@ -13,20 +13,20 @@ from urllib.parse import parse_qsl, urlencode
 import httpx
 import orjson
 
-from .asgi import REQUEST_ID, ASGIApp, Message, Receive, Scope, Send, header, read_body, respond
-from .auth import KeyInfo, bearer, hash_key
-from .call import Call
-from .config import Limits
-from .errors import APIError, bad_request
-from .ledger import accounting
-from .ledger.limits import Lease
-from .metrics import UNKNOWN
-from .owners import Owner, Unavailable, final_usage
-from .providers.anthropic import AnthropicAdapter
-from .providers.openai import ResponsesPassThrough
-from .providers.passthrough import ANTHROPIC_BETA, beta_header
-from .state import State
-from .validate import parse
+from ..asgi import REQUEST_ID, ASGIApp, Message, Receive, Scope, Send, header, read_body, respond
+from ..auth import KeyInfo, bearer, hash_key
+from ..call import Call
+from ..config import Limits
+from ..errors import APIError, bad_request
+from ..ledger import accounting
+from ..ledger.limits import Lease
+from ..metrics import UNKNOWN
+from ..owners import Owner, Unavailable, final_usage
+from ..providers.anthropic import AnthropicAdapter
+from ..providers.openai import ResponsesPassThrough
+from ..providers.passthrough import ANTHROPIC_BETA, CLIENT_VERSION, beta_header, version_header
+from ..state import State
+from ..validate import parse
 
 log = logging.getLogger("xrouter.frontdoors")
 
@@ -82,7 +82,8 @@ def _stream_error(body: bytes) -> bytes:
 class AnthropicErrors:
     """Pure ASGI wrapper: every error answer from the wrapped endpoint, and the
     router's own mid-stream error event, in Anthropic's shape. Success bytes pass
-    untouched. Also hands the client's ``anthropic-beta`` header to a pass-through."""
+    untouched. Also hands the client's ``anthropic-beta`` and ``anthropic-version``
+    headers to a pass-through (``/v1/messages`` and its ``count_tokens``)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -115,9 +116,11 @@ class AnthropicErrors:
             await send(message)
 
         token = ANTHROPIC_BETA.set(beta_header(header(scope, b"anthropic-beta")))
+        version = CLIENT_VERSION.set(version_header(header(scope, b"anthropic-version")))
         try:
             await self.app(scope, receive, shaped)
         finally:
+            CLIENT_VERSION.reset(version)
             ANTHROPIC_BETA.reset(token)
 
 

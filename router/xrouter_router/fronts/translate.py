@@ -6,16 +6,19 @@ passed through instead (``adapter_for``)."""
 
 from __future__ import annotations
 
+import logging
+
 import httpx
 import orjson
 
-from . import messages_in, responses
-from .errors import UpstreamFailure
-from .fronts import Front
-from .providers import Adapter, StreamTranslator, Usage
-from .providers.base import Json
+from ..errors import UpstreamFailure
+from ..providers import Adapter, StreamTranslator, Usage
+from ..providers.base import Json
+from . import messages, responses
+from .base import Front, notes
 
 FRONT_KINDS = ("responses", "messages")
+log = logging.getLogger("xrouter.translated")
 
 
 class Translated(Adapter):
@@ -35,7 +38,16 @@ class Translated(Adapter):
         return kind == self.kind and self.inner.supports("chat")
 
     async def open(self, kind: str, payload: Json, upstream_model: str, stream: bool) -> httpx.Response:
-        chat = self.front.to_chat(payload, str(self.provider.type.value))
+        n = notes()
+        n.reset()
+        chat = self.front.to_chat(payload, str(self.provider.type.value), n)
+        # A token per four bytes of what the model reads: the stream's opening usage
+        # (message_start) must say something before the upstream's count arrives.
+        n.prompt_estimate = max(1, len(orjson.dumps([chat["messages"], chat.get("tools")])) // 4)
+        if n.dropped:
+            fields: dict[str, object] = {"msg": "dropped in translation", "kind": kind}
+            fields.update(provider=self.name, dropped=n.dropped)
+            log.info("dropped in translation", extra={"fields": fields})
         return await self.inner.open("chat", chat, upstream_model, stream)
 
     def response(self, kind: str, body: bytes) -> tuple[bytes, Usage]:
@@ -58,12 +70,15 @@ class Translated(Adapter):
         return self.inner.garbage(what)
 
 
-_FRONTS: dict[str, Front] = {"responses": responses.FRONT, "messages": messages_in.FRONT}
+_FRONTS: dict[str, Front] = {"responses": responses.FRONT, "messages": messages.FRONT}
 
 
 def adapter_for(adapter: Adapter, kind: str) -> Adapter:
     """The adapter that serves ``kind`` on this provider: itself when it speaks it
     (or for the chat-family kinds), else a translation through chat completions."""
-    if kind not in FRONT_KINDS or adapter.supports(kind) or not adapter.supports("chat"):
+    if kind not in FRONT_KINDS:
+        return adapter
+    if adapter.supports(kind) or not adapter.supports("chat"):
+        notes().reset()  # passed through: an earlier target's translation notes no longer apply
         return adapter
     return Translated(adapter, kind, _FRONTS[kind])

@@ -5,17 +5,41 @@ docs/router.md ("Responses API") lists what translates."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from typing import Any
 
 import orjson
 
-from .errors import bad_request
-from .providers import StreamTranslator, Usage
-from .providers.base import Json
-from .responses_events import ResponsesStream, call_item, message_item, new_id, response
+from ..errors import bad_request
+from ..providers import StreamTranslator, Usage
+from ..providers.base import Json
+from .base import Notes, notes
+from .responses_stream import ResponsesStream, call_item, message_item, new_id, response
 
 # Keeping state is the provider's: a translated provider has none to offer.
 STATEFUL = ("previous_response_id", "conversation", "background")
+# The request fields translated below (or harmless to leave: ``store`` false, nothing
+# is kept anyway); any other is dropped with notice.
+_TRANSLATED = frozenset(
+    {"model", "input", "instructions", "max_output_tokens", "temperature", "top_p", "user"}
+    | {"parallel_tool_calls", "stream", "tools", "tool_choice", "text", "metadata", *STATEFUL}
+)
+# Input items that only the provider that wrote them can read back: dropped with notice.
+_DROPPED_ITEMS = frozenset({"reasoning", "web_search_call", "file_search_call", "compaction"})
+# A chat function name: OpenAI's pattern and length (Anthropic's is the same or wider).
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def flat_name(namespace: str, name: str) -> str:
+    """A namespace tool's function as one chat function name: ``<namespace>__<name>``,
+    or, when that is not a valid name, a readable prefix and a digest of the pair (the
+    same pair always gives the same name, so a conversation's calls keep matching)."""
+    flat = f"{namespace}__{name}"
+    if _NAME.fullmatch(flat):
+        return flat
+    digest = hashlib.sha256(flat.encode()).hexdigest()[:12]
+    return re.sub(r"[^A-Za-z0-9_-]", "_", flat)[:51] + "_" + digest
 
 
 def _text_of(content: Any, param: str) -> str:
@@ -58,7 +82,7 @@ def _parts(content: Any, param: str) -> str | list[Json]:
     return parts
 
 
-def _messages(payload: Json) -> list[Json]:
+def _messages(payload: Json, notes: Notes) -> list[Json]:
     messages: list[Json] = []
     instructions = payload.get("instructions")
     if isinstance(instructions, str) and instructions:
@@ -87,6 +111,8 @@ def _messages(payload: Json) -> list[Json]:
             call_id, name = item.get("call_id"), item.get("name")
             if not isinstance(call_id, str) or not isinstance(name, str):
                 raise bad_request("a function_call needs call_id and name", param)
+            if isinstance(item.get("namespace"), str):
+                name = flat_name(item["namespace"], name)
             arguments = item.get("arguments")
             call = {
                 "id": call_id,
@@ -105,6 +131,8 @@ def _messages(payload: Json) -> list[Json]:
             output = item.get("output")
             text = output if isinstance(output, str) else _text_of(output, f"{param}.output")
             messages.append({"role": "tool", "tool_call_id": call_id, "content": text})
+        elif kind in _DROPPED_ITEMS:
+            notes.drop(f"input.{kind}")
         else:
             raise bad_request(
                 f"input item type {kind!r} cannot be translated for this model's provider", param
@@ -114,29 +142,59 @@ def _messages(payload: Json) -> list[Json]:
     return messages
 
 
-def _tools(tools: Any) -> list[Json]:
+def _function(tool: Any, param: str, name: str | None = None) -> Json:
+    if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+        raise bad_request("a function tool needs a name", param)
+    fn: Json = {"name": name or tool["name"], "parameters": tool.get("parameters") or {"type": "object"}}
+    if isinstance(tool.get("description"), str):
+        fn["description"] = tool["description"]
+    return {"type": "function", "function": fn}
+
+
+def _tools(tools: Any, notes: Notes) -> list[Json]:
+    """Function tools as chat functions; a namespace's functions flattened to
+    ``<namespace>__<name>`` (mapped back in the answer). Hosted tools (web search,
+    file search, code interpreter, ...), custom (free-form) tools and deferred ones
+    (``defer_loading``, for a tool search) cannot run on the other side: dropped with
+    notice."""
     out = []
     for i, tool in enumerate(tools):
-        if (
-            not isinstance(tool, dict)
-            or tool.get("type") != "function"
-            or not isinstance(tool.get("name"), str)
-        ):
-            raise bad_request(
-                "only function tools (type 'function' with a name) translate for this model's provider",
-                f"tools[{i}]",
-            )
-        fn: Json = {"name": tool["name"], "parameters": tool.get("parameters") or {"type": "object"}}
-        if isinstance(tool.get("description"), str):
-            fn["description"] = tool["description"]
-        out.append({"type": "function", "function": fn})
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if kind == "namespace" and isinstance(tool.get("name"), str):
+            for j, inner in enumerate(tool.get("tools") or ()):
+                where = f"tools[{i}].tools[{j}]"
+                if not isinstance(inner, dict) or inner.get("type", "function") != "function":
+                    notes.drop(
+                        f"tools.{tool['name']}.{inner.get('type') if isinstance(inner, dict) else '?'}"
+                    )
+                    continue
+                if inner.get("defer_loading"):
+                    notes.drop(f"tools.defer_loading({tool['name']}.{inner.get('name')})")
+                    continue
+                flat = flat_name(tool["name"], str(inner.get("name")))
+                notes.names[flat] = (tool["name"], str(inner.get("name")))
+                out.append(_function(inner, where, flat))
+        elif kind == "function":
+            if tool.get("defer_loading"):
+                notes.drop(f"tools.defer_loading({tool.get('name')})")
+                continue
+            out.append(_function(tool, f"tools[{i}]"))
+        elif isinstance(kind, str):
+            notes.drop(f"tools.{kind}")
+        else:
+            raise bad_request("each tool must be an object with a 'type'", f"tools[{i}]")
     return out
 
 
-def _tool_choice(choice: Any) -> Any:
+def _tool_choice(choice: Any, tools: list[Json]) -> Any:
     if choice in ("auto", "none", "required"):
         return choice
     if isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("name"), str):
+        if choice["name"] not in {t["function"]["name"] for t in tools}:
+            raise bad_request(
+                f"tool_choice names {choice['name']!r}, a tool this model's provider cannot run",
+                "tool_choice.name",
+            )
         return {"type": "function", "function": {"name": choice["name"]}}
     raise bad_request("tool_choice must be auto, none, required or a function", "tool_choice")
 
@@ -153,8 +211,15 @@ def _format(text: Any) -> Json | None:
     raise bad_request("unsupported text.format type", "text.format.type")
 
 
+def named(name: str) -> tuple[str | None, str]:
+    """A chat function name as the Responses call names it: (namespace, name)."""
+    pair = notes().names.get(name)
+    return pair if pair is not None else (None, name)
+
+
 class ResponsesFront:
-    def to_chat(self, payload: Json, provider_type: str) -> Json:
+    def to_chat(self, payload: Json, provider_type: str, notes: Notes | None = None) -> Json:
+        notes = notes if notes is not None else Notes()
         for name in STATEFUL:
             if payload.get(name):
                 raise bad_request(
@@ -162,19 +227,29 @@ class ResponsesFront:
                     "azure-openai); this model's provider does not",
                     name,
                 )
-        chat: Json = {"model": payload["model"], "messages": _messages(payload)}
+        chat: Json = {"model": payload["model"], "messages": _messages(payload, notes)}
         if payload.get("max_output_tokens") is not None:
             chat["max_tokens"] = payload["max_output_tokens"]
         for name in ("temperature", "top_p", "user", "parallel_tool_calls", "stream"):
             if payload.get(name) is not None:
                 chat[name] = payload[name]
-        if payload.get("tools"):
-            chat["tools"] = _tools(payload["tools"])
+        tools = _tools(payload.get("tools") or (), notes)
+        if tools:
+            chat["tools"] = tools
             if payload.get("tool_choice") is not None:
-                chat["tool_choice"] = _tool_choice(payload["tool_choice"])
+                chat["tool_choice"] = _tool_choice(payload["tool_choice"], tools)
+        else:
+            chat.pop("parallel_tool_calls", None)
+            if isinstance(payload.get("tool_choice"), dict):
+                _tool_choice(payload["tool_choice"], tools)  # names a tool that is gone: refused
         fmt = _format(payload.get("text"))
         if fmt is not None:
             chat["response_format"] = fmt
+        for name in payload:
+            if name == "store" and not payload["store"]:
+                continue
+            if name not in _TRANSLATED and payload[name] is not None:
+                notes.drop(name)
         return chat
 
     def from_chat(self, data: Json) -> bytes:
@@ -185,10 +260,9 @@ class ResponsesFront:
             output.append(message_item(new_id("msg"), str(message.get("content") or ""), "completed"))
         for call in message.get("tool_calls") or []:
             fn = call.get("function") or {}
+            namespace, name = named(str(fn.get("name")))
             output.append(
-                call_item(
-                    new_id("fc"), str(call.get("id")), str(fn.get("name")), str(fn.get("arguments") or "")
-                )
+                call_item(new_id("fc"), str(call.get("id")), name, str(fn.get("arguments") or ""), namespace)
             )
         usage = data.get("usage") or {}
         details = usage.get("prompt_tokens_details") or {}

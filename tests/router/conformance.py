@@ -1,0 +1,288 @@
+"""The conformance cases behind docs/conformance.md: for each front door, request parts
+and what becomes of them on each provider type. tests/router/test_conformance.py runs
+every case against the router's own translation and renders the table from the
+outcomes it observed (``make conformance`` rewrites the doc; the test fails when the
+doc is stale)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+Json = dict[str, Any]
+PROVIDER_TYPES = ["openai", "openai-compatible", "azure-openai", "anthropic", "mock"]
+
+_USER = {"role": "user", "content": "hi"}
+_TOOL = {"name": "w", "input_schema": {"type": "object"}}
+_FN = {"type": "function", "name": "w", "parameters": {"type": "object"}}
+_NS = {"type": "namespace", "name": "ns", "tools": [{"type": "function", "name": "f", "parameters": {}}]}
+
+
+@dataclass(frozen=True)
+class Case:
+    part: str  # the request part, as the doc names it
+    patch: Json  # merged into the front door's minimal request
+    reason: str  # why it ends up where it does
+    expect: dict[str, str] = field(default_factory=dict)  # provider type → outcome, when not the default
+
+
+def messages(**fields: Any) -> Json:
+    return {"model": "m", "max_tokens": 10, "messages": [_USER], **fields}
+
+
+def responses(**fields: Any) -> Json:
+    return {"model": "m", "input": "hi", **fields}
+
+
+def _turns(*turns: Json) -> Json:
+    return {"messages": list(turns)}
+
+
+MESSAGES: list[Case] = [
+    Case("system (string or text blocks)", {"system": "be brief"}, "chat system message"),
+    Case(
+        "messages[].role system (anywhere)",
+        _turns(_USER, {"role": "system", "content": "env"}),
+        "a chat system message in place (Claude Code's environment block)",
+    ),
+    Case(
+        "text, image (base64, url)",
+        _turns(
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "x"},
+                    {"type": "image", "source": {"type": "url", "url": "https://x/i.png"}},
+                ],
+            }
+        ),
+        "chat content parts",
+    ),
+    Case(
+        "tool_use, tool_result (text, image)",
+        _turns(
+            _USER,
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "w", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}]},
+        ),
+        "assistant tool_calls, tool messages",
+    ),
+    Case(
+        "tool_result with tool_reference",
+        _turns(
+            _USER,
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "w", "input": {}}]},
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "t1",
+                        "content": [{"type": "tool_reference", "tool_name": "w"}],
+                    }
+                ],
+            },
+        ),
+        "loads a deferred tool: nothing to load elsewhere",
+    ),
+    Case(
+        "thinking, redacted_thinking blocks",
+        _turns(
+            _USER,
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "thinking", "thinking": "t", "signature": "s"},
+                    {"type": "text", "text": "a"},
+                ],
+            },
+            _USER,
+        ),
+        "only the model that wrote them can read them back",
+    ),
+    Case(
+        "server tool blocks (server_tool_use, web_search_tool_result, ...)",
+        _turns(
+            _USER,
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "server_tool_use", "id": "s", "name": "web_search", "input": {}},
+                    {"type": "text", "text": "a"},
+                ],
+            },
+            _USER,
+        ),
+        "results of tools that ran at Anthropic",
+    ),
+    Case(
+        "document block",
+        _turns(
+            {
+                "role": "user",
+                "content": [
+                    {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "d"}}
+                ],
+            }
+        ),
+        "a document the model would not see changes the answer",
+    ),
+    Case("tools (client tools)", {"tools": [_TOOL]}, "chat function tools"),
+    Case(
+        "tools[].defer_loading",
+        {"tools": [_TOOL, {**_TOOL, "name": "later", "defer_loading": True}]},
+        "no tool search on the other side",
+    ),
+    Case(
+        "server tools (web_search_20250305, code_execution, ...)",
+        {"tools": [_TOOL, {"type": "web_search_20250305", "name": "web_search"}]},
+        "run at Anthropic only",
+    ),
+    Case(
+        "tool_choice (auto, any, tool, none)",
+        {"tools": [_TOOL], "tool_choice": {"type": "any"}},
+        "chat tool_choice",
+    ),
+    Case(
+        "tool_choice naming a dropped tool",
+        {
+            "tools": [{"type": "web_search_20250305", "name": "web_search"}],
+            "tool_choice": {"type": "tool", "name": "web_search"},
+        },
+        "forcing a tool that cannot run changes the answer",
+    ),
+    Case(
+        "metadata.user_id",
+        {"metadata": {"user_id": "x" * 150}},
+        "chat user; over OpenAI's 64 characters, its SHA-256 (64 hex)",
+    ),
+    Case("stop_sequences", {"stop_sequences": ["END"]}, "chat stop"),
+    Case(
+        "temperature, top_p, max_tokens, stream",
+        {"temperature": 0.5, "top_p": 0.9, "stream": True},
+        "the same chat fields",
+    ),
+    Case(
+        "top_k",
+        {"top_k": 5},
+        "vLLM, SGLang and llama.cpp take it; OpenAI does not",
+        {"openai-compatible": "translated"},
+    ),
+    Case(
+        "thinking, context_management, output_config, service_tier, mcp_servers, container",
+        {"thinking": {"type": "adaptive"}, "context_management": {"edits": []}},
+        "Anthropic features with no chat counterpart",
+    ),
+]
+
+RESPONSES: list[Case] = [
+    Case(
+        "input (string, messages, input_text, input_image)",
+        {
+            "input": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "input_text", "text": "x"},
+                        {"type": "input_image", "image_url": "https://x/i.png"},
+                    ],
+                }
+            ]
+        },
+        "chat messages and content parts",
+    ),
+    Case(
+        "instructions, developer and system messages",
+        {"instructions": "be brief", "input": [{"role": "developer", "content": "d"}, _USER]},
+        "chat system/developer messages",
+    ),
+    Case(
+        "function_call, function_call_output items",
+        {
+            "input": [
+                _USER,
+                {"type": "function_call", "call_id": "c1", "name": "w", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c1", "output": "ok"},
+            ]
+        },
+        "assistant tool_calls, tool messages",
+    ),
+    Case(
+        "input_file part",
+        {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
+        "a file the model would not see changes the answer",
+    ),
+    Case(
+        "reasoning items",
+        {"input": [_USER, {"type": "reasoning", "summary": [], "encrypted_content": "e"}]},
+        "only the model that wrote them can read them back",
+    ),
+    Case(
+        "computer_call_output and other hosted-tool items",
+        {"input": [{"type": "computer_call_output", "call_id": "c"}]},
+        "no such tool on the other side",
+    ),
+    Case("tools: function", {"tools": [_FN]}, "chat function tools"),
+    Case(
+        "tools: namespace",
+        {"tools": [_NS]},
+        "flattened to `<namespace>__<name>` functions; calls mapped back with their namespace",
+    ),
+    Case(
+        "tools: web_search, file_search, code_interpreter, custom, ...",
+        {"tools": [_FN, {"type": "web_search"}]},
+        "hosted or free-form tools run at OpenAI only",
+    ),
+    Case(
+        "tools[].defer_loading",
+        {"tools": [_FN, {**_FN, "name": "later", "defer_loading": True}]},
+        "no tool search on the other side",
+    ),
+    Case(
+        "tool_choice naming a dropped tool",
+        {"tools": [{"type": "web_search"}], "tool_choice": {"type": "function", "name": "web_search"}},
+        "forcing a tool that cannot run changes the answer",
+    ),
+    Case(
+        "previous_response_id, conversation, background",
+        {"previous_response_id": "resp_1"},
+        "needs a provider that keeps response state",
+    ),
+    Case(
+        "max_output_tokens, temperature, top_p, user, parallel_tool_calls, text.format",
+        {"max_output_tokens": 5, "temperature": 0.1, "text": {"format": {"type": "json_object"}}},
+        "the chat equivalents",
+    ),
+    Case(
+        "reasoning, include, prompt_cache_key, client_metadata, safety_identifier",
+        {"reasoning": {"effort": "low"}, "include": ["reasoning.encrypted_content"], "prompt_cache_key": "k"},
+        "OpenAI features with no chat counterpart",
+    ),
+]
+
+# What each case becomes on a translated path, when not "translated".
+OUTCOMES: dict[str, str] = {
+    "tool_result with tool_reference": "dropped",
+    "thinking, redacted_thinking blocks": "dropped",
+    "server tool blocks (server_tool_use, web_search_tool_result, ...)": "dropped",
+    "document block": "refused",
+    "tools[].defer_loading": "dropped",
+    "server tools (web_search_20250305, code_execution, ...)": "dropped",
+    "tool_choice naming a dropped tool": "refused",
+    "top_k": "dropped",
+    "thinking, context_management, output_config, service_tier, mcp_servers, container": "dropped",
+    "input_file part": "refused",
+    "reasoning items": "dropped",
+    "computer_call_output and other hosted-tool items": "refused",
+    "tools: web_search, file_search, code_interpreter, custom, ...": "dropped",
+    "previous_response_id, conversation, background": "refused",
+    "reasoning, include, prompt_cache_key, client_metadata, safety_identifier": "dropped",
+}
+FRONTS: dict[str, tuple[str, list[Case], Any]] = {
+    "messages": ("`POST /v1/messages` (Anthropic Messages)", MESSAGES, messages),
+    "responses": ("`POST /v1/responses` (OpenAI Responses)", RESPONSES, responses),
+}
+
+
+def expected(case: Case, provider_type: str) -> str:
+    return case.expect.get(provider_type, OUTCOMES.get(case.part, "translated"))

@@ -1,0 +1,48 @@
+"""The upstream clients (clients.py): how a failed connection reads to the router."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+
+from .conftest import KEY, StartRouter, base_config
+from .servers import ScriptedUpstream
+
+
+def test_an_upstream_that_hangs_up_is_a_failed_upstream(
+    start_router: StartRouter, scripted: ScriptedUpstream, tmp_path: Path
+) -> None:
+    """An upstream that closes the connection without answering failed (502); it did
+    not time out (504), which is what httpx-aiohttp's error mapping made of it."""
+    config = base_config(scripted.url, tmp_path)
+    config["providers"] = [
+        {"name": "hangup", "type": "openai-compatible", "baseUrl": scripted.url + "/v1", "maxRetries": 0}
+    ]
+    config["models"] = [{"name": "m", "targets": [{"provider": "hangup", "model": "hangup"}]}]
+    config["keys"] = config["keys"][:1]
+    router = start_router(config)
+    began = time.perf_counter()
+    resp = httpx.post(
+        router.url + "/v1/chat/completions",
+        headers={"authorization": f"Bearer {KEY}"},
+        json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=30,
+    )
+    assert resp.status_code == 502, resp.text
+    message = resp.json()["error"]["message"]
+    assert "timed out" not in message and "hangup" in message, message
+    assert time.perf_counter() - began < 5
+    # Nothing listening at all: also a failed upstream, not a timeout.
+    config["providers"][0]["baseUrl"] = "http://127.0.0.1:9/v1"
+    router.write_config(config)
+    router.stop()
+    router.start()
+    resp = httpx.post(
+        router.url + "/v1/chat/completions",
+        headers={"authorization": f"Bearer {KEY}"},
+        json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=30,
+    )
+    assert resp.status_code == 502, resp.text
