@@ -6,6 +6,7 @@ from ..clients import Clients
 from ..config import Provider, ProviderType
 from .anthropic import AnthropicAdapter
 from .base import Adapter, StreamTranslator, Usage
+from .bedrock import BedrockAdapter
 from .mock import MockAdapter
 from .openai import AzureAdapter, OpenAIAdapter
 
@@ -16,6 +17,7 @@ _TYPES: dict[ProviderType, type[Adapter]] = {
     ProviderType.OPENAI_COMPATIBLE: OpenAIAdapter,
     ProviderType.AZURE_OPENAI: AzureAdapter,
     ProviderType.ANTHROPIC: AnthropicAdapter,
+    ProviderType.BEDROCK: BedrockAdapter,
     ProviderType.MOCK: MockAdapter,
 }
 
