@@ -28,9 +28,19 @@ class SecretKeyRef(ApiModel):
 class Provider(rc.Provider):
     model_config = cel(
         (
-            "self.type == 'mock' || has(self.baseUrl)",
-            "spec.providers[].baseUrl is required unless type is mock",
+            "self.type == 'mock' || self.type == 'bedrock' || has(self.baseUrl)",
+            "spec.providers[].baseUrl is required unless type is mock or bedrock",
             ".baseUrl",
+        ),
+        (
+            "self.type != 'bedrock' || has(self.region)",
+            "spec.providers[].region is required for type bedrock",
+            ".region",
+        ),
+        (
+            "has(self.awsAccessKeyIdSecretRef) == has(self.awsSecretAccessKeySecretRef)",
+            "spec.providers[]: set both awsAccessKeyIdSecretRef and awsSecretAccessKeySecretRef, or neither",
+            ".awsAccessKeyIdSecretRef",
         ),
         (
             "self.type != 'azure-openai' || has(self.apiVersion)",
@@ -45,6 +55,15 @@ class Provider(rc.Provider):
     # The router config's apiKey (a file or env var) is rendered from this reference.
     api_key: SkipJsonSchema[None] = Field(default=None, exclude=True)
     api_key_secret_ref: SecretKeyRef | None = None
+    # bedrock: static keys from a Secret; without them the router uses the pod's web
+    # identity (IRSA: annotate its ServiceAccount), EKS Pod Identity or the node's role.
+    aws: SkipJsonSchema[None] = Field(default=None, exclude=True)
+    aws_access_key_id_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="bedrock: the AWS access key id (with awsSecretAccessKeySecretRef)."
+    )
+    aws_secret_access_key_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="bedrock: the AWS secret access key."
+    )
 
 
 class Target(rc.Target):

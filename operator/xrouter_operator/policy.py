@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from .models import XRouter, XRouterSpec
+from .models import ProviderType, XRouter, XRouterSpec
 from .naming import HTTP_PORT, meta, selector
 
 Manifest = dict[str, Any]
@@ -21,6 +21,10 @@ def _provider_ports(spec: XRouterSpec) -> list[int]:
         if p.base_url:
             u = urlsplit(p.base_url)
             ports.add(u.port or (80 if u.scheme == "http" else 443))
+        if p.type is ProviderType.BEDROCK:
+            ports.add(443)  # bedrock-runtime.{region}.amazonaws.com and STS (web identity)
+            if p.aws_access_key_id_secret_ref is None:
+                ports.add(80)  # no static keys: IMDS or the EKS Pod Identity agent, on link-local http
     return sorted(ports)
 
 

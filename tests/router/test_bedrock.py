@@ -241,3 +241,38 @@ def test_bedrock_api_key(bedrock: FakeBedrock, start_router: StartRouter, tmp_pa
         model="llama", messages=[{"role": "user", "content": "bearer"}]
     )
     assert out.choices[0].message.content == "bearer" and bedrock.last()["key"] == "bearer"
+
+
+def test_responses_api_through_bedrock(
+    bedrock: FakeBedrock, start_router: StartRouter, tmp_path: Path
+) -> None:
+    router = start_router(bedrock_config(bedrock, tmp_path))
+    out = client(router).responses.create(model="llama", input="responses to converse")
+    assert out.output_text == "responses to converse"
+    assert bedrock.last()["path"] == f"/model/{LLAMA}/converse"
+    events = list(client(router).responses.create(model="claude", input="streamed", stream=True))
+    assert events[-1].type == "response.completed"
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == "streamed"
+
+
+@pytest.mark.parametrize(
+    ("provider", "message"),
+    [
+        ({}, "region is required for type bedrock"),
+        (
+            {"region": "us-east-1", "aws": {"accessKeyId": {"env": "X"}}},
+            "set both accessKeyId and secretAccessKey",
+        ),
+        ({"region": "us-east-1", "aws": {"roleArn": "not-an-arn"}}, "roleArn"),
+        ({"region": "Mars"}, "region"),
+    ],
+)
+def test_bad_bedrock_config_is_named(provider: dict[str, Any], message: str) -> None:
+    from xrouter_router.config import RouterConfig
+
+    config = {
+        "providers": [{"name": "b", "type": "bedrock", **provider}],
+        "models": [{"name": "m", "targets": [{"provider": "b", "model": LLAMA}]}],
+    }
+    with pytest.raises(ValueError, match=message):
+        RouterConfig.model_validate(config)
