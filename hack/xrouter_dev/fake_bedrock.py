@@ -30,7 +30,7 @@ from aiohttp import web
 from botocore.validate import ParamValidator
 
 from .fake_aws import Identity, add_imds, error, event, exception, frame, sts_handler
-from .fake_provider import LAST, STATS, last, reset
+from .fake_provider import LAST, STATS, add_inspection
 
 Json = dict[str, Any]
 _MODEL = botocore.session.get_session().get_service_model("bedrock-runtime")
@@ -56,8 +56,10 @@ def _last_text(messages: list[Json], key: str) -> tuple[str, bool]:
     return " ".join(texts), result
 
 
-async def _stream(request: web.Request, frames: list[bytes]) -> web.StreamResponse:
-    resp = web.StreamResponse(headers={"content-type": "application/vnd.amazon.eventstream"})
+async def send_frames(
+    request: web.Request, frames: list[bytes], ctype: str = "application/vnd.amazon.eventstream"
+) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"content-type": ctype})
     await resp.prepare(request)
     for f in frames:
         await resp.write(f)
@@ -140,14 +142,14 @@ async def converse(request: web.Request) -> web.StreamResponse:
             }
         )
     if model == "streamthrottle":
-        return await _stream(request, [exception("throttlingException", "Too many requests")])
+        return await send_frames(request, [exception("throttlingException", "Too many requests")])
     frames = _converse_frames(text, tool, stop, usage)
     if model == "badframe":
         frames[1] = frames[1][:-1] + bytes([frames[1][-1] ^ 0xFF])
-    return await _stream(request, frames)
+    return await send_frames(request, frames)
 
 
-def _anthropic_events(model: str, text: str, tool: Json | None) -> list[Json]:
+def anthropic_events(model: str, text: str, tool: Json | None) -> list[Json]:
     usage = {"input_tokens": 10, "output_tokens": 1, "cache_read_input_tokens": 4}
     msg: Json = {
         "id": "msg_bdrk_fake1",
@@ -218,7 +220,7 @@ async def _invoke(request: web.Request, model: str, body: Json, stream: bool) ->
             "name": tools[0]["name"],
             "input": {"city": "Paris"},
         }
-    events = _anthropic_events(model, text, tool)
+    events = anthropic_events(model, text, tool)
     if not stream:
         content = [{"type": "text", "text": text}] + ([tool] if tool else [])
         usage = {"input_tokens": 10, "output_tokens": _words(text), "cache_read_input_tokens": 4}
@@ -237,7 +239,7 @@ async def _invoke(request: web.Request, model: str, body: Json, stream: bool) ->
         )
         for e in events
     ]
-    return await _stream(request, frames)
+    return await send_frames(request, frames)
 
 
 async def stats(request: web.Request) -> web.Response:
@@ -252,9 +254,7 @@ def make_app(identity: Identity) -> web.Application:
     )
     app.router.add_post("/", sts_handler(identity))
     add_imds(app, identity)
-    app.router.add_get("/_stats", stats)
-    app.router.add_get("/_last", last)
-    app.router.add_post("/_reset", reset)
+    add_inspection(app, stats)
     return app
 
 

@@ -28,14 +28,19 @@ class SecretKeyRef(ApiModel):
 class Provider(rc.Provider):
     model_config = cel(
         (
-            "self.type == 'mock' || self.type == 'bedrock' || has(self.baseUrl)",
-            "spec.providers[].baseUrl is required unless type is mock or bedrock",
+            "self.type in ['mock', 'bedrock', 'gemini', 'vertex'] || has(self.baseUrl)",
+            "spec.providers[].baseUrl is required unless type is mock, bedrock, gemini or vertex",
             ".baseUrl",
         ),
         (
-            "self.type != 'bedrock' || has(self.region)",
-            "spec.providers[].region is required for type bedrock",
+            "!(self.type in ['bedrock', 'vertex']) || has(self.region)",
+            "spec.providers[].region is required for types bedrock and vertex",
             ".region",
+        ),
+        (
+            "self.type != 'vertex' || has(self.project)",
+            "spec.providers[].project is required for type vertex",
+            ".project",
         ),
         (
             "has(self.awsAccessKeyIdSecretRef) == has(self.awsSecretAccessKeySecretRef)",
@@ -63,6 +68,11 @@ class Provider(rc.Provider):
     )
     aws_secret_access_key_secret_ref: SecretKeyRef | None = Field(
         default=None, description="bedrock: the AWS secret access key."
+    )
+    # vertex: a service-account key; without it, the metadata server (GKE Workload Identity).
+    google_credentials: SkipJsonSchema[None] = Field(default=None, exclude=True)
+    google_credentials_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="vertex: a service-account key (JSON)."
     )
 
 

@@ -21,10 +21,13 @@ def _provider_ports(spec: XRouterSpec) -> list[int]:
         if p.base_url:
             u = urlsplit(p.base_url)
             ports.add(u.port or (80 if u.scheme == "http" else 443))
-        if p.type is ProviderType.BEDROCK:
-            ports.add(443)  # bedrock-runtime.{region}.amazonaws.com and STS (web identity)
-            if p.aws_access_key_id_secret_ref is None:
-                ports.add(80)  # no static keys: IMDS or the EKS Pod Identity agent, on link-local http
+        if p.type in (ProviderType.BEDROCK, ProviderType.GEMINI, ProviderType.VERTEX):
+            ports.add(443)  # the cloud's API and token endpoints (STS, oauth2.googleapis.com)
+        # No keys in a Secret: IMDS, the EKS Pod Identity agent or the GKE metadata server, on http.
+        if (p.type is ProviderType.BEDROCK and p.aws_access_key_id_secret_ref is None) or (
+            p.type is ProviderType.VERTEX and p.google_credentials_secret_ref is None
+        ):
+            ports.add(80)
     return sorted(ports)
 
 

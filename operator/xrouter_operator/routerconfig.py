@@ -74,6 +74,11 @@ def router_config(xr: XRouter) -> tuple[rc.RouterConfig, list[SecretFile]]:
             secret = _file(p.aws_secret_access_key_secret_ref, f"providers/{p.name}/aws-secret-access-key")
             files += [key_id, secret]
             aws = rc.AwsAuth(access_key_id=key_id.source(), secret_access_key=secret.source())
+        google = None
+        if p.google_credentials_secret_ref is not None:
+            f = _file(p.google_credentials_secret_ref, f"providers/{p.name}/google-credentials")
+            files.append(f)
+            google = f.source()
         providers.append(
             rc.Provider(
                 name=p.name,
@@ -83,6 +88,8 @@ def router_config(xr: XRouter) -> tuple[rc.RouterConfig, list[SecretFile]]:
                 api_version=p.api_version,
                 region=p.region,
                 aws=aws,
+                project=p.project,
+                google_credentials=google,
                 timeouts=p.timeouts,
                 max_retries=p.max_retries,
             )

@@ -53,6 +53,8 @@ class ProviderType(str, Enum):  # noqa: UP042 (str() of members is part of the c
     AZURE_OPENAI = "azure-openai"
     ANTHROPIC = "anthropic"
     BEDROCK = "bedrock"  # Amazon Bedrock: Converse, and InvokeModel for Anthropic models
+    GEMINI = "gemini"  # the Gemini API (generativelanguage.googleapis.com), with an API key
+    VERTEX = "vertex"  # Google Vertex AI: Gemini (generateContent) and Anthropic (rawPredict)
     MOCK = "mock"  # answers locally (echo); for make up and newcomers
 
 
@@ -102,17 +104,23 @@ class Provider(CamelModel):
     base_url: str | None = None
     api_key: SecretSource | None = None
     api_version: str | None = None  # azure-openai
-    region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")  # bedrock
+    # bedrock: the AWS region; vertex: the location (us-central1, europe-west4, global)
+    region: str | None = Field(default=None, pattern=r"^(global|[a-z]+(-[a-z]+)*-?[0-9]+)$")
     aws: AwsAuth | None = None  # bedrock; None: the standard credential chain
+    project: str | None = Field(default=None, pattern=r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")  # vertex
+    # vertex: a service-account key (JSON); None: the metadata server (workload identity)
+    google_credentials: SecretSource | None = None
     timeouts: Timeouts = Timeouts()
     max_retries: int = Field(default=2, ge=0, le=10)
 
     @model_validator(mode="after")
     def _needs_url(self) -> Provider:
-        if self.type is ProviderType.BEDROCK:
+        if self.type in (ProviderType.BEDROCK, ProviderType.VERTEX):
             if not self.region:
-                raise ValueError(f"provider {self.name!r}: region is required for type bedrock")
-        elif self.type is not ProviderType.MOCK and not self.base_url:
+                raise ValueError(f"provider {self.name!r}: region is required for type {self.type.value}")
+            if self.type is ProviderType.VERTEX and not self.project:
+                raise ValueError(f"provider {self.name!r}: project is required for type vertex")
+        elif self.type not in (ProviderType.MOCK, ProviderType.GEMINI) and not self.base_url:
             raise ValueError(f"provider {self.name!r}: baseUrl is required for type {self.type.value}")
         if self.type is ProviderType.AZURE_OPENAI and not self.api_version:
             raise ValueError(f"provider {self.name!r}: apiVersion is required for azure-openai")

@@ -3,12 +3,10 @@ and the router config that reaches it."""
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
-from .servers import ROOT, FakeProvider, wait_port
+from .servers import FakeProvider
 
 ACCESS_KEY = "AKIAFAKEROUTER01"
 SECRET_KEY = "fake+secret/key/for-the-router"
@@ -25,16 +23,10 @@ class FakeBedrock(FakeProvider):
         super().__init__()
         self.ttl = ttl
 
-    def start(self) -> None:
-        import subprocess
+    module = "xrouter_dev.fake_bedrock"
 
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "hack")}
-        cmd = [
-            sys.executable,
-            "-m",
-            "xrouter_dev.fake_bedrock",
-            "--port",
-            str(self.port),
+    def args(self) -> list[str]:
+        return [
             "--access-key",
             ACCESS_KEY,
             "--secret-key",
@@ -46,8 +38,6 @@ class FakeBedrock(FakeProvider):
             "--ttl",
             str(self.ttl),
         ]
-        self.proc = subprocess.Popen(cmd, env=env)
-        wait_port(self.port, proc=self.proc)
 
 
 def bedrock_config(

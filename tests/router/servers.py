@@ -136,15 +136,20 @@ class Postgres:
 
 
 class FakeProvider:
+    module = "xrouter_dev.fake_provider"  # the other fakes (fake_bedrock, fake_google) subclass this
+
     def __init__(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
+    def args(self) -> list[str]:
+        return []
+
     def start(self) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT / "hack")}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "xrouter_dev.fake_provider", "--port", str(self.port)], env=env
+            [sys.executable, "-m", self.module, "--port", str(self.port), *self.args()], env=env
         )
         wait_port(self.port, proc=self.proc)
 

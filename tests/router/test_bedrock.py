@@ -5,7 +5,6 @@ Bedrock client, so it speaks the service's wire format."""
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +20,7 @@ from botocore.exceptions import ClientError, EventStreamError
 from .conftest import KEY, StartRouter, client
 from .fakeaws import ACCESS_KEY, API_KEY, CLAUDE, LLAMA, SECRET_KEY, FakeBedrock, bedrock_config
 from .test_anthropic import TOOLS
-
-PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 16).decode()
+from .toolturns import PNG, tool_round_trip
 
 
 @pytest.fixture(scope="module")
@@ -144,26 +142,9 @@ def test_tool_results_and_images_reach_converse(
     bedrock: FakeBedrock, start_router: StartRouter, tmp_path: Path
 ) -> None:
     router = start_router(bedrock_config(bedrock, tmp_path))
-    call = {
-        "id": "tooluse_1",
-        "type": "function",
-        "function": {"name": "weather", "arguments": '{"city":"Oslo"}'},
-    }
+    turns = tool_round_trip("tooluse_1", '{"city":"Oslo"}', "sunny", "what is this?")
     out = client(router).chat.completions.create(
-        model="claude",
-        tools=TOOLS,
-        messages=[
-            {
-                "role": "user",
-                "content": [
-                    {"type": "text", "text": "what is this?"},
-                    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
-                ],
-            },
-            {"role": "assistant", "content": None, "tool_calls": [call]},  # type: ignore[list-item]
-            {"role": "tool", "tool_call_id": "tooluse_1", "content": "sunny"},
-            {"role": "user", "content": "thanks"},
-        ],
+        model="claude", tools=TOOLS, messages=[*turns, {"role": "user", "content": "thanks"}]
     )
     assert out.choices[0].message.content == "thanks" and out.choices[0].message.tool_calls is None
     messages = bedrock.last()["body"]["messages"]

@@ -7,6 +7,7 @@ from ..config import Provider, ProviderType
 from .anthropic import AnthropicAdapter
 from .base import Adapter, StreamTranslator, Usage
 from .bedrock import BedrockAdapter
+from .google import GeminiAdapter, VertexAdapter
 from .mock import MockAdapter
 from .openai import AzureAdapter, OpenAIAdapter
 
@@ -18,6 +19,8 @@ _TYPES: dict[ProviderType, type[Adapter]] = {
     ProviderType.AZURE_OPENAI: AzureAdapter,
     ProviderType.ANTHROPIC: AnthropicAdapter,
     ProviderType.BEDROCK: BedrockAdapter,
+    ProviderType.GEMINI: GeminiAdapter,
+    ProviderType.VERTEX: VertexAdapter,
     ProviderType.MOCK: MockAdapter,
 }
 

@@ -6,12 +6,10 @@ minutes before they expire (botocore's mandatory-refresh window)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,17 +18,12 @@ import httpx
 import orjson
 
 from ..config import AwsAuth
-from ..errors import UpstreamFailure
 from ..secrets import read_secret
+from .refreshing import CredentialError, Refreshing
 from .sigv4 import Credentials
 
-REFRESH_BEFORE = 600.0
 _STS_NS = "{https://sts.amazonaws.com/doc/2011-06-15/}"
 _TIMEOUT = httpx.Timeout(5.0)
-
-
-class CredentialError(Exception):
-    """No credentials could be had; the message names the source, never a secret."""
 
 
 def _expiry(text: Any) -> float:
@@ -51,51 +44,7 @@ def _from_json(data: Any, what: str) -> Credentials:
         raise CredentialError(f"{what} answered without credentials") from None
 
 
-class CredentialSource:
-    """Hands out current credentials; fetches (once, for every waiting request) when
-    the cached ones are within ``REFRESH_BEFORE`` of expiring."""
-
-    def __init__(
-        self,
-        describe: str,
-        fetch: Callable[[], Awaitable[Credentials]] | None = None,
-        static: Credentials | None = None,
-    ) -> None:
-        self.describe = describe
-        self._fetch = fetch
-        self._creds = static
-        self._lock = asyncio.Lock()
-
-    def _fresh(self, creds: Credentials | None) -> bool:
-        return creds is not None and (creds.expires is None or creds.expires - time.time() > REFRESH_BEFORE)
-
-    async def get(self) -> Credentials:
-        creds = self._creds
-        if self._fresh(creds):
-            assert creds is not None
-            return creds
-        async with self._lock:
-            creds = self._creds
-            if self._fresh(creds):
-                assert creds is not None
-                return creds
-            assert self._fetch is not None
-            try:
-                self._creds = creds = await self._fetch()
-            except (CredentialError, httpx.HTTPError, OSError) as exc:
-                # Credentials that still work for a minute are better than none: the
-                # next request tries the refresh again.
-                if creds is not None and creds.expires is not None and creds.expires - time.time() > 60:
-                    return creds
-                what = exc if isinstance(exc, CredentialError) else type(exc).__name__
-                raise UpstreamFailure(
-                    502,
-                    f"cannot get AWS credentials ({self.describe}): {what}",
-                    breaker=True,
-                    retry=False,
-                    code="upstream_auth_error",
-                ) from None
-            return creds
+CredentialSource = Refreshing[Credentials]
 
 
 def web_identity(
@@ -126,7 +75,7 @@ def web_identity(
         fields = {child.tag.removeprefix(_STS_NS): child.text for child in node}
         return _from_json({**fields, "Token": fields.get("SessionToken")}, "STS")
 
-    return CredentialSource(f"web identity {role_arn}", fetch)
+    return Refreshing(f"web identity {role_arn}", fetch)
 
 
 def pod_identity(uri: str, token_file: str | None, http: Callable[[], httpx.AsyncClient]) -> CredentialSource:
@@ -137,7 +86,7 @@ def pod_identity(uri: str, token_file: str | None, http: Callable[[], httpx.Asyn
             raise CredentialError(f"the container credentials endpoint answered {resp.status_code}")
         return _from_json(orjson.loads(resp.content), "the container credentials endpoint")
 
-    return CredentialSource("EKS Pod Identity", fetch)
+    return Refreshing("EKS Pod Identity", fetch)
 
 
 def instance_role(http: Callable[[], httpx.AsyncClient]) -> CredentialSource:
@@ -163,7 +112,7 @@ def instance_role(http: Callable[[], httpx.AsyncClient]) -> CredentialSource:
             raise CredentialError(f"IMDS credentials request answered {resp.status_code}")
         return _from_json(orjson.loads(resp.content), "IMDS")
 
-    return CredentialSource("instance role", fetch)
+    return Refreshing("instance role", fetch)
 
 
 def credential_source(
@@ -180,7 +129,7 @@ def credential_source(
             read_secret(auth.secret_access_key, f"{what}.secretAccessKey"),
             token,
         )
-        return CredentialSource("static keys", static=creds)
+        return Refreshing("static keys", static=creds)
     role = auth.role_arn or os.environ.get("AWS_ROLE_ARN")
     token_file = auth.web_identity_token_file or os.environ.get("AWS_WEB_IDENTITY_TOKEN_FILE")
     if role and token_file:
