@@ -43,6 +43,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE xrouter_usage ADD COLUMN cache_status text;
     """,
+    # Rows of models priced nowhere (pricing.py): their cost_usd is unknown, not 0.
+    # NULL on rows written before this step.
+    """
+    ALTER TABLE xrouter_usage ADD COLUMN unpriced boolean;
+    """,
 ]
 
 CONNECT_TIMEOUT = 3.0

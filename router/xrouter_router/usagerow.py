@@ -21,6 +21,7 @@ COLUMNS = (
     "latency_ms",
     "created_at",
     "cache_status",
+    "unpriced",
 )
 # The JSON type of each column as spilled: a line whose values do not match is refused
 # before it reaches COPY, where one bad value would fail (and block) its whole batch.
@@ -38,9 +39,10 @@ _TYPES: tuple[type | tuple[type, ...], ...] = (
     (int, float),
     (int, float),
     (str, type(None)),
+    bool,
 )
-# Rows spilled before the cache_status column existed have one value fewer.
-_OLD_LENGTH = len(_TYPES) - 1
+# Rows spilled before the cache_status (and unpriced) columns existed have fewer values.
+_OLD_LENGTH = len(_TYPES) - 2
 
 
 @dataclass(slots=True)
@@ -60,6 +62,9 @@ class UsageRow:
     # On a route with a response cache: "cache_hit" (answered from Redis, no upstream
     # call, zero cost) or "cache_miss"; None on routes without one.
     cache_status: str | None = None
+    # No price for the upstream model (config prices or the catalogue): cost_usd is
+    # unknown, not 0 (pricing.py).
+    unpriced: bool = False
 
 
 def record(row: UsageRow) -> tuple[object, ...]:
@@ -80,6 +85,7 @@ def record(row: UsageRow) -> tuple[object, ...]:
         row.latency_ms,
         dt.datetime.fromtimestamp(row.created_at, dt.UTC),
         row.cache_status,
+        row.unpriced,
     )
 
 
@@ -89,10 +95,10 @@ def parse_row(line: bytes) -> UsageRow | None:
         values = orjson.loads(line)
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(values, list) or len(values) not in (len(_TYPES), _OLD_LENGTH):
+    if not isinstance(values, list) or not _OLD_LENGTH <= len(values) <= len(_TYPES):
         return None
     for value, kind in zip(values, _TYPES[: len(values)], strict=True):
-        if isinstance(value, bool) or not isinstance(value, kind):
+        if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
             return None
     if not values[0]:
         return None

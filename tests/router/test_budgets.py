@@ -14,6 +14,7 @@ import httpx
 import openai
 import pytest
 from xrouter_dev.waiting import eventually
+from xrouter_router import db
 from xrouter_router.budgets import Periods, window
 
 from .conftest import KEY, KEY2, StartRouter, base_config, client, db_config
@@ -83,7 +84,7 @@ def test_a_daily_budget_forgets_yesterday_and_a_lifetime_one_does_not(
     config["keys"][0]["limits"] = {"budgetUsd": 0.5, "budgetPeriod": "daily"}
     config["keys"][1]["limits"] = {"budgetUsd": 0.5}
     router = start_router(config, {"TEST_DATABASE_URL": pg.dsn(name)})
-    _until(lambda: pg.sql("SELECT count(*) FROM xrouter_schema", name) == "2")
+    _until(lambda: pg.sql("SELECT count(*) FROM xrouter_schema", name) == str(len(db.MIGRATIONS)))
     # Yesterday both keys spent far over their budget.
     for key in ("alpha", "beta"):
         pg.sql(
@@ -139,7 +140,7 @@ def test_changing_the_period_on_reload_reads_the_new_periods_spend_at_once(
     config = db_config(provider.url, tmp_path)
     config["keys"][0]["limits"] = {"budgetUsd": 0.5}
     router = start_router(config, {"TEST_DATABASE_URL": pg.dsn(name)})
-    _until(lambda: pg.sql("SELECT count(*) FROM xrouter_schema", name) == "2")
+    _until(lambda: pg.sql("SELECT count(*) FROM xrouter_schema", name) == str(len(db.MIGRATIONS)))
     row = (
         "INSERT INTO xrouter_usage VALUES"
         " ('{}', 'alpha', 'gpt', 'fake', 'gpt-up', 1, 1, 0, {}, 200, 1, {}, NULL)"
