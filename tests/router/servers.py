@@ -232,6 +232,8 @@ class ScriptedUpstream:
       ones ``<ms>`` apart;
     - ``ctx-openai``/``ctx-anthropic``: 400, the prompt is too long, as OpenAI (and
       Azure) or Anthropic say it; ``bad-400``: 400 for another reason;
+    - ``quota-<n>``: allows n requests, counting down in ``x-ratelimit-remaining-requests``
+      (reset in 30 s), then 429 with ``retry-after: 30`` (counted in ``refused``);
     - anything else: a normal chat completion answering "ok".
     """
 
@@ -243,6 +245,7 @@ class ScriptedUpstream:
         from collections import Counter
 
         self.stats: Counter[str] = Counter()
+        self.refused: Counter[str] = Counter()
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -264,11 +267,33 @@ class ScriptedUpstream:
                     self._send(200, b"<html>502 Bad Gateway</html>", "text/html")
                 elif model.startswith("trickle-"):
                     self._trickle(int(model.split("-")[1]) / 1000, model)
+                elif model.startswith("quota-"):
+                    self._quota(model, int(model.split("-")[1]) - outer.stats[model] + 1)
                 else:
                     self._send(200, json.dumps(_completion(model, "ok")).encode())
 
-            def _send(self, status: int, data: bytes, ctype: str = "application/json") -> None:
+            def _quota(self, model: str, left: int) -> None:
+                if left <= 0:
+                    outer.refused[model] += 1
+                    body = json.dumps({"error": {"message": "Rate limit reached"}}).encode()
+                    self._send(429, body, headers={"retry-after": "30"})
+                    return
+                headers = {
+                    "x-ratelimit-remaining-requests": str(left - 1),
+                    "x-ratelimit-reset-requests": "30s",
+                }
+                self._send(200, json.dumps(_completion(model, model)).encode(), headers=headers)
+
+            def _send(
+                self,
+                status: int,
+                data: bytes,
+                ctype: str = "application/json",
+                headers: dict[str, str] | None = None,
+            ) -> None:
                 self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("content-type", ctype)
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()

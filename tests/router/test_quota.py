@@ -1,17 +1,12 @@
-"""Quota-aware routing: a fake upstream that counts its quota down in its headers (as
-OpenAI's and Anthropic's do) and answers 429 once it is spent. The router moves
+"""Quota-aware routing: a fake upstream (``ScriptedUpstream``'s ``quota-<n>``) that
+counts its quota down in its headers, as OpenAI's does, and answers 429 once it is spent. The router moves
 traffic off it before any 429 reaches a client, on every replica (through Redis), and
 a ``retry-after`` keeps it away until then."""
 
 from __future__ import annotations
 
 import datetime as dt
-import http.server
-import json
-import threading
 import time
-from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,85 +14,9 @@ import pytest
 from xrouter_router.quota import skip_for
 
 from .conftest import StartRouter, client
-from .servers import RedisServer
+from .servers import RedisServer, ScriptedUpstream
 
 MSG: Any = [{"role": "user", "content": "quota?"}]
-
-
-class QuotaUpstream:
-    """OpenAI-style chat completions. Model ``quota-<n>`` allows n requests, reporting
-    what is left in ``x-ratelimit-remaining-requests`` (reset in 30 s); then 429 with
-    ``retry-after: 30``. Any other model has no limit."""
-
-    def __init__(self) -> None:
-        self.served: Counter[str] = Counter()
-        self.refused: Counter[str] = Counter()
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-                model = str(body["model"])
-                headers: dict[str, str] = {}
-                if model.startswith("quota-"):
-                    left = int(model.split("-")[1]) - outer.served[model]
-                    if left <= 0:
-                        outer.refused[model] += 1
-                        self._send(429, {"error": {"message": "Rate limit reached"}}, {"retry-after": "30"})
-                        return
-                    headers = {
-                        "x-ratelimit-remaining-requests": str(left - 1),
-                        "x-ratelimit-reset-requests": "30s",
-                    }
-                outer.served[model] += 1
-                answer = {
-                    "id": "c1",
-                    "object": "chat.completion",
-                    "created": 0,
-                    "model": model,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": model},
-                            "finish_reason": "stop",
-                        }
-                    ],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-                }
-                self._send(200, answer, headers)
-
-            def _send(self, status: int, data: Any, headers: dict[str, str]) -> None:
-                raw = json.dumps(data).encode()
-                self.send_response(status)
-                for k, v in {
-                    "content-type": "application/json",
-                    "content-length": str(len(raw)),
-                    **headers,
-                }.items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(raw)
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def upstream() -> Iterator[QuotaUpstream]:
-    server = QuotaUpstream()
-    yield server
-    server.stop()
 
 
 def _config(url: str, tmp: Path, first: str, redis: str | None = None) -> dict[str, Any]:
@@ -125,44 +44,44 @@ def _config(url: str, tmp: Path, first: str, redis: str | None = None) -> dict[s
 
 
 def test_traffic_leaves_a_target_at_zero_before_any_429(
-    upstream: QuotaUpstream, start_router: StartRouter, tmp_path: Path
+    scripted: ScriptedUpstream, start_router: StartRouter, tmp_path: Path
 ) -> None:
-    router = start_router(_config(upstream.url, tmp_path, "quota-3"))
+    router = start_router(_config(scripted.url, tmp_path, "quota-3"))
     answers = [
         client(router).chat.completions.create(model="m", messages=MSG).choices[0].message.content
         for _ in range(12)
     ]
-    assert upstream.served["quota-3"] == 3 and upstream.refused["quota-3"] == 0
-    assert answers.count("spare") >= 9
+    assert scripted.stats["quota-3"] == 3 and scripted.refused["quota-3"] == 0
+    assert answers.count("ok") >= 9
 
 
 def test_retry_after_keeps_a_target_away(
-    upstream: QuotaUpstream, start_router: StartRouter, tmp_path: Path
+    scripted: ScriptedUpstream, start_router: StartRouter, tmp_path: Path
 ) -> None:
-    router = start_router(_config(upstream.url, tmp_path, "quota-0"))
+    router = start_router(_config(scripted.url, tmp_path, "quota-0"))
     for _ in range(8):
         assert (
             client(router).chat.completions.create(model="m", messages=MSG).choices[0].message.content
-            == "spare"
+            == "ok"
         )
-    assert upstream.refused["quota-0"] == 1  # the first 429 failed over; retry-after 30 s keeps the rest away
+    assert scripted.refused["quota-0"] == 1  # the first 429 failed over; retry-after 30 s keeps the rest away
 
 
 def test_replicas_share_exhaustion_through_redis(
-    upstream: QuotaUpstream, start_router: StartRouter, tmp_path: Path, redis: RedisServer
+    scripted: ScriptedUpstream, start_router: StartRouter, tmp_path: Path, redis: RedisServer
 ) -> None:
     env = {"TEST_REDIS_URL": redis.url}
-    one = start_router(_config(upstream.url, tmp_path / "one", "quota-2", redis.url), env)
-    two = start_router(_config(upstream.url, tmp_path / "two", "quota-2", redis.url), env)
+    one = start_router(_config(scripted.url, tmp_path / "one", "quota-2", redis.url), env)
+    two = start_router(_config(scripted.url, tmp_path / "two", "quota-2", redis.url), env)
     for _ in range(3):
         client(one).chat.completions.create(model="m", messages=MSG)
-    assert upstream.served["quota-2"] == 2
+    assert scripted.stats["quota-2"] == 2
     time.sleep(1.2)  # two reads the marks every 0.5 s
     for _ in range(8):
         assert (
-            client(two).chat.completions.create(model="m", messages=MSG).choices[0].message.content == "spare"
+            client(two).chat.completions.create(model="m", messages=MSG).choices[0].message.content == "ok"
         )
-    assert upstream.served["quota-2"] == 2 and upstream.refused["quota-2"] == 0
+    assert scripted.stats["quota-2"] == 2 and scripted.refused["quota-2"] == 0
 
 
 def test_headers_are_read_as_each_provider_writes_them() -> None:
