@@ -167,7 +167,8 @@ def sts_handler(identity: Identity) -> Any:
 
 
 def add_imds(app: web.Application, identity: Identity, role: str = "xrouter-node") -> None:
-    """IMDSv2: a session token first (PUT), then the role and its credentials."""
+    """IMDSv2 (a session token first, then the role and its credentials) and the EKS
+    Pod Identity agent's credentials endpoint."""
     tokens: set[str] = set()
 
     async def token(request: web.Request) -> web.Response:
@@ -187,6 +188,13 @@ def add_imds(app: web.Application, identity: Identity, role: str = "xrouter-node
             return web.Response(status=404)
         return web.json_response({"Code": "Success", "Type": "AWS-HMAC", **identity.issue()})
 
+    async def pod_identity(request: web.Request) -> web.Response:
+        # The EKS Pod Identity agent: the pod's projected token as the Authorization header.
+        if request.headers.get("authorization") != identity.web_identity_token:
+            return web.json_response({"message": "invalid token"}, status=401)
+        return web.json_response(identity.issue())
+
+    app.router.add_get("/v1/credentials", pod_identity)
     app.router.add_put("/latest/api/token", token)
     app.router.add_get("/latest/meta-data/iam/security-credentials/", creds)
     app.router.add_get("/latest/meta-data/iam/security-credentials/{role}", creds)

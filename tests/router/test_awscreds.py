@@ -82,6 +82,17 @@ def test_instance_role(short_lived: FakeBedrock, start_router: StartRouter, tmp_
     assert out.choices[0].message.content == "hello" and short_lived.stats()["_issued"] == 1
 
 
+def test_eks_pod_identity(short_lived: FakeBedrock, start_router: StartRouter, tmp_path: Path) -> None:
+    (tmp_path / "eks-token").write_text(WEB_TOKEN)
+    env = {
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI": short_lived.url + "/v1/credentials",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": str(tmp_path / "eks-token"),
+    }
+    router = start_router(bedrock_config(short_lived, tmp_path, aws={}), env=env)
+    client(router).chat.completions.create(model="llama", messages=HELLO)
+    assert short_lived.last()["key"].startswith("ASIAFAKE") and short_lived.stats()["_issued"] == 1
+
+
 def test_missing_key_file_is_named_at_start(short_lived: FakeBedrock, tmp_path: Path) -> None:
     aws = {
         "accessKeyId": {"file": str(tmp_path / "nope")},

@@ -186,6 +186,14 @@ def test_anthropic_sdk_through_bedrock(
     assert [b.type for b in final.content] == ["text", "tool_use"]
     assert final.content[1].type == "tool_use" and final.content[1].input == {"city": "Paris"}
     assert bedrock.last()["path"] == f"/model/{CLAUDE}/invoke-with-response-stream"
+    # The client's anthropic-beta header rides in the body, where Bedrock takes it.
+    claude.beta.messages.create(
+        model="claude",
+        max_tokens=5,
+        betas=["token-efficient-tools-2025-02-19"],
+        messages=[{"role": "user", "content": "b"}],
+    )
+    assert bedrock.last()["body"]["anthropic_beta"] == ["token-efficient-tools-2025-02-19"]
     with pytest.raises(anthropic.BadRequestError, match="only Anthropic models"):
         claude.messages.create(model="llama", max_tokens=5, messages=[{"role": "user", "content": "x"}])
 
