@@ -14,8 +14,6 @@ from typing import Any
 
 import httpx
 import orjson
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from .refreshing import CredentialError, Refreshing
 
@@ -50,6 +48,11 @@ def _token(resp: httpx.Response, what: str) -> Token:
 
 def service_account(key_json: str, what: str, http: Callable[[], httpx.AsyncClient]) -> Refreshing[Token]:
     """Raises ValueError naming ``what`` when the key is not a service-account key."""
+    # Imported here: only a vertex provider with a key needs RSA, and cryptography's
+    # native library is not loaded into every router process.
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
     try:
         info: Any = orjson.loads(key_json)
         email, pem = str(info["client_email"]), str(info["private_key"]).encode()
