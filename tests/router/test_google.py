@@ -202,3 +202,23 @@ def test_claude_on_vertex(google: FakeGoogle, start_router: StartRouter, tmp_pat
     assert chat.choices[0].message.content == "via chat"
     with pytest.raises(anthropic.BadRequestError, match="only Claude models"):
         claude.messages.create(model="vgemini", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+
+
+def test_anthropic_sdk_and_responses_through_gemini(
+    google: FakeGoogle, start_router: StartRouter, tmp_path: Path
+) -> None:
+    router = start_router(google_config(google, tmp_path))
+    claude = anthropic.Anthropic(base_url=router.url, api_key=KEY, max_retries=0)
+    msg = claude.messages.create(
+        model="gemini", max_tokens=50, messages=[{"role": "user", "content": "via messages"}]
+    )
+    assert msg.content[0].type == "text" and msg.content[0].text == "via messages"
+    assert google.last()["body"]["generationConfig"]["maxOutputTokens"] == 50
+    tools: Any = [{"name": "weather", "input_schema": {"type": "object"}}]
+    with claude.messages.stream(
+        model="gemini", max_tokens=50, tools=tools, messages=[{"role": "user", "content": "weather?"}]
+    ) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "tool_use" and final.content[-1].type == "tool_use"
+    out = client(router).responses.create(model="vgemini", input="via responses")
+    assert out.output_text == "via responses"
