@@ -61,9 +61,12 @@ class Translated(Adapter):
 _FRONTS: dict[str, Front] = {"responses": responses.FRONT, "messages": messages_in.FRONT}
 
 
-def adapter_for(adapter: Adapter, kind: str) -> Adapter:
+def adapter_for(adapter: Adapter, kind: str, upstream_model: str = "") -> Adapter:
     """The adapter that serves ``kind`` on this provider: itself when it speaks it
-    (or for the chat-family kinds), else a translation through chat completions."""
-    if kind not in FRONT_KINDS or adapter.supports(kind) or not adapter.supports("chat"):
+    for this model (or for the chat-family kinds), else a translation through chat
+    completions."""
+    if kind not in FRONT_KINDS or not adapter.supports("chat"):
+        return adapter
+    if adapter.supports(kind) and adapter.speaks(kind, upstream_model):
         return adapter
     return Translated(adapter, kind, _FRONTS[kind])

@@ -194,8 +194,12 @@ def test_anthropic_sdk_through_bedrock(
         messages=[{"role": "user", "content": "b"}],
     )
     assert bedrock.last()["body"]["anthropic_beta"] == ["token-efficient-tools-2025-02-19"]
-    with pytest.raises(anthropic.BadRequestError, match="only Anthropic models"):
-        claude.messages.create(model="llama", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+    # Other models take /v1/messages through Converse.
+    other = claude.messages.create(
+        model="llama", max_tokens=5, messages=[{"role": "user", "content": "to llama"}]
+    )
+    assert other.content[0].type == "text" and other.content[0].text == "to llama"
+    assert bedrock.last()["path"] == f"/model/{LLAMA}/converse"
 
 
 def test_throttling_is_a_429_that_fails_over(

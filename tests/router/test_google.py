@@ -200,8 +200,12 @@ def test_claude_on_vertex(google: FakeGoogle, start_router: StartRouter, tmp_pat
         model="vclaude", messages=[{"role": "user", "content": "via chat"}]
     )
     assert chat.choices[0].message.content == "via chat"
-    with pytest.raises(anthropic.BadRequestError, match="only Claude models"):
-        claude.messages.create(model="vgemini", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+    # Gemini on Vertex takes /v1/messages through generateContent.
+    other = claude.messages.create(
+        model="vgemini", max_tokens=5, messages=[{"role": "user", "content": "to gemini"}]
+    )
+    assert other.content[0].type == "text" and other.content[0].text == "to gemini"
+    assert google.last()["path"].endswith(f"/publishers/google/models/{GEMINI}:generateContent")
 
 
 def test_anthropic_sdk_and_responses_through_gemini(

@@ -143,6 +143,11 @@ class Adapter:
     def supports(self, kind: str) -> bool:
         return kind in KINDS
 
+    def speaks(self, kind: str, upstream_model: str) -> bool:
+        """Whether this model takes ``kind`` natively (else it is translated through
+        chat completions). Only providers that host several APIs say no."""
+        return True
+
     def auth_headers(self) -> dict[str, str]:
         return {}
 

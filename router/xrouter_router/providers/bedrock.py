@@ -129,6 +129,10 @@ class BedrockAdapter(Adapter):
     def supports(self, kind: str) -> bool:
         return kind in ("chat", "messages")
 
+    def speaks(self, kind: str, upstream_model: str) -> bool:
+        # Messages natively for Anthropic models; the others get it through Converse.
+        return kind != "messages" or is_anthropic(upstream_model)
+
     def url(self, kind: str, upstream_model: str, stream: bool = False) -> str:
         if kind == "messages":
             action = "invoke-with-response-stream" if stream else "invoke"

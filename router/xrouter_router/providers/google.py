@@ -118,6 +118,10 @@ class VertexAdapter(GeminiAdapter):
     def supports(self, kind: str) -> bool:
         return kind in ("chat", "messages")
 
+    def speaks(self, kind: str, upstream_model: str) -> bool:
+        # Messages natively for Claude; Gemini gets it through generateContent.
+        return kind != "messages" or is_claude(upstream_model)
+
     def url(self, kind: str, upstream_model: str, stream: bool = False) -> str:
         if is_claude(upstream_model):
             action = "streamRawPredict" if stream else "rawPredict"
