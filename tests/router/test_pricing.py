@@ -124,3 +124,35 @@ def _rows(router: Router, pg: Postgres, name: str, n: int) -> dict[str, str]:
         if len(lines) >= n or time.monotonic() > deadline:
             return {line.split("|", 1)[0]: line.split("|", 1)[1] for line in lines}
         time.sleep(0.2)
+
+
+def test_a_bedrock_profile_is_priced_from_the_catalogue(
+    start_router: StartRouter, tmp_path: Path, database: tuple[Postgres, str]
+) -> None:
+    from .fakeaws import FakeBedrock, bedrock_config
+
+    pg, name = database
+    fake = FakeBedrock()
+    fake.start()
+    try:
+        config = bedrock_config(fake, tmp_path)
+        config["models"][0]["targets"][0]["model"] = "us.anthropic.claude-sonnet-4-20250514-v1:0"
+        config["database"] = {
+            "url": {"env": "TEST_DATABASE_URL"},
+            "spillDir": str(tmp_path / "spill"),
+            "flushIntervalSeconds": 0.2,
+        }
+        router = start_router(config, {"TEST_DATABASE_URL": pg.dsn(name)})
+        msg: Any = [{"role": "user", "content": "what does this cost"}]
+        out = client(router).chat.completions.create(model="claude", messages=msg)
+        assert out.usage is not None
+        rows = _rows(router, pg, name, 1)
+        flag, cost = rows["us.anthropic.claude-sonnet-4-20250514-v1:0"].split("|")
+        u = out.usage
+        cached = u.prompt_tokens_details.cached_tokens if u.prompt_tokens_details else 0
+        expected = (
+            (u.prompt_tokens - (cached or 0)) * 3.0 + (cached or 0) * 0.3 + u.completion_tokens * 15.0
+        ) / 1e6
+        assert flag == "f" and float(cost) == pytest.approx(expected)
+    finally:
+        fake.stop()
