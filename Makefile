@@ -118,3 +118,9 @@ golden: venv
 # Router benchmark: nginx direct vs xrouter vs LiteLLM proxy, side by side (see docs/router-performance.md).
 bench: venv deps
 	$(PY) bench/router_bench.py
+
+# The price catalogue (router/xrouter_router/pricedata.json): dated, sources named, sorted, every
+# price a number >= 0 per million tokens.
+.PHONY: prices
+prices: venv
+	$(PY) -m xrouter_router.pricing

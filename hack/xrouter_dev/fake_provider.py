@@ -546,10 +546,16 @@ def make_app() -> web.Application:
     app.router.add_post("/openai/responses", openai_responses)
     app.router.add_get("/openai/responses/{id}", openai_response_get)
     app.router.add_post("/openai/deployments/{name}/chat/completions", azure_chat)
-    app.router.add_get("/_stats", stats)
+    add_inspection(app, stats)
+    return app
+
+
+def add_inspection(app: web.Application, stats_handler: Any) -> None:
+    """``GET /_stats``, ``GET /_last`` and ``POST /_reset``: what the tests read (the
+    other fakes share ``STATS`` and ``LAST``)."""
+    app.router.add_get("/_stats", stats_handler)
     app.router.add_get("/_last", last)
     app.router.add_post("/_reset", reset)
-    return app
 
 
 def main() -> None:

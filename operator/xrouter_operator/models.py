@@ -158,6 +158,11 @@ class XRouterSpec(ApiModel):
 def secret_refs(spec: XRouterSpec) -> list[tuple[str, SecretKeyRef]]:
     """Every secretKeyRef in the spec, with the field path that names it."""
     out = [(f"spec.providers[{p.name}].apiKeySecretRef", p.api_key_secret_ref) for p in spec.providers]
+    for p in spec.providers:
+        path = f"spec.providers[{p.name}]"
+        out.append((f"{path}.awsAccessKeyIdSecretRef", p.aws_access_key_id_secret_ref))
+        out.append((f"{path}.awsSecretAccessKeySecretRef", p.aws_secret_access_key_secret_ref))
+        out.append((f"{path}.googleCredentialsSecretRef", p.google_credentials_secret_ref))
     out += [(f"spec.keys[{k.name}].secretKeyRef", k.secret_key_ref) for k in spec.keys]
     if spec.redis is not None:
         out.append(("spec.redis.urlSecretRef", spec.redis.url_secret_ref))

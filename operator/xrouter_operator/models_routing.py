@@ -51,9 +51,24 @@ class SecretKeyRef(ApiModel):
 class Provider(rc.Provider):
     model_config = cel(
         (
-            "self.type == 'mock' || has(self.baseUrl)",
-            "spec.providers[].baseUrl is required unless type is mock",
+            "self.type in ['mock', 'bedrock', 'gemini', 'vertex'] || has(self.baseUrl)",
+            "spec.providers[].baseUrl is required unless type is mock, bedrock, gemini or vertex",
             ".baseUrl",
+        ),
+        (
+            "!(self.type in ['bedrock', 'vertex']) || has(self.region)",
+            "spec.providers[].region is required for types bedrock and vertex",
+            ".region",
+        ),
+        (
+            "self.type != 'vertex' || has(self.project)",
+            "spec.providers[].project is required for type vertex",
+            ".project",
+        ),
+        (
+            "has(self.awsAccessKeyIdSecretRef) == has(self.awsSecretAccessKeySecretRef)",
+            "spec.providers[]: set both awsAccessKeyIdSecretRef and awsSecretAccessKeySecretRef, or neither",
+            ".awsAccessKeyIdSecretRef",
         ),
         (
             "self.type != 'azure-openai' || has(self.apiVersion)",
@@ -77,6 +92,20 @@ class Provider(rc.Provider):
     # The router config's apiKey (a file or env var) is rendered from this reference.
     api_key: SkipJsonSchema[None] = Field(default=None, exclude=True)
     api_key_secret_ref: SecretKeyRef | None = None
+    # bedrock: static keys from a Secret; without them the router uses the pod's web
+    # identity (IRSA: annotate its ServiceAccount), EKS Pod Identity or the node's role.
+    aws: SkipJsonSchema[None] = Field(default=None, exclude=True)
+    aws_access_key_id_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="bedrock: the AWS access key id (with awsSecretAccessKeySecretRef)."
+    )
+    aws_secret_access_key_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="bedrock: the AWS secret access key."
+    )
+    # vertex: a service-account key; without it, the metadata server (GKE Workload Identity).
+    google_credentials: SkipJsonSchema[None] = Field(default=None, exclude=True)
+    google_credentials_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="vertex: a service-account key (JSON)."
+    )
 
     @field_validator("base_url")
     @classmethod

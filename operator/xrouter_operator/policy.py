@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from .models import XRouter
+from .models import ProviderType, XRouter
 from .models_policy import NAMESPACE_NAME_LABEL
 from .models_routing import check_http_url
 from .naming import HTTP_PORT, meta, selector
@@ -114,6 +114,13 @@ def _egress(xr: XRouter, services: Mapping[str, ServiceFacts]) -> list[dict[str,
             egress.append(_in_cluster(xr, t.endpoint, port, None, services) or _rule([], [port]))
     external: set[Port] = set()
     for p in spec.providers:
+        if p.type in (ProviderType.BEDROCK, ProviderType.GEMINI, ProviderType.VERTEX):
+            external.add(443)  # the cloud's API and token endpoints (STS, oauth2.googleapis.com)
+        # No keys in a Secret: IMDS, the EKS Pod Identity agent or the GKE metadata server, on http.
+        if (p.type is ProviderType.BEDROCK and p.aws_access_key_id_secret_ref is None) or (
+            p.type is ProviderType.VERTEX and p.google_credentials_secret_ref is None
+        ):
+            external.add(80)
         if p.base_url is None:
             continue
         port = check_http_url(p.base_url, f"spec.providers[{p.name}].baseUrl")

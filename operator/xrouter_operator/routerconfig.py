@@ -68,6 +68,17 @@ def router_config(xr: XRouter) -> tuple[rc.RouterConfig, list[SecretFile]]:
             f = _file(p.api_key_secret_ref, f"providers/{p.name}/api-key")
             files.append(f)
             api_key = f.source()
+        aws = None
+        if p.aws_access_key_id_secret_ref is not None and p.aws_secret_access_key_secret_ref is not None:
+            key_id = _file(p.aws_access_key_id_secret_ref, f"providers/{p.name}/aws-access-key-id")
+            secret = _file(p.aws_secret_access_key_secret_ref, f"providers/{p.name}/aws-secret-access-key")
+            files += [key_id, secret]
+            aws = rc.AwsAuth(access_key_id=key_id.source(), secret_access_key=secret.source())
+        google = None
+        if p.google_credentials_secret_ref is not None:
+            f = _file(p.google_credentials_secret_ref, f"providers/{p.name}/google-credentials")
+            files.append(f)
+            google = f.source()
         providers.append(
             rc.Provider(
                 name=p.name,
@@ -75,6 +86,10 @@ def router_config(xr: XRouter) -> tuple[rc.RouterConfig, list[SecretFile]]:
                 base_url=p.base_url,
                 api_key=api_key,
                 api_version=p.api_version,
+                region=p.region,
+                aws=aws,
+                project=p.project,
+                google_credentials=google,
                 timeouts=p.timeouts,
                 max_retries=p.max_retries,
             )

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from . import quota
 from .admin import Admin
 from .asgi import Boundary
 from .config import RouterConfig, load_config
@@ -68,6 +69,7 @@ async def startup(state: State, config_path: str | None, tasks: list[asyncio.Tas
     await state.refresh_db_keys()
     loop = asyncio.get_running_loop()
     tasks.append(loop.create_task(_key_loop(state)))
+    tasks.append(loop.create_task(quota.sync_loop(lambda: state.limiter.redis, state.targets.states)))
     if config_path:
         reloader = Reloader(config_path, state.apply, state.metrics)
         tasks.append(loop.create_task(reloader.run()))

@@ -52,6 +52,9 @@ class ProviderType(str, Enum):  # noqa: UP042 (str() of members is part of the c
     OPENAI_COMPATIBLE = "openai-compatible"
     AZURE_OPENAI = "azure-openai"
     ANTHROPIC = "anthropic"
+    BEDROCK = "bedrock"  # Amazon Bedrock: Converse, and InvokeModel for Anthropic models
+    GEMINI = "gemini"  # the Gemini API (generativelanguage.googleapis.com), with an API key
+    VERTEX = "vertex"  # Google Vertex AI: Gemini (generateContent) and Anthropic (rawPredict)
     MOCK = "mock"  # answers locally (echo); for make up and newcomers
 
 
@@ -74,18 +77,50 @@ class Timeouts(CamelModel):
     total: float = Field(default=600.0, gt=0, description="The whole attempt.")
 
 
+class AwsAuth(CamelModel):
+    """Where a ``bedrock`` provider's AWS credentials come from. Unset fields fall back
+    to the standard chain: static keys if given, else a web identity (IRSA: roleArn and
+    webIdentityTokenFile, or $AWS_ROLE_ARN and $AWS_WEB_IDENTITY_TOKEN_FILE), else EKS
+    Pod Identity ($AWS_CONTAINER_CREDENTIALS_FULL_URI), else the instance role (IMDSv2)."""
+
+    access_key_id: SecretSource | None = None
+    secret_access_key: SecretSource | None = None
+    session_token: SecretSource | None = None
+    role_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$")
+    web_identity_token_file: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _pair(self) -> AwsAuth:
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("set both accessKeyId and secretAccessKey, or neither")
+        if self.session_token is not None and self.access_key_id is None:
+            raise ValueError("sessionToken needs accessKeyId and secretAccessKey")
+        return self
+
+
 class Provider(CamelModel):
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
     type: ProviderType
     base_url: str | None = None
     api_key: SecretSource | None = None
     api_version: str | None = None  # azure-openai
+    # bedrock: the AWS region; vertex: the location (us-central1, europe-west4, global)
+    region: str | None = Field(default=None, pattern=r"^(global|[a-z]+(-[a-z]+)*-?[0-9]+)$")
+    aws: AwsAuth | None = None  # bedrock; None: the standard credential chain
+    project: str | None = Field(default=None, pattern=r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")  # vertex
+    # vertex: a service-account key (JSON); None: the metadata server (workload identity)
+    google_credentials: SecretSource | None = None
     timeouts: Timeouts = Timeouts()
     max_retries: int = Field(default=2, ge=0, le=10)
 
     @model_validator(mode="after")
     def _needs_url(self) -> Provider:
-        if self.type is not ProviderType.MOCK and not self.base_url:
+        if self.type in (ProviderType.BEDROCK, ProviderType.VERTEX):
+            if not self.region:
+                raise ValueError(f"provider {self.name!r}: region is required for type {self.type.value}")
+            if self.type is ProviderType.VERTEX and not self.project:
+                raise ValueError(f"provider {self.name!r}: project is required for type vertex")
+        elif self.type not in (ProviderType.MOCK, ProviderType.GEMINI) and not self.base_url:
             raise ValueError(f"provider {self.name!r}: baseUrl is required for type {self.type.value}")
         if self.type is ProviderType.AZURE_OPENAI and not self.api_version:
             raise ValueError(f"provider {self.name!r}: apiVersion is required for azure-openai")

@@ -107,7 +107,7 @@ async def _model(
     last: UpstreamFailure = _EXHAUSTED
     windows = bool(rt.routes[call.model].context_window_fallbacks)
     for target in rt.routes[name].order(hash_value):
-        adapter = adapter_for(rt.adapters[target.provider], call.kind)
+        adapter = adapter_for(rt.adapters[target.provider], call.kind, target.upstream_model)
         if not adapter.supports(call.kind):
             continue
         retries = adapter.provider.max_retries

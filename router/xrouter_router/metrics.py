@@ -90,6 +90,16 @@ class Metrics:
         self.usage_rows_written = Counter(
             "xrouter_usage_rows_written", "Usage rows written to Postgres", registry=r
         )
+        # Models priced nowhere (config prices or the catalogue): their cost is unknown, not $0.
+        self.unpriced_models = Gauge(
+            "xrouter_unpriced_models", "1 per upstream model with no price", ["upstream_model"], registry=r
+        )
+        self.unpriced_requests = Counter(
+            "xrouter_unpriced_requests",
+            "Requests to a model with no price",
+            ["model", "upstream_model"],
+            registry=r,
+        )
         self.config_reloads = Counter("xrouter_config_reloads", "Config reloads", ["result"], registry=r)
         self.redis_up = Gauge("xrouter_redis_up", "1 when Redis answers", registry=r)
         self.database_up = Gauge("xrouter_database_up", "1 when PostgreSQL answers", registry=r)

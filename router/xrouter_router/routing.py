@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -31,6 +32,8 @@ class TargetState:
     inflight: int = 0
     ewma_latency: float = 0.0
     samples: int = 0
+    # Out of quota until this time (epoch seconds), as the upstream said (quota.py).
+    quota_until: float = 0.0
 
     def observe_latency(self, seconds: float) -> None:
         if self.samples == 0:
@@ -95,7 +98,14 @@ class CompiledRoute:
             first = self._ring_lookup(hash_value)
         rest = [t.state for i, t in enumerate(targets) if i != first and t.weight > 0]
         rest += [t.state for i, t in enumerate(targets) if i != first and t.weight == 0]
-        return [targets[first].state, *rest]
+        ordered = [targets[first].state, *rest]
+        now = time.time()
+        if any(s.quota_until > now for s in ordered):
+            # Out of quota until its reset: tried only once every other target failed.
+            ordered = [s for s in ordered if s.quota_until <= now] + [
+                s for s in ordered if s.quota_until > now
+            ]
+        return ordered
 
     def _weighted(self) -> int:
         if self._cum[-1] <= 0:  # every weight is 0: no preference left to follow

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import pricing
 from .auth import KeyInfo, hash_key
 from .breaker import Breaker
 from .clients import Clients
@@ -25,6 +26,8 @@ class Runtime:
     keys: dict[str, KeyInfo]  # by sha256
     prices: dict[str, Price]
     admin_sha256: str | None
+    # Upstream models priced nowhere: their usage rows are flagged (pricing.py).
+    unpriced: frozenset[str] = frozenset()
 
     def cost(self, upstream_model: str, usage: Usage) -> float:
         price = self.prices.get(upstream_model)
@@ -103,4 +106,8 @@ def build(config: RouterConfig, targets: TargetRegistry, clients: Clients) -> Ru
             digest = k.sha256
         keys[digest] = KeyInfo(k.name, digest, k.limits or config.default_limits)
     admin = hash_key(read_secret(config.admin_key, "adminKey")) if config.admin_key else None
-    return Runtime(config, adapters, routes, keys, dict(config.prices), admin)
+    prices, unpriced = pricing.price_table(config, pricing.shipped())
+    targets.metrics.unpriced_models.clear()
+    for model in unpriced:
+        targets.metrics.unpriced_models.labels(model).set(1)
+    return Runtime(config, adapters, routes, keys, prices, admin, unpriced)

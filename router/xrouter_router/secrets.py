@@ -37,6 +37,10 @@ def override(env_name: str, source: SecretSource | None, what: str) -> str | Non
 def secret_files(config: RouterConfig) -> list[Path]:
     """Every file the config reads a secret from (mounted Secrets), in a stable order."""
     sources: list[SecretSource | None] = [p.api_key for p in config.providers]
+    sources += [p.google_credentials for p in config.providers]
+    for p in config.providers:
+        if p.aws is not None:
+            sources += [p.aws.access_key_id, p.aws.secret_access_key, p.aws.session_token]
     sources += [k.secret for k in config.keys]
     sources += [config.admin_key, config.redis.url, config.database.url]
     return sorted({Path(s.file) for s in sources if s is not None and s.file is not None})

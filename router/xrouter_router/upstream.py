@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from . import sse, streaming
+from . import quota, sse, streaming
 from .call import Call
 from .contextwindow import is_context_window_error
 from .errors import UpstreamFailure, UpstreamRefusal
@@ -43,6 +43,7 @@ async def attempt(
             clock.timeout = timeout
             try:
                 resp = await adapter.open(call.kind, payload, target.upstream_model, call.stream)
+                quota.observe(target, resp.status_code, resp.headers)
                 try:
                     if resp.status_code != 200:
                         await resp.aread()

@@ -136,15 +136,20 @@ class Postgres:
 
 
 class FakeProvider:
+    module = "xrouter_dev.fake_provider"  # the other fakes (fake_bedrock, fake_google) subclass this
+
     def __init__(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
+    def args(self) -> list[str]:
+        return []
+
     def start(self) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT / "hack")}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "xrouter_dev.fake_provider", "--port", str(self.port)], env=env
+            [sys.executable, "-m", self.module, "--port", str(self.port), *self.args()], env=env
         )
         wait_port(self.port, proc=self.proc)
 
@@ -231,6 +236,8 @@ class ScriptedUpstream:
       when not streamed);
     - ``ctx-openai``/``ctx-anthropic``: 400, the prompt is too long, as OpenAI (and
       Azure) or Anthropic say it; ``bad-400``: 400 for another reason;
+    - ``quota-<n>``: allows n requests, counting down in ``x-ratelimit-remaining-requests``
+      (reset in 30 s), then 429 with ``retry-after: 30`` (counted in ``refused``);
     - anything else: a normal chat completion answering "ok".
 
     A model the test puts in ``failing`` gets a 500 instead, until it is taken out.
@@ -245,6 +252,7 @@ class ScriptedUpstream:
 
         self.stats: Counter[str] = Counter()
         self.failing: set[str] = set()
+        self.refused: Counter[str] = Counter()
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -274,11 +282,33 @@ class ScriptedUpstream:
                     self._events(_RICH_STREAM)
                 elif model.startswith("trickle-"):
                     self._trickle(int(model.split("-")[1]) / 1000, model)
+                elif model.startswith("quota-"):
+                    self._quota(model, int(model.split("-")[1]) - outer.stats[model] + 1)
                 else:
                     self._send(200, json.dumps(_completion(model, "ok")).encode())
 
-            def _send(self, status: int, data: bytes, ctype: str = "application/json") -> None:
+            def _quota(self, model: str, left: int) -> None:
+                if left <= 0:
+                    outer.refused[model] += 1
+                    body = json.dumps({"error": {"message": "Rate limit reached"}}).encode()
+                    self._send(429, body, headers={"retry-after": "30"})
+                    return
+                headers = {
+                    "x-ratelimit-remaining-requests": str(left - 1),
+                    "x-ratelimit-reset-requests": "30s",
+                }
+                self._send(200, json.dumps(_completion(model, model)).encode(), headers=headers)
+
+            def _send(
+                self,
+                status: int,
+                data: bytes,
+                ctype: str = "application/json",
+                headers: dict[str, str] | None = None,
+            ) -> None:
                 self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("content-type", ctype)
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()

@@ -73,12 +73,13 @@ class Translated(Adapter):
 _FRONTS: dict[str, Front] = {"responses": responses.FRONT, "messages": messages.FRONT}
 
 
-def adapter_for(adapter: Adapter, kind: str) -> Adapter:
+def adapter_for(adapter: Adapter, kind: str, upstream_model: str = "") -> Adapter:
     """The adapter that serves ``kind`` on this provider: itself when it speaks it
-    (or for the chat-family kinds), else a translation through chat completions."""
+    for this model (or for the chat-family kinds), else a translation through chat
+    completions."""
     if kind not in FRONT_KINDS:
         return adapter
-    if adapter.supports(kind) or not adapter.supports("chat"):
+    if not adapter.supports("chat") or (adapter.supports(kind) and adapter.speaks(kind, upstream_model)):
         notes().reset()  # passed through: an earlier target's translation notes no longer apply
         return adapter
     return Translated(adapter, kind, _FRONTS[kind])

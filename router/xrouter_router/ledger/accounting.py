@@ -34,6 +34,9 @@ def finish(call: Call, rt: Runtime, metrics: Metrics, usage: UsageRecorder, reco
         cost = call.cost = rt.cost(call.upstream_model, u)
         if cost:
             m.child(m.cost, model, provider).inc(cost)
+    unpriced = call.upstream_model in rt.unpriced
+    if unpriced:
+        m.child(m.unpriced_requests, model, call.upstream_model).inc()
     key = call.key.name if call.key else None
     if record and key is not None:
         usage.record(
@@ -52,6 +55,7 @@ def finish(call: Call, rt: Runtime, metrics: Metrics, usage: UsageRecorder, reco
                 time.time(),
                 call.cache_status,
                 call.estimated,
+                unpriced,
             )
         )
     logs.access(

@@ -50,6 +50,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE xrouter_usage ADD COLUMN IF NOT EXISTS estimated boolean NOT NULL DEFAULT false;
     """,
+    # Rows of models priced nowhere (pricing.py): their cost_usd is unknown, not 0.
+    # NULL on rows written before this step.
+    """
+    ALTER TABLE xrouter_usage ADD COLUMN IF NOT EXISTS unpriced boolean;
+    """,
 ]
 
 CONNECT_TIMEOUT = 3.0

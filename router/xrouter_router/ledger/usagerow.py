@@ -22,6 +22,7 @@ COLUMNS = (
     "created_at",
     "cache_status",
     "estimated",
+    "unpriced",
 )
 # The JSON type of each column as spilled: a line whose values do not match is refused
 # before it reaches COPY, where one bad value would fail (and block) its whole batch.
@@ -40,9 +41,10 @@ _TYPES: tuple[type | tuple[type, ...], ...] = (
     (int, float),
     (str, type(None)),
     bool,
+    bool,
 )
-# Rows spilled before the cache_status and estimated columns existed have fewer values.
-_LENGTHS = (len(_TYPES) - 2, len(_TYPES) - 1, len(_TYPES))
+# Rows spilled before the cache_status, estimated and unpriced columns existed have fewer values.
+_LENGTHS = (len(_TYPES) - 3, len(_TYPES) - 2, len(_TYPES) - 1, len(_TYPES))
 
 
 @dataclass(slots=True)
@@ -65,6 +67,9 @@ class UsageRow:
     # The token counts are (partly) the router's estimate: the request ended before the
     # upstream's final count (a hang-up, a stall, a broken stream; see meter.py).
     estimated: bool = False
+    # No price for the upstream model (config prices or the catalogue): cost_usd is
+    # unknown, not 0 (pricing.py).
+    unpriced: bool = False
 
 
 def record(row: UsageRow) -> tuple[object, ...]:
@@ -86,6 +91,7 @@ def record(row: UsageRow) -> tuple[object, ...]:
         dt.datetime.fromtimestamp(row.created_at, dt.UTC),
         row.cache_status,
         row.estimated,
+        row.unpriced,
     )
 
 

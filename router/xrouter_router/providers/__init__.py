@@ -6,6 +6,8 @@ from ..clients import Clients
 from ..config import Provider, ProviderType
 from .anthropic import AnthropicAdapter
 from .base import Adapter, StreamTranslator, Usage
+from .bedrock import BedrockAdapter
+from .google import GeminiAdapter, VertexAdapter
 from .mock import MockAdapter
 from .openai import AzureAdapter, OpenAIAdapter
 
@@ -16,6 +18,9 @@ _TYPES: dict[ProviderType, type[Adapter]] = {
     ProviderType.OPENAI_COMPATIBLE: OpenAIAdapter,
     ProviderType.AZURE_OPENAI: AzureAdapter,
     ProviderType.ANTHROPIC: AnthropicAdapter,
+    ProviderType.BEDROCK: BedrockAdapter,
+    ProviderType.GEMINI: GeminiAdapter,
+    ProviderType.VERTEX: VertexAdapter,
     ProviderType.MOCK: MockAdapter,
 }
 

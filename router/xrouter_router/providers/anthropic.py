@@ -11,7 +11,7 @@ import orjson
 
 from .. import sse
 from ..errors import bad_request, error_body
-from .base import Adapter, Json, StreamTranslator, Usage
+from .base import Adapter, ChunkWriter, Json, StreamTranslator, Usage, usage_json
 from .passthrough import ANTHROPIC_BETA, CLIENT_VERSION, MessagesPassStream, anthropic_usage
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -152,13 +152,6 @@ def _tool_choice(choice: Any) -> Json:
     raise bad_request("unsupported tool_choice", "tool_choice")
 
 
-def _usage_json(usage: Usage) -> Json:
-    return {
-        "prompt_tokens": usage.prompt,
-        "completion_tokens": usage.completion,
-        "total_tokens": usage.prompt + usage.completion,
-        "prompt_tokens_details": {"cached_tokens": usage.cached},
-    }
 
 
 def from_anthropic(data: Json, public_model: str) -> tuple[Json, Usage]:
@@ -195,30 +188,17 @@ def from_anthropic(data: Json, public_model: str) -> tuple[Json, Usage]:
                 "finish_reason": _STOP.get(data.get("stop_reason") or "", "stop"),
             }
         ],
-        "usage": _usage_json(usage),
+        "usage": usage_json(usage),
     }
     return body, usage
 
 
-class AnthropicStream(StreamTranslator):
+class AnthropicStream(ChunkWriter):
     """Anthropic stream events → OpenAI ``chat.completion.chunk`` events."""
 
     def __init__(self, include_usage: bool, public_model: str) -> None:
-        super().__init__(include_usage)
-        self.id = ""
-        self.model = public_model
-        self.created = int(time.time())
+        super().__init__(include_usage, public_model)
         self.tool_index: dict[int, int] = {}
-
-    def _chunk(self, delta: Json, finish: str | None = None) -> bytes:
-        chunk = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }
-        return sse.encode(orjson.dumps(chunk))
 
     def feed(self, event: str | None, data: bytes, raw: bytes) -> bytes:
         try:
@@ -236,13 +216,7 @@ class AnthropicStream(StreamTranslator):
             block = ev.get("content_block") or {}
             if block.get("type") == "tool_use":
                 n = self.tool_index[ev.get("index", 0)] = len(self.tool_index)
-                call = {
-                    "index": n,
-                    "id": block.get("id"),
-                    "type": "function",
-                    "function": {"name": block.get("name"), "arguments": ""},
-                }
-                return self._chunk({"tool_calls": [call]})
+                return self._tool_start(n, block.get("id"), block.get("name"))
             return b""
         if kind == "content_block_delta":
             delta = ev.get("delta") or {}
@@ -254,8 +228,7 @@ class AnthropicStream(StreamTranslator):
                 n = self.tool_index.get(ev.get("index", 0), 0)
                 part = delta.get("partial_json", "")
                 self.chars += len(part) if isinstance(part, str) else 0
-                call = {"index": n, "function": {"arguments": part}}
-                return self._chunk({"tool_calls": [call]})
+                return self._tool_args(n, part)
             return b""
         if kind == "message_delta":
             out = (ev.get("usage") or {}).get("output_tokens")
@@ -264,19 +237,7 @@ class AnthropicStream(StreamTranslator):
             reason = (ev.get("delta") or {}).get("stop_reason")
             return self._chunk({}, _STOP.get(reason or "", "stop")) if reason else b""
         if kind == "message_stop":
-            self.done = True
-            out_bytes = b""
-            if self.include_usage:
-                chunk = {
-                    "id": self.id,
-                    "object": "chat.completion.chunk",
-                    "created": self.created,
-                    "model": self.model,
-                    "choices": [],
-                    "usage": _usage_json(self.usage),
-                }
-                out_bytes = sse.encode(orjson.dumps(chunk))
-            return out_bytes + sse.DONE
+            return self._end()
         if kind == "error":
             err = ev.get("error") or {}
             self.done = self.failed = True
@@ -347,12 +308,7 @@ class AnthropicAdapter(Adapter):
         return orjson.dumps(to_anthropic(payload, upstream_model, stream))
 
     def response(self, kind: str, body: bytes) -> tuple[bytes, Usage]:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise self.garbage("invalid JSON") from None
-        if not isinstance(data, dict):
-            raise self.garbage("an unexpected answer")
+        data = self.json_object(body)
         if kind == "messages":
             return body, anthropic_usage(data.get("usage"))
         try:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +97,54 @@ class StreamTranslator:
         return raw
 
 
+def usage_json(usage: Usage) -> Json:
+    """``usage`` of an OpenAI chat completion."""
+    return {
+        "prompt_tokens": usage.prompt,
+        "completion_tokens": usage.completion,
+        "total_tokens": usage.prompt + usage.completion,
+        "prompt_tokens_details": {"cached_tokens": usage.cached},
+    }
+
+
+class ChunkWriter(StreamTranslator):
+    """A translator that writes OpenAI ``chat.completion.chunk`` events of its own."""
+
+    def __init__(self, include_usage: bool, public_model: str, chunk_id: str = "") -> None:
+        super().__init__(include_usage)
+        self.id = chunk_id
+        self.model = public_model
+        self.created = int(time.time())
+
+    def _event(self, choices: list[Json], usage: Json | None = None) -> bytes:
+        chunk: Json = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        }
+        if usage is not None:
+            chunk["usage"] = usage
+        return sse.encode(orjson.dumps(chunk))
+
+    def _chunk(self, delta: Json, finish: str | None = None) -> bytes:
+        return self._event([{"index": 0, "delta": delta, "finish_reason": finish}])
+
+    def _tool_start(self, n: int, call_id: Any, name: Any) -> bytes:
+        call = {"index": n, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
+        return self._chunk({"tool_calls": [call]})
+
+    def _tool_args(self, n: int, arguments: Any) -> bytes:
+        return self._chunk({"tool_calls": [{"index": n, "function": {"arguments": arguments}}]})
+
+    def _end(self) -> bytes:
+        """The stream's end: the usage chunk if the client asked for it, and ``[DONE]``."""
+        self.done = True
+        tail = self._event([], usage_json(self.usage)) if self.include_usage else b""
+        return tail + sse.DONE
+
+
 class Adapter:
     """Calls one provider and reads its answers. Subclasses say how to address it
     (``url``, ``auth_headers``, ``body``); ``open`` is the same for every HTTP
@@ -122,6 +171,11 @@ class Adapter:
 
     def supports(self, kind: str) -> bool:
         return kind in KINDS
+
+    def speaks(self, kind: str, upstream_model: str) -> bool:
+        """Whether this model takes ``kind`` natively (else it is translated through
+        chat completions). Only providers that host several APIs say no."""
+        return True
 
     def auth_headers(self) -> dict[str, str]:
         return {}
@@ -162,6 +216,16 @@ class Adapter:
 
     def translator(self, kind: str, include_usage: bool, public_model: str) -> StreamTranslator:
         return StreamTranslator(include_usage)
+
+    def json_object(self, body: bytes) -> Json:
+        """A 200 body that must be a JSON object; anything else is ``garbage``."""
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise self.garbage("invalid JSON") from None
+        if not isinstance(data, dict):
+            raise self.garbage("an unexpected answer")
+        return data
 
     def error_body(self, status: int, body: bytes) -> bytes:
         """An upstream error body in OpenAI's shape."""
