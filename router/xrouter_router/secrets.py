@@ -39,4 +39,6 @@ def secret_files(config: RouterConfig) -> list[Path]:
     sources: list[SecretSource | None] = [p.api_key for p in config.providers]
     sources += [k.secret for k in config.keys]
     sources += [config.admin_key, config.redis.url, config.database.url]
+    if config.redis.sentinel is not None:
+        sources += [config.redis.sentinel.password, config.redis.sentinel.sentinel_password]
     return sorted({Path(s.file) for s in sources if s is not None and s.file is not None})

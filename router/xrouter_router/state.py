@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import logging
 
-from redis.asyncio import Redis
-
 from . import db
 from .auth import KeyInfo, KeyStore
 from .budgets import NONE
@@ -17,6 +15,7 @@ from .clients import Clients
 from .config import Limits, RouterConfig
 from .limits import Limiter
 from .metrics import Metrics
+from .redisconn import RedisTarget, client, target
 from .runtime import Runtime, TargetRegistry, build
 from .secrets import override
 from .telemetry import Telemetry, otlp_configured
@@ -25,15 +24,8 @@ from .usage import UsageRecorder
 log = logging.getLogger("xrouter.state")
 
 
-def _urls(config: RouterConfig) -> tuple[str | None, str | None]:
-    return (
-        override("REDIS_URL", config.redis.url, "redis.url"),
-        override("DATABASE_URL", config.database.url, "database.url"),
-    )
-
-
-def _redis(url: str | None) -> Redis | None:
-    return Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5) if url else None
+def _urls(config: RouterConfig) -> tuple[RedisTarget | None, str | None]:
+    return target(config.redis), override("DATABASE_URL", config.database.url, "database.url")
 
 
 class State:
@@ -43,9 +35,9 @@ class State:
         self.clients = Clients()
         self.runtime: Runtime = build(config, self.targets, self.clients)
         self.keys = KeyStore(self.runtime.keys)
-        redis_url, dsn = _urls(config)
-        self._redis_url = redis_url
-        redis = _redis(redis_url)
+        redis_at, dsn = _urls(config)
+        self._redis_at = redis_at
+        redis = client(redis_at)
         total = max(p.timeouts.total for p in config.providers)
         d = config.database
         # The limiter's Redis client doubles as the shared spill: rows that PostgreSQL refuses go to a
@@ -63,14 +55,14 @@ class State:
     def apply(self, config: RouterConfig) -> None:
         """Swap in a new config (raises, leaving the old one, if it cannot be built)."""
         # Read the URLs first: an unreadable secret file refuses the reload and keeps the old config.
-        redis_url, dsn = _urls(config)
+        redis_at, dsn = _urls(config)
         runtime = build(config, self.targets, self.clients)
         self.runtime = runtime
         self.keys.config_keys = runtime.keys
         self.limiter.fail_mode = config.redis.fail_mode
-        if redis_url != self._redis_url:  # rotated in its Secret (mounted as a file)
-            self._redis_url = redis_url
-            redis = _redis(redis_url)
+        if redis_at != self._redis_at:  # rotated in its Secret (mounted as a file), or re-topologized
+            self._redis_at = redis_at
+            redis = client(redis_at)
             self.limiter.set_redis(redis)
             self.usage.set_redis(redis)
         self.usage.set_dsn(dsn)

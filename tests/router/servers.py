@@ -60,7 +60,8 @@ class Postgres:
     """A throwaway cluster, initdb'd into a temp dir and run as the postgres user
     (we may be root, and PostgreSQL refuses to run as root)."""
 
-    def __init__(self) -> None:
+    def __init__(self, initdb: bool = True) -> None:
+        """``initdb=False``: an empty data directory, for a replica's base backup."""
         bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
         if not bins:
             raise RuntimeError("PostgreSQL not installed: run `make deps` (hack/install-deps.sh)")
@@ -73,9 +74,10 @@ class Postgres:
         self.user = "postgres" if os.geteuid() == 0 else None
         if self.user:
             shutil.chown(self.dir, self.user)
-        self._run(
-            [str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "xrouter", "-E", "UTF8"]
-        )
+        if initdb:
+            self._run(
+                [str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "xrouter", "-E", "UTF8"]
+            )
 
     def _run(self, cmd: list[str]) -> None:
         subprocess.run(
