@@ -174,7 +174,8 @@ class Router:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.dir = workdir or Path(tempfile.mkdtemp(prefix="xrouter-router-"))
-        self.config_path = self.dir / "config.yaml"
+        # One file per router: routers sharing a workdir would otherwise reload each other's.
+        self.config_path = self.dir / f"config-{self.port}.yaml"
         self.log_path = self.dir / f"router-{self.port}.log"
         self.env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
         self.env.update(env or {})
