@@ -34,7 +34,7 @@ __all__ = ["SPEND_REFRESH_SECONDS", "UsageRecorder", "UsageRow"]
 
 log = logging.getLogger("xrouter.usage")
 
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, db.NoWritableHost, OSError, asyncio.TimeoutError)
 SPEND_REFRESH_SECONDS = 5.0
 WRITE_DRAIN_SECONDS = 10.0  # on shutdown, how long the batch being written may still take
 STREAM_CHECK_SECONDS = 1.0  # how often a replica looks for rows in the shared stream
