@@ -37,7 +37,18 @@ from .models_policy import (
     PrometheusRuleSpec,
     ServiceMonitorSpec,
 )
-from .models_routing import Database, Key, Limits, Provider, Redis, Route, SecretKeyRef, Target
+from .models_routing import (
+    Cnpg,
+    Database,
+    Key,
+    Limits,
+    Provider,
+    Redis,
+    RedisSentinel,
+    Route,
+    SecretKeyRef,
+    Target,
+)
 from .models_telemetry import CollectorPeer, IpBlock, Telemetry
 from .models_workload import (
     Autoscaling,
@@ -74,11 +85,11 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 __all__ = [
     "API_VERSION", "GROUP", "KIND", "OTEL_ENV", "PLURAL", "VERSION",
-    "Autoscaling", "Backup", "BackupStorage", "Behavior", "CollectorPeer", "Condition", "Database",
+    "Autoscaling", "Backup", "BackupStorage", "Behavior", "Cnpg", "CollectorPeer", "Condition", "Database",
     "Egress", "EnvVar", "Image", "IpBlock", "Key", "LastBackup", "Limits", "LocalObjectReference",
     "Monitoring", "NetworkPolicy", "ObjectMeta", "PeerSelector", "PodDisruptionBudget", "Pods", "Price",
-    "PrometheusRuleSpec", "Provider", "ProviderType", "PullPolicy", "Redis", "Resources", "Rollout",
-    "Route", "ScalingPolicy", "ScalingRules", "SecretKeyRef", "Service", "ServiceMonitorSpec",
+    "PrometheusRuleSpec", "Provider", "ProviderType", "PullPolicy", "Redis", "RedisSentinel", "Resources",
+    "Rollout", "Route", "ScalingPolicy", "ScalingRules", "SecretKeyRef", "Service", "ServiceMonitorSpec",
     "Strategy", "Target", "Telemetry", "Timeouts", "Toleration", "XRouter", "XRouterSpec",
     "XRouterStatus", "check_cron", "secret_refs",
 ]  # fmt: skip
@@ -160,8 +171,13 @@ def secret_refs(spec: XRouterSpec) -> list[tuple[str, SecretKeyRef]]:
     out += [(f"spec.keys[{k.name}].secretKeyRef", k.secret_key_ref) for k in spec.keys]
     if spec.redis is not None:
         out.append(("spec.redis.urlSecretRef", spec.redis.url_secret_ref))
+        if spec.redis.sentinel is not None:
+            out.append(("spec.redis.sentinel.passwordSecretRef", spec.redis.sentinel.password_secret_ref))
+            sentinel_ref = spec.redis.sentinel.sentinel_password_secret_ref
+            out.append(("spec.redis.sentinel.sentinelPasswordSecretRef", sentinel_ref))
     if spec.database is not None:
-        out.append(("spec.database.urlSecretRef", spec.database.url_secret_ref))
+        path = "spec.database.cnpg" if spec.database.cnpg else "spec.database.urlSecretRef"
+        out.append((path, spec.database.secret_ref()))
     return [(path, ref) for path, ref in out if ref is not None]
 
 

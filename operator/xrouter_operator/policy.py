@@ -41,7 +41,7 @@ def network_policy(xr: XRouter) -> Manifest:
         {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
     ]
     if xr.spec.redis is not None:
-        egress.append({"ports": [{"port": xr.spec.redis.port, "protocol": "TCP"}]})
+        egress.append({"ports": [{"port": p, "protocol": "TCP"} for p in xr.spec.redis.egress_ports()]})
     if xr.spec.database is not None:
         egress.append({"ports": [{"port": xr.spec.database.port, "protocol": "TCP"}]})
     t = xr.spec.telemetry

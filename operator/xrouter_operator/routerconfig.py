@@ -90,14 +90,10 @@ def router_config(xr: XRouter) -> tuple[rc.RouterConfig, list[SecretFile]]:
                 limits=rc.Limits.model_validate(k.limits.model_dump()) if k.limits else None,
             )
         )
-    redis = rc.RedisConfig()
-    if spec.redis is not None:
-        f = _file(spec.redis.url_secret_ref, "redis-url")
-        files.append(f)
-        redis = rc.RedisConfig(url=f.source(), fail_mode=spec.redis.fail_mode)
+    redis = _redis(xr, files)
     database = rc.DatabaseConfig(spill_dir=SPILL_DIR)
     if spec.database is not None:
-        f = _file(spec.database.url_secret_ref, "database-url")
+        f = _file(spec.database.secret_ref(), "database-url")
         files.append(f)
         database = rc.DatabaseConfig(url=f.source(), spill_dir=SPILL_DIR)
     try:
@@ -130,3 +126,36 @@ def router_config(xr: XRouter) -> tuple[rc.RouterConfig, list[SecretFile]]:
     except ValidationError as e:
         raise RenderError(f"spec: the router rejects the config: {format_validation_error(e)}") from None
     return config, files
+
+
+def _redis(xr: XRouter, files: list[SecretFile]) -> rc.RedisConfig:
+    """spec.redis as the router's ``redis``, adding the Secret keys it reads to ``files``."""
+    r = xr.spec.redis
+    if r is None:
+        return rc.RedisConfig()
+    if r.sentinel is None:
+        assert r.url_secret_ref is not None
+        f = _file(r.url_secret_ref, "redis-url")
+        files.append(f)
+        return rc.RedisConfig(url=f.source(), fail_mode=r.fail_mode, cluster=r.cluster)
+    s = r.sentinel
+    sources: dict[str, rc.SecretSource | None] = {}
+    for field, ref, path in (
+        ("password", s.password_secret_ref, "redis-password"),
+        ("sentinel_password", s.sentinel_password_secret_ref, "redis-sentinel-password"),
+    ):
+        sources[field] = None
+        if ref is not None:
+            f = _file(ref, path)
+            files.append(f)
+            sources[field] = f.source()
+    sentinel = rc.RedisSentinel(
+        master_name=s.master_name,
+        addresses=list(s.addresses),
+        username=s.username,
+        password=sources["password"],
+        db=s.db,
+        sentinel_username=s.sentinel_username,
+        sentinel_password=sources["sentinel_password"],
+    )
+    return rc.RedisConfig(sentinel=sentinel, fail_mode=r.fail_mode)
