@@ -19,10 +19,27 @@ from .schema import DNS_LABEL, MODEL_NAME_MAX, ApiModel, cel
 
 
 class SecretKeyRef(ApiModel):
-    """A key in a Secret in the XRouter's namespace."""
+    """A key in a Secret in the XRouter's namespace (or, when ``name`` is
+    spec.secretProviderClass's, an object that SecretProviderClass mounts)."""
 
-    name: str = Field(min_length=1, max_length=253, description="Name of the Secret.")
-    key: str = Field(min_length=1, max_length=253, description="Key in the Secret's data.")
+    name: str = Field(
+        min_length=1, max_length=253, description="Name of the Secret (or of spec.secretProviderClass)."
+    )
+    key: str = Field(
+        min_length=1, max_length=253, description="Key in the Secret's data (or the object's file name)."
+    )
+
+
+# A file name the Secrets Store CSI driver writes an object to (its objectName or
+# objectAlias), as a Secret's key: no directories, so it cannot leave the mount.
+OBJECT_NAME = r"^[-._a-zA-Z0-9]+$"
+
+
+class SecretProviderClassRef(ApiModel):
+    """A SecretProviderClass (Secrets Store CSI driver: Vault, AWS, Azure, GCP providers) in
+    the XRouter's namespace, mounted into the router pods."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
 class Provider(rc.Provider):

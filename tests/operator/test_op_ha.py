@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from test_op_render import xr
 from xrouter_operator.models import secret_refs
 from xrouter_operator.render import RenderError, RenderInputs, parse, render
 from xrouter_router.config import RouterConfig, parse_config
@@ -19,20 +20,6 @@ SENTINEL: dict[str, Any] = {
     "passwordSecretRef": {"name": "redis", "key": "redis-password"},
     "sentinelPasswordSecretRef": {"name": "redis-sentinel", "key": "password"},
 }
-
-
-def xr(**spec: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "providers": [{"name": "mock", "type": "mock"}],
-        "models": [{"name": "m", "targets": [{"provider": "mock", "model": "echo"}]}],
-    }
-    base.update(spec)
-    return {
-        "apiVersion": "xrouter.io/v1alpha1",
-        "kind": "XRouter",
-        "metadata": {"name": "x", "namespace": "ns", "uid": "u"},
-        "spec": base,
-    }
 
 
 def _objects(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
