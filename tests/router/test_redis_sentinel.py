@@ -23,9 +23,10 @@ from .haservers import DOWN_AFTER_MS, MASTER, SentinelSet
 from .servers import FakeProvider, Postgres, Router
 
 MSG: Any = [{"role": "user", "content": "through the failover"}]
-# The documented window (docs/operations.md): Sentinel's down-after-milliseconds, its
-# vote and promotion (about a second on a quiet network), and the router's 1 s probe.
-WINDOW_BOUND = DOWN_AFTER_MS / 1000 + 4.0
+# The documented window (docs/router.md): Sentinel's down-after-milliseconds, its vote
+# and promotion (about a second on a quiet network; longer if a vote splits), then the
+# router's own part, which this test bounds: its 1 s probe finding the promoted replica.
+ROUTER_PART = 2.0  # the 1 s probe, plus its ping through the sentinels on a busy machine
 
 Served = list[tuple[float, int, str]]  # (when, status, request id, or the error code)
 
@@ -131,7 +132,8 @@ def test_master_killed_under_traffic(
     assert {s for _, s, _ in opened} == {200}, [(t - killed, s, e) for t, s, e in opened if s != 200][:5]
     refused = [t - killed for t, s, _ in closed if s != 200]
     assert {s for _, s, _ in closed if s != 200} <= {503}
-    assert refused and min(refused) >= 0 and max(refused) <= WINDOW_BOUND, refused[-5:]
+    assert refused and min(refused) >= 0 and max(refused) <= promoted + ROUTER_PART, (promoted, refused[-5:])
+    assert promoted >= DOWN_AFTER_MS / 1000  # Sentinel waited for the master to be down that long
 
     ok = [rid for out in served for _, s, rid in out if s == 200]
     deadline = time.monotonic() + 30
