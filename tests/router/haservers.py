@@ -142,7 +142,10 @@ class RedisClusterSet:
 
     def start(self) -> None:
         for node in self.nodes:
-            node.start("--cluster-config-file", str(node.dir / "nodes.conf"))
+            # The cluster bus port defaults to port + 10000, past 65535 for a free port above
+            # 55535 (redis-server then refuses to start): give it a free port of its own.
+            bus = ["--cluster-port", str(free_port())]
+            node.start("--cluster-config-file", str(node.dir / "nodes.conf"), *bus)
         addrs = [f"127.0.0.1:{n.port}" for n in self.nodes]
         cli = shutil.which("redis-cli") or "redis-cli"
         subprocess.run(
@@ -168,21 +171,15 @@ class PostgresPair:
 
     def __init__(self) -> None:
         self.primary = Postgres()
-        self.primary.start()
         self.replica = Postgres(initdb=False)
-        self.replica._run(
-            [
-                str(self.primary.bin / "pg_basebackup"),
-                "-d",
-                self.primary.dsn(),
-                "-D",
-                str(self.replica.data),
-                "-R",
-                "-X",
-                "stream",
-            ]
-        )
-        self.replica.start()
+        try:
+            self.primary.start()
+            base_backup = [str(self.primary.bin / "pg_basebackup"), "-d", self.primary.dsn()]
+            self.replica._run([*base_backup, "-D", str(self.replica.data), "-R", "-X", "stream"])
+            self.replica.start()
+        except BaseException:
+            self.stop()
+            raise
 
     def dsn(self, db: str) -> str:
         """Both hosts; libpq's (and asyncpg's) rule picks the one that accepts writes."""

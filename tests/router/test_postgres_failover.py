@@ -23,7 +23,7 @@ from .servers import FakeProvider, Router
 MSG: Any = [{"role": "user", "content": "one row each"}]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")  # one pair (a base backup costs seconds); the failover test goes last
 def pair() -> Iterator[PostgresPair]:
     p = PostgresPair()
     yield p
@@ -40,6 +40,24 @@ def _wait_metric(router: Router, name: str, value: float, timeout: float = 30) -
         assert time.monotonic() - start < timeout, f"{name} did not become {value}"
         time.sleep(0.05)
     return time.monotonic()
+
+
+def test_a_url_whose_hosts_are_all_standbys_is_a_database_outage_not_a_crash(
+    start_router: StartRouter, provider: FakeProvider, tmp_path: Path, pair: PostgresPair
+) -> None:
+    name = "standby_only"
+    pair.primary.sql(f"CREATE DATABASE {name}")
+    standby = f"postgresql://xrouter@127.0.0.1:{pair.replica.port}/{name}?target_session_attrs=read-write"
+    router = start_router(db_config(provider.url, tmp_path), {"TEST_DATABASE_URL": standby})
+    r = httpx.post(
+        router.url + "/v1/chat/completions",
+        headers={"authorization": f"Bearer {KEY}"},
+        json={"model": "echo", "messages": MSG},
+    )
+    assert r.status_code == 200
+    ready = httpx.get(router.url + "/ready").json()
+    assert ready["database"].startswith("down"), ready
+    assert "Traceback" not in router.log()
 
 
 def test_primary_stopped_and_replica_promoted_under_traffic(
@@ -96,21 +114,3 @@ def test_primary_stopped_and_replica_promoted_under_traffic(
         f" promotion); {len(served)} served, {len(failed)} failed; rows: {before} on the primary before"
         f" the stop, {at_promotion} on the replica at promotion, {len(ids)} after ({len(set(ids))} distinct)"
     )
-
-
-def test_a_url_whose_hosts_are_all_standbys_is_a_database_outage_not_a_crash(
-    start_router: StartRouter, provider: FakeProvider, tmp_path: Path, pair: PostgresPair
-) -> None:
-    name = "standby_only"
-    pair.primary.sql(f"CREATE DATABASE {name}")
-    standby = f"postgresql://xrouter@127.0.0.1:{pair.replica.port}/{name}?target_session_attrs=read-write"
-    router = start_router(db_config(provider.url, tmp_path), {"TEST_DATABASE_URL": standby})
-    r = httpx.post(
-        router.url + "/v1/chat/completions",
-        headers={"authorization": f"Bearer {KEY}"},
-        json={"model": "echo", "messages": MSG},
-    )
-    assert r.status_code == 200
-    ready = httpx.get(router.url + "/ready").json()
-    assert ready["database"].startswith("down"), ready
-    assert "Traceback" not in router.log()

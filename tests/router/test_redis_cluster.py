@@ -27,9 +27,11 @@ MSG: Any = [{"role": "user", "content": "one slot each"}]
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[RedisClusterSet]:
     c = RedisClusterSet()
-    c.start()
-    yield c
-    c.stop()
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
 
 
 @pytest.fixture

@@ -34,9 +34,11 @@ Served = list[tuple[float, int, str]]  # (when, status, request id, or the error
 @pytest.fixture
 def sentinels() -> Iterator[SentinelSet]:
     s = SentinelSet()
-    s.start()
-    yield s
-    s.stop()
+    try:
+        s.start()
+        yield s
+    finally:
+        s.stop()
 
 
 def _config(provider: FakeProvider, tmp: Path, spill: str, fail_mode: str, s: SentinelSet) -> dict[str, Any]:
