@@ -12,6 +12,7 @@ have_postgres() { compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null 2>&
 
 pkgs=()
 have_cmd redis-server || pkgs+=(redis-server)
+have_cmd redis-sentinel || pkgs+=(redis-sentinel)
 have_postgres || pkgs+=(postgresql)
 have_cmd containerd || pkgs+=(containerd)
 have_cmd runc || pkgs+=(runc)

@@ -29,8 +29,8 @@ import botocore.session
 from aiohttp import web
 from botocore.validate import ParamValidator
 
-from .fake_aws import Identity, add_imds, error, event, exception, frame, sts_handler
-from .fake_provider import LAST, STATS, add_inspection
+from xrouter_dev.fake_aws import Identity, add_imds, error, event, exception, frame, sts_handler
+from xrouter_dev.fake_provider import LAST, STATS, add_inspection
 
 Json = dict[str, Any]
 _MODEL = botocore.session.get_session().get_service_model("bedrock-runtime")

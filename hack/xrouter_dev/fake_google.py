@@ -29,8 +29,8 @@ from aiohttp import web
 from google.genai import types
 from pydantic import BaseModel, ValidationError
 
-from .fake_bedrock import anthropic_events, send_frames
-from .fake_provider import LAST, STATS, add_inspection
+from xrouter_dev.fake_bedrock import anthropic_events, send_frames
+from xrouter_dev.fake_provider import LAST, STATS, add_inspection
 
 Json = dict[str, Any]
 _SSE = "text/event-stream"

@@ -59,7 +59,8 @@ def backup_cronjob(xr: XRouter) -> Manifest:
     assert b is not None and db is not None
     name = xr.metadata.name
     pod_labels = labels(name, "backup")
-    url = SecretFile(db.url_secret_ref.name, db.url_secret_ref.key, "database-url")
+    ref = db.secret_ref()  # urlSecretRef, or CloudNativePG's NAME-app uri
+    url = SecretFile(ref.name, ref.key, "database-url")
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",

@@ -19,6 +19,7 @@ Argo CD's diff.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -37,7 +38,20 @@ from .models_policy import (
     PrometheusRuleSpec,
     ServiceMonitorSpec,
 )
-from .models_routing import Database, Key, Limits, Provider, Redis, Route, SecretKeyRef, Target
+from .models_routing import (
+    OBJECT_NAME,
+    Cnpg,
+    Database,
+    Key,
+    Limits,
+    Provider,
+    Redis,
+    RedisSentinel,
+    Route,
+    SecretKeyRef,
+    SecretProviderClassRef,
+    Target,
+)
 from .models_telemetry import CollectorPeer, IpBlock, Peer, Telemetry
 from .models_workload import (
     Autoscaling,
@@ -65,6 +79,9 @@ OTEL_ENV = (
     "OTEL_SERVICE_NAME",
 )
 OTEL_ENV_MESSAGE = "spec.pods.env: OTEL_* variables set by spec.telemetry may not be set here as well"
+STORE_BACKUP_MESSAGE = (
+    "spec.backup: the backup Job reads the database URL from a Secret, not from spec.secretProviderClass"
+)
 
 GROUP = "xrouter.io"
 VERSION = "v1alpha1"
@@ -74,14 +91,14 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 __all__ = [
     "API_VERSION", "GROUP", "KIND", "OTEL_ENV", "PLURAL", "VERSION",
-    "Autoscaling", "Backup", "BackupStorage", "Behavior", "CollectorPeer", "Condition", "Database",
+    "Autoscaling", "Backup", "BackupStorage", "Behavior", "Cnpg", "CollectorPeer", "Condition", "Database",
     "Egress", "EnvVar", "Image", "IpBlock", "Key", "LastBackup", "Limits", "LocalObjectReference",
     "Monitoring", "NetworkPolicy", "ObjectMeta", "Peer", "PeerSelector", "PodDisruptionBudget", "Pods",
     "Price",
-    "PrometheusRuleSpec", "Provider", "ProviderType", "PullPolicy", "Redis", "Resources", "Rollout",
-    "Route", "ScalingPolicy", "ScalingRules", "SecretKeyRef", "Service", "ServiceMonitorSpec",
-    "Strategy", "Target", "Telemetry", "Timeouts", "Toleration", "XRouter", "XRouterSpec",
-    "XRouterStatus", "check_cron", "secret_refs",
+    "PrometheusRuleSpec", "Provider", "ProviderType", "PullPolicy", "Redis", "RedisSentinel", "Resources",
+    "Rollout", "Route", "ScalingPolicy", "ScalingRules", "SecretKeyRef", "SecretProviderClassRef", "Service",
+    "ServiceMonitorSpec", "Strategy", "Target", "Telemetry", "Timeouts", "Toleration", "XRouter",
+    "XRouterSpec", "XRouterStatus", "check_cron", "secret_refs",
 ]  # fmt: skip
 
 
@@ -117,6 +134,13 @@ class XRouterSpec(ApiModel):
             ".backup",
         ),
         (
+            "!has(self.secretProviderClass) || !has(self.backup) || !has(self.database) "
+            "|| !has(self.database.urlSecretRef) "
+            "|| self.database.urlSecretRef.name != self.secretProviderClass.name",
+            STORE_BACKUP_MESSAGE,
+            ".backup",
+        ),
+        (
             "!has(self.telemetry) || !has(self.pods) || !has(self.pods.env) "
             f"|| !self.pods.env.exists(e, e.name in {list(OTEL_ENV)})",
             OTEL_ENV_MESSAGE,
@@ -143,6 +167,11 @@ class XRouterSpec(ApiModel):
     backup: Backup | None = None
     monitoring: Monitoring = Monitoring()
     telemetry: Telemetry | None = None
+    secret_provider_class: SecretProviderClassRef | None = Field(
+        default=None,
+        description="Mounted into the router pods; a secretKeyRef whose name is this one's reads the "
+        "object its key names from there instead of from a Secret.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> XRouterSpec:
@@ -152,11 +181,22 @@ class XRouterSpec(ApiModel):
             raise ValueError("spec.backup needs spec.database (the database to dump)")
         if self.telemetry is not None and any(e.name in OTEL_ENV for e in self.pods.env):
             raise ValueError(OTEL_ENV_MESSAGE)
+        if self.secret_provider_class is not None:
+            _check_store(self, self.secret_provider_class.name)
         return self
 
 
-def secret_refs(spec: XRouterSpec) -> list[tuple[str, SecretKeyRef]]:
-    """Every secretKeyRef in the spec, with the field path that names it."""
+def _check_store(spec: XRouterSpec, store: str) -> None:
+    for path, ref in _refs(spec):
+        if ref is not None and ref.name == store and not re.match(OBJECT_NAME, ref.key):
+            raise ValueError(f"{path}.key: {ref.key!r} is not a file name the SecretProviderClass can mount")
+    if spec.backup is not None and spec.database is not None and spec.database.secret_ref().name == store:
+        raise ValueError(STORE_BACKUP_MESSAGE)
+
+
+def _refs(spec: XRouterSpec) -> list[tuple[str, SecretKeyRef | None]]:
+
+    out: list[tuple[str, SecretKeyRef | None]]
     out = [(f"spec.providers[{p.name}].apiKeySecretRef", p.api_key_secret_ref) for p in spec.providers]
     for p in spec.providers:
         path = f"spec.providers[{p.name}]"
@@ -166,9 +206,21 @@ def secret_refs(spec: XRouterSpec) -> list[tuple[str, SecretKeyRef]]:
     out += [(f"spec.keys[{k.name}].secretKeyRef", k.secret_key_ref) for k in spec.keys]
     if spec.redis is not None:
         out.append(("spec.redis.urlSecretRef", spec.redis.url_secret_ref))
+        if spec.redis.sentinel is not None:
+            out.append(("spec.redis.sentinel.passwordSecretRef", spec.redis.sentinel.password_secret_ref))
+            sentinel_ref = spec.redis.sentinel.sentinel_password_secret_ref
+            out.append(("spec.redis.sentinel.sentinelPasswordSecretRef", sentinel_ref))
     if spec.database is not None:
-        out.append(("spec.database.urlSecretRef", spec.database.url_secret_ref))
-    return [(path, ref) for path, ref in out if ref is not None]
+        path = "spec.database.cnpg" if spec.database.cnpg else "spec.database.urlSecretRef"
+        out.append((path, spec.database.secret_ref()))
+    return out
+
+
+def secret_refs(spec: XRouterSpec) -> list[tuple[str, SecretKeyRef]]:
+    """Every secretKeyRef in the spec naming a Secret (not spec.secretProviderClass), with
+    the field path that names it."""
+    store = spec.secret_provider_class.name if spec.secret_provider_class else None
+    return [(path, ref) for path, ref in _refs(spec) if ref is not None and ref.name != store]
 
 
 # ---------------------------------------------------------------------------- status

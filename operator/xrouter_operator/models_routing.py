@@ -42,10 +42,27 @@ def check_http_url(url: str, field: str = "") -> int:
 
 
 class SecretKeyRef(ApiModel):
-    """A key in a Secret in the XRouter's namespace."""
+    """A key in a Secret in the XRouter's namespace (or, when ``name`` is
+    spec.secretProviderClass's, an object that SecretProviderClass mounts)."""
 
-    name: str = Field(min_length=1, max_length=253, description="Name of the Secret.")
-    key: str = Field(min_length=1, max_length=253, description="Key in the Secret's data.")
+    name: str = Field(
+        min_length=1, max_length=253, description="Name of the Secret (or of spec.secretProviderClass)."
+    )
+    key: str = Field(
+        min_length=1, max_length=253, description="Key in the Secret's data (or the object's file name)."
+    )
+
+
+# A file name the Secrets Store CSI driver writes an object to (its objectName or
+# objectAlias), as a Secret's key: no directories, so it cannot leave the mount.
+OBJECT_NAME = r"^[-._a-zA-Z0-9]+$"
+
+
+class SecretProviderClassRef(ApiModel):
+    """A SecretProviderClass (Secrets Store CSI driver: Vault, AWS, Azure, GCP providers) in
+    the XRouter's namespace, mounted into the router pods."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
 class Provider(rc.Provider):
@@ -201,14 +218,92 @@ PEERS_DESCRIPTION = (
 )
 
 
+# host:port, the host a DNS name, an IPv4 address or a bracketed IPv6 address.
+HOST_PORT = r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?):[0-9]{1,5}$"
+
+
+class RedisSentinel(ApiModel):
+    """Redis behind Sentinel: the router asks these sentinels where the master is."""
+
+    master_name: str = Field(min_length=1, max_length=253, description="As the sentinels monitor it.")
+    addresses: list[Annotated[str, Field(pattern=HOST_PORT, max_length=261)]] = Field(
+        min_length=1, max_length=9, description="The sentinels, as host:port."
+    )
+    username: str | None = Field(default=None, min_length=1, max_length=253, description="The master's user.")
+    password_secret_ref: SecretKeyRef | None = Field(default=None, description="The master's password.")
+    db: int = Field(default=0, ge=0, le=1000)
+    sentinel_username: str | None = Field(default=None, min_length=1, max_length=253)
+    sentinel_password_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="The sentinels' own password, if they require one."
+    )
+
+    def ports(self) -> list[int]:
+        return sorted({int(a.rpartition(":")[2]) for a in self.addresses})
+
+
 class Redis(ApiModel):
-    url_secret_ref: SecretKeyRef
+    model_config = cel(
+        ("has(self.urlSecretRef) != has(self.sentinel)", "spec.redis: set either urlSecretRef or sentinel"),
+        (
+            "!has(self.sentinel) || !has(self.cluster) || !self.cluster",
+            "spec.redis: cluster excludes sentinel",
+        ),
+    )
+
+    url_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="A redis:// URL; with cluster, of any node of the Redis Cluster."
+    )
+    cluster: bool = Field(default=False, description="urlSecretRef names a node of a Redis Cluster.")
+    sentinel: RedisSentinel | None = None
     fail_mode: Literal["open", "closed"] = "open"
-    port: int = Field(default=6379, ge=1, le=65535, description="For the NetworkPolicy egress rule.")
+    port: int = Field(
+        default=6379, ge=1, le=65535, description="For the NetworkPolicy egress rule (the Redis servers)."
+    )
     peers: list[Peer] = Field(default=[], max_length=8, description=PEERS_DESCRIPTION)
+
+    @model_validator(mode="after")
+    def _one_topology(self) -> Redis:
+        if (self.url_secret_ref is None) == (self.sentinel is None):
+            raise ValueError("spec.redis: set either urlSecretRef or sentinel")
+        if self.sentinel is not None and self.cluster:
+            raise ValueError("spec.redis: cluster excludes sentinel")
+        return self
+
+    def egress_ports(self) -> list[int]:
+        """The ports the pods must reach: the servers', and the sentinels' too."""
+        return sorted({self.port, *(self.sentinel.ports() if self.sentinel else [])})
+
+
+class Cnpg(ApiModel):
+    """A CloudNativePG Cluster in the XRouter's namespace."""
+
+    cluster: str = Field(pattern=DNS_LABEL, max_length=50, description="The Cluster's metadata.name.")
 
 
 class Database(ApiModel):
-    url_secret_ref: SecretKeyRef = Field(description="A postgresql:// URL.")
+    model_config = cel(
+        ("has(self.urlSecretRef) != has(self.cnpg)", "spec.database: set either urlSecretRef or cnpg"),
+    )
+
+    url_secret_ref: SecretKeyRef | None = Field(default=None, description="A postgresql:// URL.")
+    cnpg: Cnpg | None = Field(
+        default=None,
+        description="Use this CloudNativePG Cluster: the uri in its NAME-app Secret, which names its NAME-rw "
+        "Service (always the primary).",
+    )
     port: int = Field(default=5432, ge=1, le=65535, description="For the NetworkPolicy egress rule.")
     peers: list[Peer] = Field(default=[], max_length=8, description=PEERS_DESCRIPTION)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Database:
+        if (self.url_secret_ref is None) == (self.cnpg is None):
+            raise ValueError("spec.database: set either urlSecretRef or cnpg")
+        return self
+
+    def secret_ref(self) -> SecretKeyRef:
+        """Where the URL is: urlSecretRef, or the ``uri`` key of CloudNativePG's ``NAME-app``
+        Secret (postgresql://USER:PASSWORD@NAME-rw.NAMESPACE:5432/DBNAME)."""
+        if self.cnpg is not None:
+            return SecretKeyRef(name=f"{self.cnpg.cluster}-app", key="uri")
+        assert self.url_secret_ref is not None
+        return self.url_secret_ref

@@ -23,6 +23,8 @@ CONFIG_DIR = "/etc/xrouter"
 SPILL_DIR = "/var/lib/xrouter/spill"
 # Secrets as files (a projected volume); not under CONFIG_DIR, whose ConfigMap volume is read-only.
 SECRETS_DIR = "/var/run/xrouter/secrets"
+# spec.secretProviderClass's objects (the Secrets Store CSI driver's volume), one file each.
+SECRETS_STORE_DIR = "/var/run/xrouter/secrets-store"
 RUN_AS = 10001
 
 

@@ -102,9 +102,14 @@ def _egress(xr: XRouter, services: Mapping[str, ServiceFacts]) -> list[dict[str,
     spec, np = xr.spec, xr.spec.network_policy
     dns = np.egress.dns_ports
     egress = [{"ports": [{"port": p, "protocol": proto} for p in dns for proto in ("UDP", "TCP")]}]
-    for store in (spec.redis, spec.database):
-        if store is not None:
-            egress.append(_rule([p.wire() for p in store.peers], [store.port]))
+    if spec.redis is not None:
+        egress.append(_rule([p.wire() for p in spec.redis.peers], list[Port](spec.redis.egress_ports())))
+    db = spec.database
+    if db is not None:
+        to = [p.wire() for p in db.peers]
+        if not to and db.cnpg is not None:  # CloudNativePG labels its instances with their Cluster
+            to = [{"podSelector": {"matchLabels": {"cnpg.io/cluster": db.cnpg.cluster}}}]
+        egress.append(_rule(to, [db.port]))
     t = spec.telemetry
     if t is not None:
         port = t.port()

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from xrouter_router import config as rc
 
 from .models import SecretKeyRef, XRouter
-from .naming import ADMIN_KEY_FIELD, SECRETS_DIR, SPILL_DIR, admin_secret_name
+from .naming import ADMIN_KEY_FIELD, SECRETS_DIR, SECRETS_STORE_DIR, SPILL_DIR, admin_secret_name
 from .parsing import RenderError, format_validation_error
 
 # Read-only for the owner and the pod's fsGroup (the router's group), nobody else.
@@ -26,18 +26,22 @@ SECRET_FILE_MODE = 0o440
 
 @dataclass(frozen=True)
 class SecretFile:
-    """One key of one Secret, projected to ``path`` (relative to the volume's mount)."""
+    """One key of one Secret, projected to ``path`` (relative to the volume's mount); with
+    ``store``, an object of spec.secretProviderClass, which its CSI volume mounts as ``key``."""
 
     secret: str
     key: str
     path: str
+    store: bool = False
 
     def source(self, mount: str = SECRETS_DIR) -> rc.SecretSource:
+        if self.store:
+            return rc.SecretSource(file=f"{SECRETS_STORE_DIR}/{self.key}")
         return rc.SecretSource(file=f"{mount}/{self.path}")
 
 
-def _file(ref: SecretKeyRef, path: str) -> SecretFile:
-    return SecretFile(ref.name, ref.key, path)
+def _file(ref: SecretKeyRef, path: str, store: str | None = None) -> SecretFile:
+    return SecretFile(ref.name, ref.key, path, store=ref.name == store)
 
 
 def projected_volume(name: str, files: list[SecretFile]) -> dict[str, Any]:
@@ -45,6 +49,8 @@ def projected_volume(name: str, files: list[SecretFile]) -> dict[str, Any]:
     per Secret, in order of first use)."""
     items: dict[str, list[dict[str, str]]] = {}
     for f in files:
+        if f.store:  # in the CSI volume instead
+            continue
         items.setdefault(f.secret, []).append({"key": f.key, "path": f.path})
     return {
         "name": name,
@@ -59,13 +65,14 @@ def router_config(xr: XRouter) -> tuple[rc.RouterConfig, list[SecretFile]]:
     """The router's config, validated by the router's own model, and the Secret keys the
     pods must see as files for the ``{file: ...}`` sources it names."""
     spec = xr.spec
+    store = spec.secret_provider_class.name if spec.secret_provider_class else None
     admin = SecretFile(admin_secret_name(xr.metadata.name), ADMIN_KEY_FIELD, "admin-key")
     files = [admin]
     providers = []
     for p in spec.providers:
         api_key = None
         if p.api_key_secret_ref is not None:
-            f = _file(p.api_key_secret_ref, f"providers/{p.name}/api-key")
+            f = _file(p.api_key_secret_ref, f"providers/{p.name}/api-key", store)
             files.append(f)
             api_key = f.source()
         aws = None
@@ -96,7 +103,7 @@ def router_config(xr: XRouter) -> tuple[rc.RouterConfig, list[SecretFile]]:
         )
     keys = []
     for k in spec.keys:
-        f = _file(k.secret_key_ref, f"keys/{k.name}")
+        f = _file(k.secret_key_ref, f"keys/{k.name}", store)
         files.append(f)
         keys.append(
             rc.Key(
@@ -105,16 +112,10 @@ def router_config(xr: XRouter) -> tuple[rc.RouterConfig, list[SecretFile]]:
                 limits=rc.Limits.model_validate(k.limits.model_dump()) if k.limits else None,
             )
         )
-    redis = rc.RedisConfig()
-    if spec.redis is not None:
-        f = _file(spec.redis.url_secret_ref, "redis-url")
-        files.append(f)
-        # One namespace per XRouter (its uid): routers sharing a Redis share no key.
-        namespace = f"xr:{xr.metadata.uid}" if xr.metadata.uid else "xr"
-        redis = rc.RedisConfig(url=f.source(), fail_mode=spec.redis.fail_mode, namespace=namespace)
+    redis = _redis(xr, files, store)
     database = rc.DatabaseConfig(spill_dir=SPILL_DIR)
     if spec.database is not None:
-        f = _file(spec.database.url_secret_ref, "database-url")
+        f = _file(spec.database.secret_ref(), "database-url", store)
         files.append(f)
         database = rc.DatabaseConfig(url=f.source(), spill_dir=SPILL_DIR)
     try:
@@ -147,3 +148,38 @@ def router_config(xr: XRouter) -> tuple[rc.RouterConfig, list[SecretFile]]:
     except ValidationError as e:
         raise RenderError(f"spec: the router rejects the config: {format_validation_error(e)}") from None
     return config, files
+
+
+def _redis(xr: XRouter, files: list[SecretFile], store: str | None) -> rc.RedisConfig:
+    """spec.redis as the router's ``redis``, adding the Secret keys it reads to ``files``."""
+    r = xr.spec.redis
+    if r is None:
+        return rc.RedisConfig()
+    # One namespace per XRouter (its uid): routers sharing a Redis share no key.
+    namespace = f"xr:{xr.metadata.uid}" if xr.metadata.uid else "xr"
+    if r.sentinel is None:
+        assert r.url_secret_ref is not None
+        f = _file(r.url_secret_ref, "redis-url", store)
+        files.append(f)
+        return rc.RedisConfig(url=f.source(), fail_mode=r.fail_mode, cluster=r.cluster, namespace=namespace)
+    s = r.sentinel
+    sources: dict[str, rc.SecretSource | None] = {}
+    for field, ref, path in (
+        ("password", s.password_secret_ref, "redis-password"),
+        ("sentinel_password", s.sentinel_password_secret_ref, "redis-sentinel-password"),
+    ):
+        sources[field] = None
+        if ref is not None:
+            f = _file(ref, path, store)
+            files.append(f)
+            sources[field] = f.source()
+    sentinel = rc.RedisSentinel(
+        master_name=s.master_name,
+        addresses=list(s.addresses),
+        username=s.username,
+        password=sources["password"],
+        db=s.db,
+        sentinel_username=s.sentinel_username,
+        sentinel_password=sources["sentinel_password"],
+    )
+    return rc.RedisConfig(sentinel=sentinel, fail_mode=r.fail_mode, namespace=namespace)

@@ -16,6 +16,7 @@ from .naming import (
     ROTATION_ANNOTATION,
     RUN_AS,
     SECRETS_DIR,
+    SECRETS_STORE_DIR,
     SPILL_DIR,
     admin_secret_name,
     config_map_name,
@@ -182,6 +183,22 @@ def deployment(xr: XRouter, secret_files: list[SecretFile], checksum: str) -> Ma
             {"name": "spill", "emptyDir": {"sizeLimit": "1Gi"}},
         ],
     }
+    if spec.secret_provider_class is not None:
+        # The Secrets Store CSI driver fetches the objects (from Vault, ...) as the pod starts
+        # and, with its rotation on, rewrites them in place: the router re-reads them as it
+        # does the projected Secret files.
+        mount = {"name": "secrets-store", "mountPath": SECRETS_STORE_DIR, "readOnly": True}
+        container["volumeMounts"].append(mount)
+        pod_spec["volumes"].append(
+            {
+                "name": "secrets-store",
+                "csi": {
+                    "driver": "secrets-store.csi.k8s.io",
+                    "readOnly": True,
+                    "volumeAttributes": {"secretProviderClass": spec.secret_provider_class.name},
+                },
+            }
+        )
     spread = pods.topology_spread_constraints
     spread_list = default_spread(name) if spread is None else [dict(s) for s in spread]
     if spread_list:

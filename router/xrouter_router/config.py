@@ -213,8 +213,34 @@ class Price(CamelModel):
     cache_write_1h_input: float | None = Field(default=None, ge=0, alias="cacheWrite1hInput")
 
 
+class RedisSentinel(CamelModel):
+    """Redis behind Sentinel: the router asks the sentinels which server is the master,
+    and asks again whenever that server stops answering or turns into a replica."""
+
+    master_name: str = Field(min_length=1, description="The name the sentinels monitor the master as.")
+    addresses: list[str] = Field(
+        min_length=1, description="The sentinels, as host:port.", examples=[["redis-sentinel:26379"]]
+    )
+    username: str | None = Field(default=None, min_length=1, description="The master's ACL user.")
+    password: SecretSource | None = Field(default=None, description="The master's (and replicas') password.")
+    db: int = Field(default=0, ge=0)
+    sentinel_username: str | None = Field(default=None, min_length=1)
+    sentinel_password: SecretSource | None = Field(
+        default=None, description="The sentinels' own password, when they require one."
+    )
+
+    @model_validator(mode="after")
+    def _addresses(self) -> RedisSentinel:
+        for a in self.addresses:
+            host, _, port = a.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"redis.sentinel.addresses: {a!r} is not host:port")
+        return self
+
+
 class RedisConfig(CamelModel):
-    # None: no Redis; limits are per process. The env var REDIS_URL overrides.
+    # None: no Redis; limits are per process. The env var REDIS_URL overrides. With
+    # cluster, the URL of any node of the Redis Cluster (it finds the others).
     url: SecretSource | None = None
     fail_mode: Literal["open", "closed"] = "open"
     # Every key this router writes (limits, budgets, the spill stream, the cache) starts
@@ -222,6 +248,16 @@ class RedisConfig(CamelModel):
     # share limits, budgets, spilled rows and cached answers. The operator sets it from
     # the XRouter's uid; the default suits one router alone on its Redis.
     namespace: str = Field(default="xr", pattern=r"^[A-Za-z0-9_.:-]{1,80}$")
+    cluster: bool = Field(default=False, description="url names a node of a Redis Cluster.")
+    sentinel: RedisSentinel | None = None
+
+    @model_validator(mode="after")
+    def _one_topology(self) -> RedisConfig:
+        if self.sentinel is not None and self.url is not None:
+            raise ValueError("redis: set either 'url' or 'sentinel', not both")
+        if self.sentinel is not None and self.cluster:
+            raise ValueError("redis: 'cluster' and 'sentinel' exclude each other")
+        return self
 
 
 class DatabaseConfig(CamelModel):
@@ -280,6 +316,12 @@ class RouterConfig(CamelModel):
     @model_validator(mode="after")
     def _consistent(self) -> RouterConfig:
         check_references(self.providers, self.models, self.keys, self.default_limits)
+        if self.redis.cluster:
+            for k in self.keys:
+                # Its limit counters are xr:{NAME}...: with "}" first the hash tag is empty,
+                # and a cluster would refuse the scripts touching them (CROSSSLOT).
+                if k.name.startswith("}"):
+                    raise ValueError(f"keys[{k.name}].name: cannot start with '}}' with redis.cluster")
         return self
 
 

@@ -43,4 +43,6 @@ def secret_files(config: RouterConfig) -> list[Path]:
             sources += [p.aws.access_key_id, p.aws.secret_access_key, p.aws.session_token]
     sources += [k.secret for k in config.keys]
     sources += [config.admin_key, config.redis.url, config.database.url]
+    if config.redis.sentinel is not None:
+        sources += [config.redis.sentinel.password, config.redis.sentinel.sentinel_password]
     return sorted({Path(s.file) for s in sources if s is not None and s.file is not None})

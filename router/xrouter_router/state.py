@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import logging
 
-from redis.asyncio import Redis
-
 from .auth import KeyInfo, KeyStore
 from .cache import ResponseCache
 from .clients import Clients
@@ -20,6 +18,7 @@ from .ledger.limits import Limiter
 from .ledger.usage import UsageRecorder
 from .metrics import Metrics
 from .owners import Owners
+from .redisconn import RedisTarget, client, target
 from .runtime import Runtime, TargetRegistry, build
 from .secrets import override
 from .telemetry import Telemetry, otlp_configured
@@ -27,15 +26,8 @@ from .telemetry import Telemetry, otlp_configured
 log = logging.getLogger("xrouter.state")
 
 
-def _urls(config: RouterConfig) -> tuple[str | None, str | None]:
-    return (
-        override("REDIS_URL", config.redis.url, "redis.url"),
-        override("DATABASE_URL", config.database.url, "database.url"),
-    )
-
-
-def _redis(url: str | None) -> Redis | None:
-    return Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5) if url else None
+def _urls(config: RouterConfig) -> tuple[RedisTarget | None, str | None]:
+    return target(config.redis), override("DATABASE_URL", config.database.url, "database.url")
 
 
 class State:
@@ -45,9 +37,9 @@ class State:
         self.clients = Clients()
         self.runtime: Runtime = build(config, self.targets, self.clients)
         self.keys = KeyStore(self.runtime.keys)
-        redis_url, dsn = _urls(config)
-        self._redis_url = redis_url
-        redis = _redis(redis_url)
+        redis_at, dsn = _urls(config)
+        self._redis_at = redis_at
+        redis = client(redis_at)
         total = max(p.timeouts.total for p in config.providers)
         d = config.database
         ns = self.namespace = config.redis.namespace
@@ -75,10 +67,11 @@ class State:
         """Swap in a new config, all or nothing: everything that can fail (a secret,
         the Redis URL) is read and built before the first assignment, so a refused
         reload leaves the old config serving whole, as its log line says."""
-        redis_url, dsn = _urls(config)
+        redis_at, dsn = _urls(config)
         runtime = build(config, self.targets, self.clients)
-        rotated = redis_url != self._redis_url  # rotated in its Secret (mounted as a file)
-        redis = _redis(redis_url) if rotated else None  # a malformed URL raises here
+        # Rotated in its Secret (mounted as a file), or re-topologized (URL, Sentinel, Cluster).
+        rotated = redis_at != self._redis_at
+        redis = client(redis_at) if rotated else None  # a malformed URL raises here
         # From here on nothing raises.
         self.runtime = runtime
         self.keys.config_keys = runtime.keys
@@ -87,7 +80,7 @@ class State:
         if config.redis.namespace != self.namespace:
             log.warning("redis.namespace changed; that takes effect on restart")
         if rotated:
-            self._redis_url = redis_url
+            self._redis_at = redis_at
             self.limiter.set_redis(redis)
             self.usage.set_redis(redis)
         self.usage.set_dsn(dsn)

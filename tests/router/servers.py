@@ -60,7 +60,8 @@ class Postgres:
     """A throwaway cluster, initdb'd into a temp dir and run as the postgres user
     (we may be root, and PostgreSQL refuses to run as root)."""
 
-    def __init__(self) -> None:
+    def __init__(self, initdb: bool = True) -> None:
+        """``initdb=False``: an empty data directory, for a replica's base backup."""
         bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
         if not bins:
             raise RuntimeError("PostgreSQL not installed: run `make deps` (hack/install-deps.sh)")
@@ -73,9 +74,10 @@ class Postgres:
         self.user = "postgres" if os.geteuid() == 0 else None
         if self.user:
             shutil.chown(self.dir, self.user)
-        self._run(
-            [str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "xrouter", "-E", "UTF8"]
-        )
+        if initdb:
+            self._run(
+                [str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "xrouter", "-E", "UTF8"]
+            )
 
     def _run(self, cmd: list[str]) -> None:
         subprocess.run(
@@ -177,7 +179,8 @@ class Router:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.dir = workdir or Path(tempfile.mkdtemp(prefix="xrouter-router-"))
-        self.config_path = self.dir / "config.yaml"
+        # One file per router: routers sharing a workdir would otherwise reload each other's.
+        self.config_path = self.dir / f"config-{self.port}.yaml"
         self.log_path = self.dir / f"router-{self.port}.log"
         self.env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
         self.env.update(env or {})

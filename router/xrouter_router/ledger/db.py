@@ -58,6 +58,10 @@ MIGRATIONS: list[str] = [
 ]
 
 CONNECT_TIMEOUT = 3.0
+# Raised (outside asyncpg's PostgresError and InterfaceError) when every host of a
+# multi-host URL with target_session_attrs=read-write is a standby: mid-failover, an
+# outage like any other.
+NoWritableHost = asyncpg.exceptions.TargetServerAttributeNotMatched
 
 
 async def connect(dsn: str) -> asyncpg.Pool:

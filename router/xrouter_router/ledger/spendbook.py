@@ -9,9 +9,10 @@ import time
 
 import asyncpg
 
+from . import db
 from .budgets import NONE, Periods
 
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, db.NoWritableHost, OSError, asyncio.TimeoutError)
 SPEND_REFRESH_SECONDS = 5.0
 _KEEP_AFTER_WINDOW = 86400.0  # a windowed account stays in Redis one day past its end
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from .redisconn import SPILL_ACK_MS, replica_acks
 from .usagerow import UsageRow, parse_row
 
 log = logging.getLogger("xrouter.usage")
@@ -41,14 +42,22 @@ class StreamSpill:
         self._lock = self.key + ":lock"
 
     async def add(self, lines: Sequence[bytes]) -> bool:
-        """Append encoded rows; False if Redis did not take all of them."""
+        """Append encoded rows; False if Redis did not take all of them (or, behind
+        Sentinel, no replica acknowledged them: then they go to disk as well, and the
+        copy replayed second stores nothing, the table being idempotent)."""
+        acks = replica_acks(self.redis)
         try:
             pipe = self.redis.pipeline(transaction=False)
             for line in lines:
                 pipe.xadd(self.key, {"r": line})
-            await pipe.execute()
+            if acks:
+                pipe.execute_command("WAIT", acks, SPILL_ACK_MS)
+            results = await pipe.execute()
         except _ERRORS as exc:
             log.warning("redis did not take spilled usage rows, spilling to disk: %s", type(exc).__name__)
+            return False
+        if acks and int(results[-1]) < acks:
+            log.warning("no redis replica acknowledged spilled usage rows; keeping them on disk too")
             return False
         return True
 
