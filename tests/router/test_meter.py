@@ -26,6 +26,7 @@ def _config(provider: FakeProvider, tmp: Path) -> Config:
     config["providers"].append({"name": "fragile", "type": "anthropic", "baseUrl": provider.url})
     config["models"] += [
         {"name": "trickle", "targets": [{"provider": "fake", "model": "slowstream-150"}]},
+        {"name": "claude-trickle", "targets": [{"provider": "fragile", "model": "slowstream-150"}]},
         {"name": "stuck", "targets": [{"provider": "fake", "model": "stall-6"}]},
         {"name": "claude-fail", "targets": [{"provider": "fragile", "model": "midfail"}]},
         {"name": "resp-fail", "targets": [{"provider": "fake2", "model": "midfail"}]},
@@ -84,6 +85,28 @@ def test_hanging_up_mid_stream_records_tokens_and_cost(
     assert int(prompt) > 100  # the prompt, estimated from the request
     assert 1 <= int(completion) < 20  # what was streamed before the hang-up
     assert costly == "t" and estimated == "true"
+
+
+def test_hanging_up_on_anthropic_keeps_its_prompt_count(
+    start_router: StartRouter, provider: FakeProvider, tmp_path: Path, database: tuple[Postgres, str]
+) -> None:
+    pg, name = database
+    router = _start(start_router, provider, tmp_path, pg, name)
+    headers = {"authorization": f"Bearer {KEY}"}
+    with (
+        httpx.Client(timeout=10) as http,
+        http.stream(
+            "POST", router.url + "/v1/chat/completions", json=_chat("claude-trickle"), headers=headers
+        ) as r,
+    ):
+        rid = r.headers["x-request-id"]
+        for n, _ in enumerate(line for line in r.iter_lines() if line.startswith("data:")):
+            if n == 4:
+                break  # hang up a few words in
+    status, prompt, completion, costly, estimated = _row(pg, name, rid)
+    # message_start said 10 input tokens and 4 read from the cache: exact, not estimated.
+    assert (status, prompt) == ("499", "14")
+    assert int(completion) >= 1 and costly == "t" and estimated == "true"
 
 
 def test_a_stalled_stream_records_tokens_and_cost(
