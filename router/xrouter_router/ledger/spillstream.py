@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from .redisconn import SPILL_ACK_MS, replica_acks
+from ..redisconn import SPILL_ACK_MS, replica_acks
 from .usagerow import UsageRow, parse_row
 
 log = logging.getLogger("xrouter.usage")
