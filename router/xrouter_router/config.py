@@ -18,33 +18,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, model_validator
 
-
-class CamelModel(BaseModel):
-    """The wire conventions shared by the router config and the operator's XRouter API:
-    camelCase on the wire, unknown fields refused, immutable."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-    )
-
-
-class SecretSource(CamelModel):
-    """Where a secret value comes from: an env var or a file. Exactly one is set."""
-
-    env: str | None = Field(default=None, min_length=1)
-    file: str | None = Field(default=None, min_length=1)
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> SecretSource:
-        if (self.env is None) == (self.file is None):
-            raise ValueError("set exactly one of 'env' or 'file'")
-        return self
+# Re-exported: the config's one public module names every model of it.
+from .configbase import CamelModel as CamelModel
+from .configbase import SecretSource as SecretSource
+from .storeconfig import DatabaseConfig as DatabaseConfig
+from .storeconfig import RedisConfig as RedisConfig
+from .storeconfig import RedisSentinel as RedisSentinel
 
 
 class ProviderType(str, Enum):  # noqa: UP042 (str() of members is part of the contract)
@@ -211,62 +192,6 @@ class Price(CamelModel):
     cached_input: float | None = Field(default=None, ge=0)
     cache_write_input: float | None = Field(default=None, ge=0)
     cache_write_1h_input: float | None = Field(default=None, ge=0, alias="cacheWrite1hInput")
-
-
-class RedisSentinel(CamelModel):
-    """Redis behind Sentinel: the router asks the sentinels which server is the master,
-    and asks again whenever that server stops answering or turns into a replica."""
-
-    master_name: str = Field(min_length=1, description="The name the sentinels monitor the master as.")
-    addresses: list[str] = Field(
-        min_length=1, description="The sentinels, as host:port.", examples=[["redis-sentinel:26379"]]
-    )
-    username: str | None = Field(default=None, min_length=1, description="The master's ACL user.")
-    password: SecretSource | None = Field(default=None, description="The master's (and replicas') password.")
-    db: int = Field(default=0, ge=0)
-    sentinel_username: str | None = Field(default=None, min_length=1)
-    sentinel_password: SecretSource | None = Field(
-        default=None, description="The sentinels' own password, when they require one."
-    )
-
-    @model_validator(mode="after")
-    def _addresses(self) -> RedisSentinel:
-        for a in self.addresses:
-            host, _, port = a.rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError(f"redis.sentinel.addresses: {a!r} is not host:port")
-        return self
-
-
-class RedisConfig(CamelModel):
-    # None: no Redis; limits are per process. The env var REDIS_URL overrides. With
-    # cluster, the URL of any node of the Redis Cluster (it finds the others).
-    url: SecretSource | None = None
-    fail_mode: Literal["open", "closed"] = "open"
-    # Every key this router writes (limits, budgets, the spill stream, the cache) starts
-    # with "<namespace>:". Routers sharing one Redis need different namespaces, or they
-    # share limits, budgets, spilled rows and cached answers. The operator sets it from
-    # the XRouter's uid; the default suits one router alone on its Redis.
-    namespace: str = Field(default="xr", pattern=r"^[A-Za-z0-9_.:-]{1,80}$")
-    cluster: bool = Field(default=False, description="url names a node of a Redis Cluster.")
-    sentinel: RedisSentinel | None = None
-
-    @model_validator(mode="after")
-    def _one_topology(self) -> RedisConfig:
-        if self.sentinel is not None and self.url is not None:
-            raise ValueError("redis: set either 'url' or 'sentinel', not both")
-        if self.sentinel is not None and self.cluster:
-            raise ValueError("redis: 'cluster' and 'sentinel' exclude each other")
-        return self
-
-
-class DatabaseConfig(CamelModel):
-    # None: usage is not persisted. The env var DATABASE_URL overrides.
-    url: SecretSource | None = None
-    batch_size: int = Field(default=500, ge=1)
-    flush_interval_seconds: float = Field(default=1.0, gt=0)
-    # Rows that cannot reach Postgres are spilled here and replayed later.
-    spill_dir: str = "/var/lib/xrouter/spill"
 
 
 class RetryPolicy(CamelModel):

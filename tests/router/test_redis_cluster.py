@@ -96,7 +96,7 @@ def test_the_response_cache_answers_from_the_cluster(
     assert (first.headers["x-xrouter-cache"], second.headers["x-xrouter-cache"]) == ("miss", "hit")
     assert second.json()["choices"] == first.json()["choices"]
     assert provider.stats().get("cached-up", 0) == 1
-    assert any(n.client().keys(PREFIX + "*") for n in cluster.nodes)
+    assert any(n.client().keys("xr:" + PREFIX + "*") for n in cluster.nodes)
 
 
 def test_a_replica_killed_in_a_postgres_outage_loses_no_row_through_the_cluster_stream(
