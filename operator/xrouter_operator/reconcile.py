@@ -235,9 +235,9 @@ class Reconciler:
 
     @staticmethod
     def _ours(m: Obj, obj: Obj, uid: str) -> bool:
-        # A manifest rendered without an ownerReference (a retained backup PVC) is ours by
-        # its labels: the claim a deleted XRouter of the same name left is adopted.
-        if "ownerReferences" not in m["metadata"] and adoptable(obj, m["metadata"]["labels"]):
+        # A backup PVC is ours by its labels when nobody controls it: the claim a deleted
+        # XRouter of the same name retained is adopted (and owned again with whenDeleted: Delete).
+        if m["kind"] == "PersistentVolumeClaim" and adoptable(obj, m["metadata"]["labels"]):
             return True
         return owned_by(obj, uid)
 

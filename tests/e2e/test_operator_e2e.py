@@ -858,6 +858,33 @@ def test_backup_reports_last_backup(env: Env, operator: Operator) -> None:
         env.kubectl("delete", "pv", pv_name, "--wait=false", "--ignore-not-found", check=False)
 
 
+def test_backup_claim_outlives_the_xrouter_unless_asked(env: Env, operator: Operator) -> None:
+    env.kubectl("create", "secret", "generic", "pg", "--from-literal=url=postgresql://x:y@pg:5432/xrouter")
+    db = {"urlSecretRef": {"name": "pg", "key": "url"}}
+    backup: dict[str, Any] = {"schedule": "0 3 * * *", "storage": {"size": "1Gi"}}
+    env.apply(SAMPLE.read_text())
+    env.apply(sample_xr(database=db, backup=backup))
+    eventually("the backup claim", lambda: env.get("pvc", "sample-backup") is not None, timeout=15)
+    pvc = env.get("pvc", "sample-backup") or {}
+    assert "ownerReferences" not in pvc["metadata"], pvc["metadata"]
+    env.kubectl("delete", "xrouter", "sample", "--wait=true")
+    eventually("the Deployment garbage-collected", lambda: env.get("deployment", "sample") is None, 60)
+    assert (env.get("pvc", "sample-backup") or {}).get("metadata", {}).get("uid") == pvc["metadata"]["uid"]
+    # Re-created: the claim with the dumps is adopted, not reported as someone else's.
+    env.apply(sample_xr(database=db, backup={**backup, "storage": {"size": "1Gi", "whenDeleted": "Delete"}}))
+    new_uid = env.xr()["metadata"]["uid"]
+
+    def adopted() -> bool:
+        refs = (env.get("pvc", "sample-backup") or {}).get("metadata", {}).get("ownerReferences") or []
+        return [r["uid"] for r in refs] == [new_uid]
+
+    eventually("the claim adopted and owned (whenDeleted: Delete)", adopted, timeout=20)
+    assert env.condition("Degraded").get("reason") != "OwnershipConflict"
+    assert env.get("cronjob", "sample-backup") is not None
+    env.kubectl("delete", "xrouter", "sample", "--wait=true")
+    eventually("the claim garbage-collected", lambda: env.get("pvc", "sample-backup") is None, 60)
+
+
 def _minimal_crd(kind: str, plural: str) -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",

@@ -405,8 +405,8 @@ def test_backup_dumps_outlive_the_xrouter_and_a_new_one_adopts_them() -> None:
     kube.writes.clear()
     rec.reconcile("ns", "r")
     assert [w for w in kube.writes if w[0] == "apply"] == []
-    # Deleted and re-created (a new uid): the claim with the dumps is adopted, not a conflict.
-    # The garbage collector deletes what the XRouter owns.
+    # Deleted (the garbage collector deletes what the XRouter owns) and re-created with a
+    # new uid: the claim with the dumps is adopted, not a conflict.
     for key, obj in list(kube.objects.items()):
         refs = obj["metadata"].get("ownerReferences") or []
         if key[0] == "XRouter" or any(r.get("uid") == "xr-uid" for r in refs):
@@ -417,7 +417,14 @@ def test_backup_dumps_outlive_the_xrouter_and_a_new_one_adopts_them() -> None:
     kube.put(new)
     rec.reconcile("ns", "r")
     assert "OwnershipConflict" not in cond(kube, "Degraded")["reason"]  # (the pg Secret is missing)
+    assert "ownerReferences" not in kube.objects[PVC]["metadata"]
     assert kube.objects[("CronJob", "ns", "r-backup")]["metadata"]["ownerReferences"][0]["uid"] == "xr-uid-2"
+    # whenDeleted: Delete on the adopted claim: now it is the XRouter's to take along.
+    storage = {"size": "1Gi", "whenDeleted": "Delete"}
+    kube.objects[("XRouter", "ns", "r")]["spec"]["backup"]["storage"] = storage
+    rec.reconcile("ns", "r")
+    assert "OwnershipConflict" not in cond(kube, "Degraded")["reason"]
+    assert [r["uid"] for r in kube.objects[PVC]["metadata"]["ownerReferences"]] == ["xr-uid-2"]
 
 
 def test_when_deleted_delete_gives_the_claim_to_the_xrouter_and_retain_takes_it_back() -> None:
