@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from .models import API_VERSION, PLURAL
 
 MONITORING_GROUP_VERSION = "monitoring.coreos.com/v1"
+VPA_GROUP_VERSION = "autoscaling.k8s.io/v1"
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,16 @@ KINDS: dict[str, ChildKind] = {
             "prometheusrules",
             "only when the Prometheus operator CRDs exist",
             order=12,
+            watched=True,
+            prune=True,
+            optional=True,
+        ),
+        ChildKind(
+            "VerticalPodAutoscaler",
+            VPA_GROUP_VERSION,
+            "verticalpodautoscalers",
+            "only when the Vertical Pod Autoscaler CRD exists",
+            order=13,
             watched=True,
             prune=True,
             optional=True,

@@ -39,6 +39,7 @@ from .models_policy import (
 )
 from .models_routing import Database, Key, Limits, Provider, Redis, Route, SecretKeyRef, Target
 from .models_telemetry import CollectorPeer, IpBlock, Peer, Telemetry
+from .models_vpa import VPA_HPA_CPU_MESSAGE, ResourceAmounts, VerticalAutoscaling
 from .models_workload import (
     Autoscaling,
     Behavior,
@@ -78,9 +79,10 @@ __all__ = [
     "Egress", "EnvVar", "Image", "IpBlock", "Key", "LastBackup", "Limits", "LocalObjectReference",
     "Monitoring", "NetworkPolicy", "ObjectMeta", "Peer", "PeerSelector", "PodDisruptionBudget", "Pods",
     "Price",
-    "PrometheusRuleSpec", "Provider", "ProviderType", "PullPolicy", "Redis", "Resources", "Rollout",
-    "Route", "ScalingPolicy", "ScalingRules", "SecretKeyRef", "Service", "ServiceMonitorSpec",
-    "Strategy", "Target", "Telemetry", "Timeouts", "Toleration", "XRouter", "XRouterSpec",
+    "PrometheusRuleSpec", "Provider", "ProviderType", "PullPolicy", "Redis", "ResourceAmounts",
+    "Resources", "Rollout", "Route", "ScalingPolicy", "ScalingRules", "SecretKeyRef", "Service",
+    "ServiceMonitorSpec", "Strategy", "Target", "Telemetry", "Timeouts", "Toleration",
+    "VerticalAutoscaling", "XRouter", "XRouterSpec",
     "XRouterStatus", "check_cron", "secret_refs",
 ]  # fmt: skip
 
@@ -122,6 +124,16 @@ class XRouterSpec(ApiModel):
             OTEL_ENV_MESSAGE,
             ".pods",
         ),
+        (
+            # An absent controlledResources means [cpu, memory]; an enabled HPA always has a CPU
+            # target (the CRD defaults targetCPUUtilizationPercentage to 70).
+            "!has(self.verticalAutoscaling) || (has(self.verticalAutoscaling.controlledResources) "
+            "&& !('cpu' in self.verticalAutoscaling.controlledResources)) || !has(self.autoscaling) "
+            "|| !has(self.autoscaling.enabled) || !self.autoscaling.enabled "
+            "|| !has(self.autoscaling.targetCPUUtilizationPercentage)",
+            VPA_HPA_CPU_MESSAGE,
+            ".verticalAutoscaling.controlledResources",
+        ),
     )
 
     suspend: bool = Field(default=False, description="While true the operator changes nothing.")
@@ -138,6 +150,7 @@ class XRouterSpec(ApiModel):
     redis: Redis | None = None
     database: Database | None = None
     autoscaling: Autoscaling = Autoscaling()
+    vertical_autoscaling: VerticalAutoscaling | None = None
     network_policy: NetworkPolicy = NetworkPolicy()
     pod_disruption_budget: PodDisruptionBudget = PodDisruptionBudget()
     backup: Backup | None = None
@@ -152,6 +165,9 @@ class XRouterSpec(ApiModel):
             raise ValueError("spec.backup needs spec.database (the database to dump)")
         if self.telemetry is not None and any(e.name in OTEL_ENV for e in self.pods.env):
             raise ValueError(OTEL_ENV_MESSAGE)
+        va, hpa = self.vertical_autoscaling, self.autoscaling
+        if va and "cpu" in va.controlled_resources and hpa.enabled and hpa.target_cpu_utilization_percentage:
+            raise ValueError(VPA_HPA_CPU_MESSAGE)
         return self
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from . import metrics
 from .apply import adoptable, drops_owner, first_difference, owned_by
 from .handover import hand_over_replicas
-from .kinds import GATING_KINDS, MONITORING_GROUP_VERSION, OPTIONAL_KINDS, PRUNABLE, WORKLOAD_KINDS
+from .kinds import GATING_KINDS, KINDS, OPTIONAL_KINDS, PRUNABLE, WORKLOAD_KINDS
 from .kube import Kube, KubeError
 from .models import API_VERSION, KIND, XRouter, secret_refs
 from .naming import (
@@ -41,6 +41,7 @@ from .parsing import RenderError, parse
 from .policy import ServiceFacts, service_facts, upstream_services
 from .render import RenderInputs, render
 from .status import Observed, Problems, backup_facts, compute_status, container_restarts, status_patch
+from .vpa import vpa_condition
 
 log = logging.getLogger("xrouter_operator")
 
@@ -85,9 +86,17 @@ class Reconciler:
     # ------------------------------------------------------------------ inputs
 
     def monitoring_kinds(self) -> frozenset[str]:
+        """The optional kinds whose CRDs are installed (Prometheus operator's, the VPA's),
+        looked up at most once a minute."""
         at, kinds = self._monitoring
         if time.monotonic() - at > 60:
-            kinds = frozenset(self.kube.api_resources(MONITORING_GROUP_VERSION) & OPTIONAL_KINDS)
+            groups = sorted({KINDS[k].api_version for k in OPTIONAL_KINDS})
+            found: set[str] = set()
+            for gv in groups:
+                found |= self.kube.api_resources(gv) & {
+                    k for k in OPTIONAL_KINDS if KINDS[k].api_version == gv
+                }
+            kinds = frozenset(found)
             self._monitoring = (time.monotonic(), kinds)
         return kinds
 
@@ -194,6 +203,7 @@ class Reconciler:
 
         missing = self._missing_secrets(xr) if xr is not None else []
         observed = self._observe(namespace, name, uid, live, foreign)
+        vpa_c = vpa_condition(xr, "VerticalPodAutoscaler" in self.monitoring_kinds()) if xr else None
         status = compute_status(
             generation=generation,
             suspend=suspend,
@@ -206,6 +216,7 @@ class Reconciler:
             selector=selector_string(name),
             now=self.clock(),
             min_replicas=xr.spec.autoscaling.min_replicas if xr and xr.spec.autoscaling.enabled else None,
+            extra=[("VerticalAutoscaling", vpa_c)] if vpa_c else [],
         ).wire()
         patch = status_patch(old_status, status)
         if patch is not None:

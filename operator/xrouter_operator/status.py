@@ -9,6 +9,7 @@ the same observations give the same status and a steady state writes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -126,9 +127,11 @@ def compute_status(
     selector: str,
     now: str,
     min_replicas: int | None = None,
+    extra: Sequence[tuple[str, tuple[CondStatus, str, str]]] = (),
 ) -> XRouterStatus:
     """The new status. ``now`` is only used for conditions whose status changes;
-    ``min_replicas`` is spec.autoscaling.minReplicas while an HPA scales the Deployment."""
+    ``min_replicas`` is spec.autoscaling.minReplicas while an HPA scales the Deployment;
+    ``extra`` are further conditions as (type, (status, reason, message)), e.g. VerticalAutoscaling."""
     old = old or {}
     dep = observed.deployment
     # Ready: enough pods serve (see serving_floor), whatever else is going on.
@@ -185,6 +188,7 @@ def compute_status(
         ("Ready", ready_c),
         ("Progressing", progressing),
         ("Degraded", degraded),
+        *extra,
     ):
         prev = old_conds.get(type_)
         ltt = prev.get("lastTransitionTime") if prev and prev.get("status") == cstatus else None
