@@ -37,6 +37,7 @@ from .models_policy import (
     PrometheusRuleSpec,
     ServiceMonitorSpec,
 )
+from .models_rollout import RolloutStatus
 from .models_routing import Database, Key, Limits, Provider, Redis, Route, SecretKeyRef, Target
 from .models_telemetry import CollectorPeer, IpBlock, Peer, Telemetry
 from .models_vpa import VPA_HPA_CPU_MESSAGE, ResourceAmounts, VerticalAutoscaling
@@ -64,6 +65,10 @@ OTEL_ENV = (
     "OTEL_TRACES_SAMPLER",
     "OTEL_TRACES_SAMPLER_ARG",
     "OTEL_SERVICE_NAME",
+)
+CANARY_HPA_MESSAGE = (
+    "spec.rollout.strategy: canary does not combine with spec.autoscaling yet "
+    "(the canary's share is counted in pods against spec.replicas)"
 )
 OTEL_ENV_MESSAGE = "spec.pods.env: OTEL_* variables set by spec.telemetry may not be set here as well"
 
@@ -125,6 +130,12 @@ class XRouterSpec(ApiModel):
             ".pods",
         ),
         (
+            "!has(self.rollout) || !has(self.rollout.strategy) || self.rollout.strategy != 'canary' "
+            "|| !has(self.autoscaling) || !has(self.autoscaling.enabled) || !self.autoscaling.enabled",
+            CANARY_HPA_MESSAGE,
+            ".rollout.strategy",
+        ),
+        (
             # An absent controlledResources means [cpu, memory]; an enabled HPA always has a CPU
             # target (the CRD defaults targetCPUUtilizationPercentage to 70).
             "!has(self.verticalAutoscaling) || (has(self.verticalAutoscaling.controlledResources) "
@@ -165,6 +176,8 @@ class XRouterSpec(ApiModel):
             raise ValueError("spec.backup needs spec.database (the database to dump)")
         if self.telemetry is not None and any(e.name in OTEL_ENV for e in self.pods.env):
             raise ValueError(OTEL_ENV_MESSAGE)
+        if self.rollout.strategy == "canary" and self.autoscaling.enabled:
+            raise ValueError(CANARY_HPA_MESSAGE)
         va, hpa = self.vertical_autoscaling, self.autoscaling
         if va and "cpu" in va.controlled_resources and hpa.enabled and hpa.target_cpu_utilization_percentage:
             raise ValueError(VPA_HPA_CPU_MESSAGE)
@@ -208,6 +221,7 @@ class XRouterStatus(ApiModel):
     selector: str | None = None
     endpoint: str | None = None
     last_backup: LastBackup | None = None
+    rollout: RolloutStatus | None = None
 
     def wire(self) -> dict[str, Any]:
         """The status as the API stores it (camelCase, unset fields left out)."""

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from .models_rollout import Analysis, Canary
 from .schema import ApiModel, IntOrString, Json, Quantity, cel
 
 
@@ -111,8 +112,15 @@ class Pods(ApiModel):
 
 
 class Rollout(ApiModel):
+    strategy: Literal["rollingUpdate", "canary"] = Field(
+        default="rollingUpdate",
+        description="rollingUpdate: the Deployment's own. canary: the new version beside the "
+        "stable one in steps, analysed by the operator (see docs/operator.md).",
+    )
     max_surge: IntOrString = "25%"
     max_unavailable: IntOrString = 0
+    canary: Canary = Canary()
+    analysis: Analysis = Analysis()
 
 
 class Service(ApiModel):

@@ -17,7 +17,7 @@ from typing import Any
 
 from xrouter_router import config as rc
 
-from . import backup, monitoring, policy, vpa, workload
+from . import backup, canary, monitoring, policy, vpa, workload
 from .kinds import apply_order
 from .models import XRouter
 from .parsing import RenderError, parse
@@ -98,4 +98,6 @@ def _render(xr: XRouter, inputs: RenderInputs) -> list[Manifest]:
         out.append(monitoring.prometheus_rule(xr))
     if spec.vertical_autoscaling is not None and "VerticalPodAutoscaler" in inputs.monitoring_kinds:
         out.append(vpa.vertical_pod_autoscaler(xr))
+    if spec.rollout.strategy == "canary":
+        out = canary.versioned(xr, out)
     return sorted(out, key=lambda m: apply_order(m["kind"]))
