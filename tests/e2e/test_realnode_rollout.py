@@ -1,0 +1,205 @@
+"""Canary rollouts of real router pods on the real node, analysed by the operator (its image, in
+its own namespace) from the pods' own /metrics, while a client on the host sends requests
+through the Service the whole time.
+
+A good config-only change (a new model) is promoted through every step; a config whose only
+route points at a provider answering 500 is rolled back on its own, and the client requests
+that failed meanwhile are counted and bounded. Status and events show every step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from openai import OpenAI
+from xrouter_dev.cluster import LocalCluster
+from xrouter_dev.realnode import RealNode
+from xrouter_dev.stack import TEAM_KEY, Cluster, Stack, deploy, get_json, remove
+from xrouter_dev.waiting import eventually
+
+FIGURES: dict[str, Any] = {}
+STEPS = [
+    {"weight": 25, "pauseSeconds": 10},
+    {"weight": 50, "pauseSeconds": 10},
+    {"weight": 75, "pauseSeconds": 10},
+]
+MIN_REQUESTS = 20
+INTERVAL = 2
+# After the verdict: the canary pod's endpoint is dropped and its keep-alive connections end
+# within its preStop sleep (5 s) plus the router's own drain; 10 s covers both.
+TEARDOWN_SECONDS = 10
+MODEL = {"name": "gpt-4o-mini", "targets": [{"provider": "fake", "model": "gpt-4o-mini"}]}
+
+
+@dataclass
+class Load:
+    """A client on the host: one request after another through the Service, every outcome counted."""
+
+    client: OpenAI
+    ok: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.client.chat.completions.create(
+                    model="gpt-4o-mini", messages=[{"role": "user", "content": "c"}]
+                )
+                self.ok += 1
+            except Exception as e:  # counted: this is what the tests measure
+                self.failed += 1
+                self.errors.append(f"{type(e).__name__}: {e}"[:200])
+            time.sleep(0.02)
+
+    def snapshot(self) -> tuple[int, int]:
+        return self.ok, self.failed
+
+
+@pytest.fixture(scope="module")
+def stack(cluster: Cluster) -> Iterator[Stack]:
+    if not isinstance(cluster, LocalCluster):
+        pytest.skip("deploys onto the local launcher's real node")
+    node: RealNode = cluster.start_real_node()
+    node.load_images()
+    suffix = uuid.uuid4().hex[:6]
+    ns, op_ns = f"canary-{suffix}", f"canary-op-{suffix}"
+    cluster.kubectl("create", "namespace", ns)
+    try:
+        yield deploy(cluster, ns, op_ns)
+    finally:
+        print("\ncanary figures: " + json.dumps(FIGURES, indent=1))
+        remove(cluster, op_ns, ns)
+
+
+@pytest.fixture(scope="module")
+def load(stack: Stack) -> Iterator[Load]:
+    client = OpenAI(base_url=f"http://{stack.service_ip()}/v1", api_key=TEAM_KEY, max_retries=0, timeout=10)
+    lo = Load(client)
+    t = threading.Thread(target=lo.run, daemon=True)
+    t.start()
+    yield lo
+    lo.stop.set()
+    t.join(15)
+
+
+def rollout(stack: Stack) -> dict[str, Any]:
+    return dict(stack.status().get("rollout") or {})
+
+
+def events(stack: Stack) -> list[tuple[str, str]]:
+    selector = f"involvedObject.name={stack.name},involvedObject.kind=XRouter"
+    items = get_json(stack.cluster, "-n", stack.namespace, "events", "--field-selector", selector)["items"]
+    return [(e["reason"], e["message"]) for e in items]
+
+
+def canary_spec(stack: Stack, **extra: Any) -> dict[str, Any]:
+    allow = [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": stack.operator_namespace}}}
+    ]
+    return {
+        "spec": {
+            "rollout": {
+                "strategy": "canary",
+                "canary": {"steps": STEPS},
+                "analysis": {"minRequests": MIN_REQUESTS, "intervalSeconds": INTERVAL},
+            },
+            # The operator reads the pods' /metrics from its own namespace.
+            "networkPolicy": {"allowMetricsFrom": allow},
+            **extra,
+        }
+    }
+
+
+def promoted(stack: Stack, timeout: float = 300) -> tuple[list[tuple[Any, ...]], float]:
+    seen: list[tuple[Any, ...]] = []
+    t0 = time.monotonic()
+
+    def done() -> bool:
+        ro = rollout(stack)
+        row = (ro.get("phase"), ro.get("step"), ro.get("weight"), ro.get("verdict"))
+        if not seen or seen[-1] != row:
+            seen.append(row)
+        return (
+            ro.get("phase") == "Promoted" and ro.get("revision") == ro.get("stableRevision") and len(seen) > 1
+        )
+
+    eventually(f"the rollout promoted ({seen})", done, timeout, every=0.5)
+    return seen, time.monotonic() - t0
+
+
+def test_a_good_config_change_is_promoted_through_every_step(stack: Stack, load: Load) -> None:
+    # Switching to the canary strategy is itself a new pod template (the config gets its
+    # versioned ConfigMap): it goes through the steps, with the client's traffic as evidence.
+    stack.patch(canary_spec(stack))
+    seen, took = promoted(stack)
+    FIGURES["switch to canary: promoted"] = {"seconds": round(took, 1), "steps seen": seen}
+
+    before = load.snapshot()
+    stack.patch({"spec": {"models": [MODEL, {**MODEL, "name": "gpt-4o"}]}})
+    seen, took = promoted(stack)
+    ok, failed = (a - b for a, b in zip(load.snapshot(), before, strict=True))
+    FIGURES["good config change"] = {
+        "seconds": round(took, 1),
+        "ok": ok,
+        "failed": failed,
+        "steps seen": seen,
+    }
+    progressing = [(s, w) for phase, s, w, _ in seen if phase == "Progressing"]
+    assert {s for s, _ in progressing} == {1, 2, 3}, seen
+    assert max(w or 0 for _, w in progressing) >= 50, seen
+    reasons = [r for r, _ in events(stack)]
+    assert reasons.count("CanaryStepPassed") >= 3 + 3 and reasons.count("RolloutPromoted") >= 2, reasons
+    assert failed == 0, load.errors[-5:]
+    models = load.client.models.list()
+    assert {m.id for m in models.data} == {"gpt-4o-mini", "gpt-4o"}
+    assert not get_json(stack.cluster, "-n", stack.namespace, "deployments", "-l",
+                        "xrouter.io/track=canary")["items"]  # fmt: skip
+
+
+def test_a_config_whose_route_fails_is_rolled_back(stack: Stack, load: Load) -> None:
+    if rollout(stack).get("phase") != "Promoted":
+        stack.patch(canary_spec(stack))
+        promoted(stack)
+    before = load.snapshot()
+    t0 = time.monotonic()
+    stack.patch(
+        {"spec": {"models": [{"name": "gpt-4o-mini", "targets": [{"provider": "fake", "model": "fail"}]}]}}
+    )
+
+    def aborted() -> bool:
+        return rollout(stack).get("phase") == "Aborted"
+
+    eventually("the canary rolled back", aborted, 240, every=0.5)
+    took = time.monotonic() - t0
+    time.sleep(TEARDOWN_SECONDS)
+    ok, failed = (a - b for a, b in zip(load.snapshot(), before, strict=True))
+    rate = (ok + failed) / (time.monotonic() - t0)
+    # The bound: the canary requests the verdict needs, plus the canary's share (1 pod of 3)
+    # of the traffic during one analysis interval and the teardown.
+    bound = MIN_REQUESTS + math.ceil(rate / 3 * (INTERVAL + TEARDOWN_SECONDS))
+    ro = rollout(stack)
+    FIGURES["bad config change"] = {
+        "seconds to rollback": round(took, 1), "ok": ok, "failed": failed, "bound": bound,
+        "requests/s": round(rate, 1), "reason": ro.get("reason"),
+    }  # fmt: skip
+    assert ro["verdict"] == "Failed" and "error rate" in ro["reason"], ro
+    degraded = next(c for c in stack.status()["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "RolloutAborted")
+    assert "RolloutAborted" in {r for r, _ in events(stack)}
+    assert 0 < failed <= bound, (failed, bound)
+    # Rolled back: every request succeeds again, and no canary is left.
+    after = load.snapshot()
+    time.sleep(5)
+    assert load.snapshot()[1] == after[1], load.errors[-5:]
+    assert not get_json(stack.cluster, "-n", stack.namespace, "deployments", "-l",
+                        "xrouter.io/track=canary")["items"]  # fmt: skip
