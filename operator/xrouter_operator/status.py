@@ -217,13 +217,21 @@ def compute_status(
 
 
 def status_patch(old: Obj | None, new: Obj) -> Obj | None:
-    """A merge patch from old to new (None when nothing changed). Keys that went away
-    are set to null."""
+    """A merge patch from old to new (None when nothing changed). Keys that went away,
+    at any depth, are set to null."""
     old = old or {}
     if old == new:
         return None
+    return _with_nulls(old, new)
+
+
+def _with_nulls(old: Obj, new: Obj) -> Obj:
+    # Nested too: status.rollout loses fields as a rollout moves on (a merge patch would
+    # otherwise keep the stale ones, and every reconcile would find a difference to write).
     patch: Obj = dict(new)
-    for key in old:
+    for key, value in old.items():
         if key not in new:
             patch[key] = None
+        elif isinstance(value, dict) and isinstance(new[key], dict):
+            patch[key] = _with_nulls(value, new[key])
     return patch

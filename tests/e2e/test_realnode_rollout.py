@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pytest
 from openai import OpenAI
 from xrouter_dev.cluster import LocalCluster
@@ -83,7 +84,16 @@ def stack(cluster: Cluster) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def load(stack: Stack) -> Iterator[Load]:
-    client = OpenAI(base_url=f"http://{stack.service_ip()}/v1", api_key=TEAM_KEY, max_retries=0, timeout=10)
+    # A new connection per request, as many independent clients would make: kube-proxy picks a
+    # pod per connection, and one kept-alive connection would stay on one pod for good.
+    http = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), timeout=10)
+    client = OpenAI(
+        base_url=f"http://{stack.service_ip()}/v1",
+        api_key=TEAM_KEY,
+        max_retries=0,
+        timeout=10,
+        http_client=http,
+    )
     lo = Load(client)
     t = threading.Thread(target=lo.run, daemon=True)
     t.start()

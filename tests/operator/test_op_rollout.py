@@ -200,3 +200,15 @@ def test_switching_back_to_rolling_update_removes_the_canary() -> None:
     w.reconcile()
     assert w.dep("r-canary") is None
     assert "rollout" not in w.kube.objects[("XRouter", "ns", "r")]["status"]
+
+
+def test_steady_state_after_promotion_writes_nothing() -> None:
+    w, _ = started()
+    for _ in range(12):
+        w.seconds += 10
+        w.reconcile()
+    assert w.rollout()["phase"] == "Promoted"
+    n = len(w.kube.writes)
+    w.seconds += 10
+    out = w.reconcile()
+    assert w.kube.writes[n:] == [] and out.requeue_after is None
