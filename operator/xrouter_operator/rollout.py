@@ -162,6 +162,8 @@ class Rollouts:
         s_ready = int(live.get("status", {}).get("readyReplicas", 0))
         verdict: Literal["Running", "Passed", "Inconclusive"] = "Running"
         if c_ready < want_c:
+            # The step's pause counts from when its canary pods serve.
+            started = now
             reason = f"waiting for canary pods: {c_ready}/{want_c} ready"
         elif (_time(now) - _time(started)).total_seconds() >= steps[step - 1].pause_seconds:
             if ok:
