@@ -143,10 +143,25 @@ def promoted(stack: Stack, timeout: float = 300) -> tuple[list[tuple[Any, ...]],
             ro.get("phase") == "Promoted" and ro.get("revision") == ro.get("stableRevision") and len(seen) > 1
         )
 
-    eventually(f"the rollout promoted ({seen})", done, timeout, every=0.5)
+    try:
+        eventually("the rollout promoted", done, timeout, every=0.5)
+    except AssertionError as e:
+        raise AssertionError(f"{e}; seen {seen}\n{diagnose(stack)}") from None
     return seen, time.monotonic() - t0
 
 
+def diagnose(stack: Stack) -> str:
+    """What a failed wait shows: the XRouter's status, the Deployments, the operator's log."""
+    k = stack.cluster.kubectl
+    out = [json.dumps(stack.status(), indent=1)[:4000]]
+    out.append(k("get", "deploy,pods,cm", "-n", stack.namespace, "-o", "wide", check=False).stdout)
+    out.append(k("logs", "-n", stack.operator_namespace, "-l", "app.kubernetes.io/name=xrouter-operator",
+                 "--tail=60", check=False).stdout)  # fmt: skip
+    out.append(str(events(stack)[-15:]))
+    return "\n".join(out)
+
+
+@pytest.mark.timeout(900)
 def test_a_good_config_change_is_promoted_through_every_step(stack: Stack, load: Load) -> None:
     # Switching to the canary strategy is itself a new pod template (the config gets its
     # versioned ConfigMap): it goes through the steps, with the client's traffic as evidence.
@@ -176,6 +191,7 @@ def test_a_good_config_change_is_promoted_through_every_step(stack: Stack, load:
                         "xrouter.io/track=canary")["items"]  # fmt: skip
 
 
+@pytest.mark.timeout(600)
 def test_a_config_whose_route_fails_is_rolled_back(stack: Stack, load: Load) -> None:
     if rollout(stack).get("phase") != "Promoted":
         stack.patch(canary_spec(stack))
@@ -189,7 +205,10 @@ def test_a_config_whose_route_fails_is_rolled_back(stack: Stack, load: Load) -> 
     def aborted() -> bool:
         return rollout(stack).get("phase") == "Aborted"
 
-    eventually("the canary rolled back", aborted, 240, every=0.5)
+    try:
+        eventually("the canary rolled back", aborted, 240, every=0.5)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{diagnose(stack)}") from None
     took = time.monotonic() - t0
     time.sleep(TEARDOWN_SECONDS)
     ok, failed = (a - b for a, b in zip(load.snapshot(), before, strict=True))
