@@ -58,9 +58,10 @@ end
 -- the change is not done until it is promoted or rolled back (then Degraded, above).
 local progressing = condition(conditions, "Progressing")
 if progressing ~= nil and progressing.status == "True" and progressing.reason ~= nil
-    and string.sub(progressing.reason, 1, 6) == "Canary" then
+    and (string.sub(progressing.reason, 1, 6) == "Canary"
+      or string.sub(progressing.reason, 1, 9) == "BlueGreen") then
   hs.status = "Progressing"
-  hs.message = describe(progressing, "Canary in progress")
+  hs.message = describe(progressing, "Rollout in progress")
   return hs
 end
 

@@ -22,6 +22,7 @@ from .naming import config_map_name
 Manifest = dict[str, Any]
 REVISION_ANNOTATION = "xrouter.io/revision"
 TRACK_LABEL = "xrouter.io/track"
+REVISION_LABEL = "xrouter.io/revision"
 CONFIG_VERSION_LABEL = "xrouter.io/config-version"
 
 
@@ -33,9 +34,9 @@ def canary_name(name: str) -> str:
     return f"{name}-canary"
 
 
-def versioned(xr: XRouter, manifests: list[Manifest]) -> list[Manifest]:
+def versioned(xr: XRouter, manifests: list[Manifest], *, label: bool = False) -> list[Manifest]:
     """The manifests with the ConfigMap named by its content and the pod template stamped
-    with its revision."""
+    with its revision (``label``: as a pod label too, which blue-green's Services select)."""
     name = xr.metadata.name
     out = copy.deepcopy(manifests)
     cm = next(m for m in out if m["kind"] == "ConfigMap" and m["metadata"]["name"] == config_map_name(name))
@@ -47,7 +48,10 @@ def versioned(xr: XRouter, manifests: list[Manifest]) -> list[Manifest]:
     for vol in template["spec"]["volumes"]:
         if vol.get("configMap", {}).get("name") == config_map_name(name):
             vol["configMap"]["name"] = cm["metadata"]["name"]
-    template["metadata"]["annotations"][REVISION_ANNOTATION] = digest(template)
+    rev = digest(template)
+    template["metadata"]["annotations"][REVISION_ANNOTATION] = rev
+    if label:
+        template["metadata"]["labels"][REVISION_LABEL] = rev
     return out
 
 

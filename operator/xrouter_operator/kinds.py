@@ -115,7 +115,15 @@ KINDS: dict[str, ChildKind] = {
             gates=True,
             extra_verbs=("delete",),
         ),
-        ChildKind("Service", "v1", "services", "router Service", order=4, watched=True),
+        ChildKind(
+            "Service",
+            "v1",
+            "services",
+            "router Service (and blue-green's preview Service, deleted after the switch)",
+            order=4,
+            watched=True,
+            extra_verbs=("delete",),
+        ),
         ChildKind(
             "Deployment",
             "apps/v1",

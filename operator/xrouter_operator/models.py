@@ -67,8 +67,8 @@ OTEL_ENV = (
     "OTEL_SERVICE_NAME",
 )
 CANARY_HPA_MESSAGE = (
-    "spec.rollout.strategy: canary does not combine with spec.autoscaling yet "
-    "(the canary's share is counted in pods against spec.replicas)"
+    "spec.rollout.strategy: canary and blueGreen do not combine with spec.autoscaling yet "
+    "(the new version's pods are counted against spec.replicas)"
 )
 OTEL_ENV_MESSAGE = "spec.pods.env: OTEL_* variables set by spec.telemetry may not be set here as well"
 
@@ -130,7 +130,7 @@ class XRouterSpec(ApiModel):
             ".pods",
         ),
         (
-            "!has(self.rollout) || !has(self.rollout.strategy) || self.rollout.strategy != 'canary' "
+            "!has(self.rollout) || !has(self.rollout.strategy) || self.rollout.strategy == 'rollingUpdate' "
             "|| !has(self.autoscaling) || !has(self.autoscaling.enabled) || !self.autoscaling.enabled",
             CANARY_HPA_MESSAGE,
             ".rollout.strategy",
@@ -176,7 +176,7 @@ class XRouterSpec(ApiModel):
             raise ValueError("spec.backup needs spec.database (the database to dump)")
         if self.telemetry is not None and any(e.name in OTEL_ENV for e in self.pods.env):
             raise ValueError(OTEL_ENV_MESSAGE)
-        if self.rollout.strategy == "canary" and self.autoscaling.enabled:
+        if self.rollout.strategy != "rollingUpdate" and self.autoscaling.enabled:
             raise ValueError(CANARY_HPA_MESSAGE)
         va, hpa = self.vertical_autoscaling, self.autoscaling
         if va and "cpu" in va.controlled_resources and hpa.enabled and hpa.target_cpu_utilization_percentage:

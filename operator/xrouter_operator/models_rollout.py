@@ -24,6 +24,18 @@ class Canary(ApiModel):
     steps: list[CanaryStep] = Field(default=DEFAULT_STEPS, min_length=1, max_length=16)
 
 
+class BlueGreen(ApiModel):
+    auto_promotion: bool = Field(
+        default=True,
+        description="Promote on its own once the preview passed analysis for previewSeconds; "
+        "false: only the xrouter.io/promote annotation promotes.",
+    )
+    preview_seconds: int = Field(default=30, ge=0, le=86400, description="Analysis time of the preview.")
+    scale_down_delay_seconds: int = Field(
+        default=30, ge=0, le=86400, description="How long the old version is kept after the switch."
+    )
+
+
 class Analysis(ApiModel):
     """Thresholds the canary must meet at every step; judged from the pods' own /metrics."""
 

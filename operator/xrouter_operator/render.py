@@ -98,6 +98,6 @@ def _render(xr: XRouter, inputs: RenderInputs) -> list[Manifest]:
         out.append(monitoring.prometheus_rule(xr))
     if spec.vertical_autoscaling is not None and "VerticalPodAutoscaler" in inputs.monitoring_kinds:
         out.append(vpa.vertical_pod_autoscaler(xr))
-    if spec.rollout.strategy == "canary":
-        out = canary.versioned(xr, out)
+    if spec.rollout.strategy != "rollingUpdate":
+        out = canary.versioned(xr, out, label=spec.rollout.strategy == "blueGreen")
     return sorted(out, key=lambda m: apply_order(m["kind"]))

@@ -79,11 +79,11 @@ def with_conditions(status: XRouterStatus, plan: Plan | None, old: Obj | None, n
     return status.model_copy(update={"conditions": conditions, "rollout": plan.status})
 
 
-def _time(s: str) -> datetime:
+def parse_time(s: str) -> datetime:
     return datetime.strptime(s, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
-def _measured(s: Sample) -> Measured:
+def measured(s: Sample) -> Measured:
     p95 = s.quantile(0.95)
     return Measured(
         requests=int(s.requests),
@@ -102,20 +102,24 @@ class Rollouts:
     def plan(self, xr: XRouter, desired: list[Obj], old_status: Obj | None, now: str) -> Plan:
         """What to apply and delete for the rollout in progress (see the module docstring)."""
         ns, name, uid = xr.metadata.namespace, xr.metadata.name, xr.metadata.uid
+        if xr.spec.rollout.strategy == "blueGreen":
+            from . import bluegreen  # it builds on this module's Plan and helpers
+
+            return bluegreen.plan(self, xr, desired, old_status, now)
         if xr.spec.rollout.strategy != "canary":
             # A canary left behind by a switch back to rollingUpdate goes (only when its
             # status says there was one: the plain path makes no extra read).
             plan = Plan(desired=desired)
             if (old_status or {}).get("rollout"):
-                self._drop_canary(plan, self._owned("Deployment", ns, canary.canary_name(name), uid))
+                self._drop_canary(plan, self.owned("Deployment", ns, canary.canary_name(name), uid))
             return plan
         i = next(k for k, m in enumerate(desired) if m["kind"] == "Deployment")
         new = desired[i]
         new_rev = canary.revision(new) or ""
         replicas = xr.spec.replicas
-        live = self._owned("Deployment", ns, name, uid)
-        canary_live = self._owned("Deployment", ns, canary.canary_name(name), uid)
-        prev = self._previous(old_status)
+        live = self.owned("Deployment", ns, name, uid)
+        canary_live = self.owned("Deployment", ns, canary.canary_name(name), uid)
+        prev = self.previous(old_status)
         stable_rev = canary.revision(live)
         plan = Plan(desired=list(desired))
 
@@ -150,7 +154,7 @@ class Rollouts:
                 plan, i, new, prev, new_rev, stable_rev, len(steps), "promoted by annotation"
             )
 
-        c_pods, s_pods = self._samples(ns, name, new_rev, stable_rev)
+        c_pods, s_pods = self.samples(ns, name, new_rev, stable_rev)
         c_sum = sum(c_pods.values(), Sample())
         s_sum = sum(s_pods.values(), Sample())
         ok, reason = analysis.judge(c_sum, s_sum, xr.spec.rollout.analysis)
@@ -165,7 +169,7 @@ class Rollouts:
             # The step's pause counts from when its canary pods serve.
             started = now
             reason = f"waiting for canary pods: {c_ready}/{want_c} ready"
-        elif (_time(now) - _time(started)).total_seconds() >= steps[step - 1].pause_seconds:
+        elif (parse_time(now) - parse_time(started)).total_seconds() >= steps[step - 1].pause_seconds:
             if ok:
                 plan.events.append(
                     ("Normal", "CanaryStepPassed", f"step {step}/{len(steps)} "
@@ -190,7 +194,7 @@ class Rollouts:
         plan.status = RolloutStatus(
             revision=new_rev, stable_revision=stable_rev, phase="Progressing", step=step, steps=len(steps),
             weight=weight, step_started_at=started, verdict=verdict, reason=reason[:1024],
-            canary=_measured(c_sum), stable=_measured(s_sum),
+            canary=measured(c_sum), stable=measured(s_sum),
         )  # fmt: skip
         plan.progressing = (
             "True",
@@ -247,8 +251,8 @@ class Rollouts:
         plan.status = RolloutStatus(
             revision=rev, stable_revision=stable_rev, phase="Promoting", step=steps, steps=steps, weight=None,
             verdict="Passed", reason=reason[:1024],
-            canary=_measured(c) if c else (prev.canary if prev else None),
-            stable=_measured(s) if s else (prev.stable if prev else None),
+            canary=measured(c) if c else (prev.canary if prev else None),
+            stable=measured(s) if s else (prev.stable if prev else None),
         )  # fmt: skip
         plan.progressing = ("True", "CanaryPromoting", f"revision {rev} passed; the stable pods take it")
         plan.requeue_after = PROMOTING_POLL_SECONDS
@@ -265,7 +269,7 @@ class Rollouts:
             step=prev.step if prev and prev.revision == rev else None,
             steps=prev.steps if prev and prev.revision == rev else None, weight=0,
             verdict="Failed", reason=reason[:1024],
-            canary=_measured(c) if c else None, stable=_measured(s) if s else None,
+            canary=measured(c) if c else None, stable=measured(s) if s else None,
         )  # fmt: skip
         # The Warning event comes from the Degraded condition turning True (reconcile._events).
         plan.degraded = ("True", "RolloutAborted", f"revision {rev} rolled back: {reason}"[:1024])
@@ -280,12 +284,12 @@ class Rollouts:
 
     # ------------------------------------------------------------------ helpers
 
-    def _owned(self, kind: str, ns: str, name: str, uid: str) -> Obj | None:
+    def owned(self, kind: str, ns: str, name: str, uid: str) -> Obj | None:
         obj = self.kube.get(kind, ns, name)
         return obj if obj is not None and owned_by(obj, uid) else None
 
     @staticmethod
-    def _previous(old_status: Obj | None) -> RolloutStatus | None:
+    def previous(old_status: Obj | None) -> RolloutStatus | None:
         raw = (old_status or {}).get("rollout")
         if not raw:
             return None
@@ -310,7 +314,7 @@ class Rollouts:
             if versioned and meta["name"] not in keep and owned_by(cm, xr.metadata.uid):
                 plan.delete.append(("ConfigMap", meta["name"]))
 
-    def _samples(
+    def samples(
         self, ns: str, name: str, rev: str, stable_rev: str | None
     ) -> tuple[dict[str, Sample], dict[str, Sample]]:
         """Counters of the ready canary pods (all theirs: they started with the rollout) and of
@@ -327,7 +331,7 @@ class Rollouts:
             if not ip or not ready or meta.get("deletionTimestamp"):
                 continue
             pod_rev = (meta.get("annotations") or {}).get(canary.REVISION_ANNOTATION)
-            is_canary = (meta.get("labels") or {}).get(canary.TRACK_LABEL) == "canary" and pod_rev == rev
+            is_canary = pod_rev == rev  # the canary's or the preview's pods
             sample = self.scrape(ip, HTTP_PORT)
             if sample is None:
                 continue

@@ -10,7 +10,7 @@ import pytest
 from fakekube import FakeKube
 from test_op_reconcile import xrouter
 from xrouter_operator.analysis import Sample
-from xrouter_operator.canary import REVISION_ANNOTATION, TRACK_LABEL
+from xrouter_operator.canary import REVISION_ANNOTATION
 from xrouter_operator.kube import Kube
 from xrouter_operator.reconcile import Outcome, Reconciler
 
@@ -18,15 +18,19 @@ STEPS = [{"weight": 25, "pauseSeconds": 30}, {"weight": 50, "pauseSeconds": 30}]
 ROLLOUT = {"strategy": "canary", "canary": {"steps": STEPS}, "analysis": {"minRequests": 10}}
 GOOD = Sample(100, 0, {0.05: 100, float("inf"): 100})
 BAD = Sample(100, 40, {0.05: 100, float("inf"): 100})
+MODEL_CHANGE = [
+    {"name": "m", "targets": [{"provider": "mock", "model": "echo"}]},
+    {"name": "m2", "targets": [{"provider": "mock", "model": "echo"}]},
+]
 
 
 class World:
     """The fake API plus what the controllers and kubelet would do: Deployments get ready
     pods at once, and each pod's /metrics says what the test sets for its track."""
 
-    def __init__(self, **spec: Any) -> None:
+    def __init__(self, rollout: dict[str, Any] = ROLLOUT, replicas: int = 4) -> None:
         self.kube = FakeKube()
-        self.kube.put(xrouter(replicas=4, rollout=ROLLOUT, **spec))
+        self.kube.put(xrouter(replicas=replicas, rollout=rollout))
         self.seconds = 0
         self.canary_metrics = GOOD
         self.stable_metrics = GOOD
@@ -57,7 +61,7 @@ class World:
             for i in range(replicas):
                 n += 1
                 ip = f"10.0.0.{n}"
-                self.ips[ip] = tmpl["labels"].get(TRACK_LABEL, "stable")
+                self.ips[ip] = "canary" if name.endswith(("-canary", "-preview")) else "stable"
                 self.kube.put({
                     "apiVersion": "v1", "kind": "Pod",
                     "metadata": {"name": f"{name}-{i}", "namespace": "ns", "labels": dict(tmpl["labels"]),
@@ -104,11 +108,7 @@ def started() -> tuple[World, str]:
     w.reconcile()
     assert w.rollout()["phase"] == "Promoted" and w.dep("r-canary") is None
     old_config = w.config_of()
-    models = [
-        {"name": "m", "targets": [{"provider": "mock", "model": "echo"}]},
-        {"name": "m2", "targets": [{"provider": "mock", "model": "echo"}]},
-    ]
-    w.spec(models=models)
+    w.spec(models=MODEL_CHANGE)
     out = w.reconcile()
     assert out.requeue_after == 5
     return w, old_config
