@@ -1,10 +1,11 @@
-"""Canary rollouts of real router pods on the real node, analysed by the operator (its image, in
-its own namespace) from the pods' own /metrics, while a client on the host sends requests
+"""Canary and blue-green rollouts of real router pods on the real node, analysed by the operator
+(its image, in its own namespace) from the pods' own /metrics, while a client on the host sends requests
 through the Service the whole time.
 
 A good config-only change (a new model) is promoted through every step; a config whose only
 route points at a provider answering 500 is rolled back on its own, and the client requests
-that failed meanwhile are counted and bounded. Status and events show every step.
+that failed meanwhile are counted and bounded. The same two cases with blue-green, where a
+second client tests the preview Service. Status and events show every step.
 """
 
 from __future__ import annotations
@@ -82,21 +83,20 @@ def stack(cluster: Cluster) -> Iterator[Stack]:
         remove(cluster, op_ns, ns)
 
 
-@pytest.fixture(scope="module")
-def load(stack: Stack) -> Iterator[Load]:
+def start_load(ip: str) -> tuple[Load, threading.Thread]:
     # A new connection per request, as many independent clients would make: kube-proxy picks a
     # pod per connection, and one kept-alive connection would stay on one pod for good.
     http = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), timeout=10)
-    client = OpenAI(
-        base_url=f"http://{stack.service_ip()}/v1",
-        api_key=TEAM_KEY,
-        max_retries=0,
-        timeout=10,
-        http_client=http,
-    )
+    client = OpenAI(base_url=f"http://{ip}/v1", api_key=TEAM_KEY, max_retries=0, timeout=10, http_client=http)
     lo = Load(client)
     t = threading.Thread(target=lo.run, daemon=True)
     t.start()
+    return lo, t
+
+
+@pytest.fixture(scope="module")
+def load(stack: Stack) -> Iterator[Load]:
+    lo, t = start_load(stack.service_ip())
     yield lo
     lo.stop.set()
     t.join(15)
@@ -232,3 +232,101 @@ def test_a_config_whose_route_fails_is_rolled_back(stack: Stack, load: Load) -> 
     assert load.snapshot()[1] == after[1], load.errors[-5:]
     assert not get_json(stack.cluster, "-n", stack.namespace, "deployments", "-l",
                         "xrouter.io/track=canary")["items"]  # fmt: skip
+
+
+BLUE_GREEN = {"previewSeconds": 10, "scaleDownDelaySeconds": 10}
+
+
+def blue_green_spec(stack: Stack, **extra: Any) -> dict[str, Any]:
+    spec = canary_spec(stack, **extra)
+    spec["spec"]["rollout"] = {
+        "strategy": "blueGreen",
+        "blueGreen": BLUE_GREEN,
+        "analysis": {"minRequests": MIN_REQUESTS, "intervalSeconds": INTERVAL},
+    }
+    return spec
+
+
+def preview_load(stack: Stack) -> tuple[Load, threading.Thread]:
+    """A tester's client on the preview Service, once it exists."""
+
+    def ip() -> str:
+        r = stack.cluster.kubectl("get", "service", f"{stack.name}-preview", "-n", stack.namespace,
+                                  "-o", "jsonpath={.spec.clusterIP}", check=False)  # fmt: skip
+        return r.stdout.strip() if r.returncode == 0 else ""
+
+    return start_load(eventually("the preview Service", ip, 120, every=0.5))
+
+
+def service_revision(stack: Stack) -> str | None:
+    svc = get_json(stack.cluster, "-n", stack.namespace, f"service/{stack.name}")
+    return svc["spec"]["selector"].get("xrouter.io/revision")
+
+
+@pytest.mark.timeout(600)
+def test_blue_green_good_change_switches_after_the_preview(stack: Stack, load: Load) -> None:
+    # Back to a good config, then blue-green (a switch of strategy rolls plainly; the Service
+    # then selects the revision every pod carries).
+    stack.patch(blue_green_spec(stack, models=[MODEL]))
+    eventually("the Service selecting a revision", lambda: service_revision(stack), 240, every=1)
+    old = service_revision(stack)
+
+    before = load.snapshot()
+    t0 = time.monotonic()
+    stack.patch({"spec": {"models": [MODEL, {**MODEL, "name": "gpt-4.1"}]}})
+    tester, thread = preview_load(stack)
+    try:
+        seen, _ = promoted(stack)
+    finally:
+        tester.stop.set()
+        thread.join(15)
+    took = time.monotonic() - t0
+    ok, failed = (a - b for a, b in zip(load.snapshot(), before, strict=True))
+    FIGURES["blue-green good change"] = {
+        "seconds": round(took, 1), "ok": ok, "failed": failed, "preview ok": tester.ok,
+        "preview failed": tester.failed, "phases seen": seen,
+    }  # fmt: skip
+    phases = [phase for phase, *_ in seen]
+    assert "Progressing" in phases and "Promoting" in phases and phases[-1] == "Promoted", seen
+    assert service_revision(stack) not in (None, old)
+    reasons = {r for r, _ in events(stack)}
+    assert {"BlueGreenPreview", "BlueGreenSwitched", "BlueGreenScaleDown", "RolloutPromoted"} <= reasons
+    assert failed == 0, load.errors[-5:]
+    # (The tester's early requests may find no ready preview pod yet; what it got is in FIGURES.)
+    assert tester.ok >= MIN_REQUESTS
+    assert {m.id for m in load.client.models.list().data} == {"gpt-4o-mini", "gpt-4.1"}
+
+
+@pytest.mark.timeout(600)
+def test_blue_green_bad_change_never_reaches_the_service(stack: Stack, load: Load) -> None:
+    if rollout(stack).get("phase") != "Promoted" or not service_revision(stack):
+        pytest.skip("needs the blue-green stack of the test before")
+    old = service_revision(stack)
+    before = load.snapshot()
+    t0 = time.monotonic()
+    stack.patch(
+        {"spec": {"models": [{"name": "gpt-4o-mini", "targets": [{"provider": "fake", "model": "fail"}]}]}}
+    )
+    tester, thread = preview_load(stack)
+    try:
+        eventually("the preview dropped", lambda: rollout(stack).get("phase") == "Aborted", 240, every=0.5)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{diagnose(stack)}") from None
+    finally:
+        tester.stop.set()
+        thread.join(15)
+    took = time.monotonic() - t0
+    time.sleep(3)
+    ok, failed = (a - b for a, b in zip(load.snapshot(), before, strict=True))
+    ro = rollout(stack)
+    FIGURES["blue-green bad change"] = {
+        "seconds to rollback": round(took, 1), "ok": ok, "failed": failed,
+        "preview ok": tester.ok, "preview failed": tester.failed, "reason": ro.get("reason"),
+    }  # fmt: skip
+    assert ro["verdict"] == "Failed" and "error rate" in ro["reason"], ro
+    assert service_revision(stack) == old
+    assert failed == 0, load.errors[-5:]  # the Service never switched: no client saw the bad version
+    assert tester.failed >= MIN_REQUESTS
+    gone = stack.cluster.kubectl("get", "deployment,service", f"{stack.name}-preview", "-n", stack.namespace,
+                                 "--ignore-not-found", "-o", "name").stdout  # fmt: skip
+    assert not gone.strip(), gone
