@@ -54,6 +54,17 @@ if degraded ~= nil and degraded.status == "True" then
   return hs
 end
 
+-- A canary or blue-green rollout under analysis: Ready stays True (the stable pods serve), but
+-- the change is not done until it is promoted or rolled back (then Degraded, above).
+local progressing = condition(conditions, "Progressing")
+if progressing ~= nil and progressing.status == "True" and progressing.reason ~= nil
+    and (string.sub(progressing.reason, 1, 6) == "Canary"
+      or string.sub(progressing.reason, 1, 9) == "BlueGreen") then
+  hs.status = "Progressing"
+  hs.message = describe(progressing, "Rollout in progress")
+  return hs
+end
+
 local ready = condition(conditions, "Ready")
 if ready ~= nil and ready.status == "False" and ready.reason == "ScaledToZero" then
   -- replicas: 0 is a choice, not a rollout that never finishes.

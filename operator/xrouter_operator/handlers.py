@@ -91,6 +91,7 @@ class Queue:
 
     async def _one(self, key: Key) -> None:
         retry = gone = False
+        requeue_after: float | None = None
         with metrics.RECONCILE_DURATION.time():
             try:
                 outcome = await asyncio.to_thread(self.reconciler.reconcile, *key)
@@ -99,6 +100,7 @@ class Queue:
                 if outcome.result == "error":
                     metrics.ERRORS.inc()
                 retry = outcome.retry
+                requeue_after = outcome.requeue_after
                 if outcome.writes:
                     log.info("reconciled %s/%s: %s", key[0], key[1], "; ".join(outcome.writes))
             except Exception as e:  # a bug or the API being down: log, count, retry later
@@ -122,6 +124,12 @@ class Queue:
             self.timers[key] = asyncio.get_running_loop().call_later(delay, self._retry, key)
         else:
             self.failures.pop(key, None)
+            if requeue_after is not None:
+                # A rollout step under analysis: look again on time, whatever else happens.
+                old = self.timers.pop(key, None)
+                if old is not None:
+                    old.cancel()
+                self.timers[key] = asyncio.get_running_loop().call_later(requeue_after, self._retry, key)
         if key in self.dirty:
             self.wake.set()
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from .models import API_VERSION, PLURAL
 
 MONITORING_GROUP_VERSION = "monitoring.coreos.com/v1"
+VPA_GROUP_VERSION = "autoscaling.k8s.io/v1"
 
 
 @dataclass(frozen=True)
@@ -104,14 +105,32 @@ KINDS: dict[str, ChildKind] = {
             order=2,
             gates=True,
         ),
-        ChildKind("ConfigMap", "v1", "configmaps", "router config", order=3, watched=True, gates=True),
-        ChildKind("Service", "v1", "services", "router Service", order=4, watched=True),
+        ChildKind(
+            "ConfigMap",
+            "v1",
+            "configmaps",
+            "router config (a canary's versioned ones are deleted once no pod mounts them)",
+            order=3,
+            watched=True,
+            gates=True,
+            extra_verbs=("delete",),
+        ),
+        ChildKind(
+            "Service",
+            "v1",
+            "services",
+            "router Service (and blue-green's preview Service, deleted after the switch)",
+            order=4,
+            watched=True,
+            extra_verbs=("delete",),
+        ),
         ChildKind(
             "Deployment",
             "apps/v1",
             "deployments",
-            "the router Deployment",
+            "the router Deployment (and a canary's, deleted after promotion or rollback)",
             order=5,
+            extra_verbs=("delete",),
             watched=True,
             workload=True,
         ),
@@ -176,6 +195,16 @@ KINDS: dict[str, ChildKind] = {
             "prometheusrules",
             "only when the Prometheus operator CRDs exist",
             order=12,
+            watched=True,
+            prune=True,
+            optional=True,
+        ),
+        ChildKind(
+            "VerticalPodAutoscaler",
+            VPA_GROUP_VERSION,
+            "verticalpodautoscalers",
+            "only when the Vertical Pod Autoscaler CRD exists",
+            order=13,
             watched=True,
             prune=True,
             optional=True,

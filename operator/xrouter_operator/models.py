@@ -38,6 +38,7 @@ from .models_policy import (
     PrometheusRuleSpec,
     ServiceMonitorSpec,
 )
+from .models_rollout import RolloutStatus
 from .models_routing import (
     OBJECT_NAME,
     Cnpg,
@@ -53,6 +54,7 @@ from .models_routing import (
     Target,
 )
 from .models_telemetry import CollectorPeer, IpBlock, Peer, Telemetry
+from .models_vpa import VPA_HPA_CPU_MESSAGE, ResourceAmounts, VerticalAutoscaling
 from .models_workload import (
     Autoscaling,
     Behavior,
@@ -78,6 +80,10 @@ OTEL_ENV = (
     "OTEL_TRACES_SAMPLER_ARG",
     "OTEL_SERVICE_NAME",
 )
+CANARY_HPA_MESSAGE = (
+    "spec.rollout.strategy: canary and blueGreen do not combine with spec.autoscaling yet "
+    "(the new version's pods are counted against spec.replicas)"
+)
 OTEL_ENV_MESSAGE = "spec.pods.env: OTEL_* variables set by spec.telemetry may not be set here as well"
 STORE_BACKUP_MESSAGE = (
     "spec.backup: the backup Job reads the database URL from a Secret, not from spec.secretProviderClass"
@@ -94,11 +100,11 @@ __all__ = [
     "Autoscaling", "Backup", "BackupStorage", "Behavior", "Cnpg", "CollectorPeer", "Condition", "Database",
     "Egress", "EnvVar", "Image", "IpBlock", "Key", "LastBackup", "Limits", "LocalObjectReference",
     "Monitoring", "NetworkPolicy", "ObjectMeta", "Peer", "PeerSelector", "PodDisruptionBudget", "Pods",
-    "Price",
-    "PrometheusRuleSpec", "Provider", "ProviderType", "PullPolicy", "Redis", "RedisSentinel", "Resources",
-    "Rollout", "Route", "ScalingPolicy", "ScalingRules", "SecretKeyRef", "SecretProviderClassRef", "Service",
-    "ServiceMonitorSpec", "Strategy", "Target", "Telemetry", "Timeouts", "Toleration", "XRouter",
-    "XRouterSpec", "XRouterStatus", "check_cron", "secret_refs",
+    "Price", "PrometheusRuleSpec", "Provider", "ProviderType", "PullPolicy", "Redis", "RedisSentinel",
+    "ResourceAmounts", "Resources", "Rollout", "Route", "ScalingPolicy", "ScalingRules", "SecretKeyRef",
+    "SecretProviderClassRef",
+    "Service", "ServiceMonitorSpec", "Strategy", "Target", "Telemetry", "Timeouts", "Toleration",
+    "VerticalAutoscaling", "XRouter", "XRouterSpec", "XRouterStatus", "check_cron", "secret_refs",
 ]  # fmt: skip
 
 
@@ -146,6 +152,22 @@ class XRouterSpec(ApiModel):
             OTEL_ENV_MESSAGE,
             ".pods",
         ),
+        (
+            "!has(self.rollout) || !has(self.rollout.strategy) || self.rollout.strategy == 'rollingUpdate' "
+            "|| !has(self.autoscaling) || !has(self.autoscaling.enabled) || !self.autoscaling.enabled",
+            CANARY_HPA_MESSAGE,
+            ".rollout.strategy",
+        ),
+        (
+            # An absent controlledResources means [cpu, memory]; an enabled HPA always has a CPU
+            # target (the CRD defaults targetCPUUtilizationPercentage to 70).
+            "!has(self.verticalAutoscaling) || (has(self.verticalAutoscaling.controlledResources) "
+            "&& !('cpu' in self.verticalAutoscaling.controlledResources)) || !has(self.autoscaling) "
+            "|| !has(self.autoscaling.enabled) || !self.autoscaling.enabled "
+            "|| !has(self.autoscaling.targetCPUUtilizationPercentage)",
+            VPA_HPA_CPU_MESSAGE,
+            ".verticalAutoscaling.controlledResources",
+        ),
     )
 
     suspend: bool = Field(default=False, description="While true the operator changes nothing.")
@@ -162,6 +184,7 @@ class XRouterSpec(ApiModel):
     redis: Redis | None = None
     database: Database | None = None
     autoscaling: Autoscaling = Autoscaling()
+    vertical_autoscaling: VerticalAutoscaling | None = None
     network_policy: NetworkPolicy = NetworkPolicy()
     pod_disruption_budget: PodDisruptionBudget = PodDisruptionBudget()
     backup: Backup | None = None
@@ -183,6 +206,11 @@ class XRouterSpec(ApiModel):
             raise ValueError(OTEL_ENV_MESSAGE)
         if self.secret_provider_class is not None:
             _check_store(self, self.secret_provider_class.name)
+        if self.rollout.strategy != "rollingUpdate" and self.autoscaling.enabled:
+            raise ValueError(CANARY_HPA_MESSAGE)
+        va, hpa = self.vertical_autoscaling, self.autoscaling
+        if va and "cpu" in va.controlled_resources and hpa.enabled and hpa.target_cpu_utilization_percentage:
+            raise ValueError(VPA_HPA_CPU_MESSAGE)
         return self
 
 
@@ -249,6 +277,7 @@ class XRouterStatus(ApiModel):
     selector: str | None = None
     endpoint: str | None = None
     last_backup: LastBackup | None = None
+    rollout: RolloutStatus | None = None
 
     def wire(self) -> dict[str, Any]:
         """The status as the API stores it (camelCase, unset fields left out)."""

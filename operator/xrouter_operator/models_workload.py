@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from .models_rollout import Analysis, BlueGreen, Canary
 from .schema import ApiModel, IntOrString, Json, Quantity, cel
 
 
@@ -111,8 +112,17 @@ class Pods(ApiModel):
 
 
 class Rollout(ApiModel):
+    strategy: Literal["rollingUpdate", "canary", "blueGreen"] = Field(
+        default="rollingUpdate",
+        description="rollingUpdate: the Deployment's own. canary: the new version beside the "
+        "stable one in steps; blueGreen: the new version behind a preview Service, then switched "
+        "to; both analysed by the operator (see docs/operator.md).",
+    )
     max_surge: IntOrString = "25%"
     max_unavailable: IntOrString = 0
+    canary: Canary = Canary()
+    blue_green: BlueGreen = BlueGreen()
+    analysis: Analysis = Analysis()
 
 
 class Service(ApiModel):

@@ -22,7 +22,7 @@ from typing import Any
 from . import metrics
 from .apply import adoptable, drops_owner, first_difference, owned_by
 from .handover import hand_over_replicas
-from .kinds import GATING_KINDS, MONITORING_GROUP_VERSION, OPTIONAL_KINDS, PRUNABLE, WORKLOAD_KINDS
+from .kinds import GATING_KINDS, KINDS, OPTIONAL_KINDS, PRUNABLE, WORKLOAD_KINDS
 from .kube import Kube, KubeError
 from .models import API_VERSION, KIND, XRouter, secret_refs
 from .naming import (
@@ -40,7 +40,9 @@ from .naming import (
 from .parsing import RenderError, parse
 from .policy import ServiceFacts, service_facts, upstream_services
 from .render import RenderInputs, render
+from .rollout import Plan, Rollouts, with_conditions
 from .status import Observed, Problems, backup_facts, compute_status, container_restarts, status_patch
+from .vpa import vpa_condition
 
 log = logging.getLogger("xrouter_operator")
 
@@ -59,6 +61,8 @@ class Outcome:
     writes: list[str] = field(default_factory=list)
     # The XRouter does not exist (any more): the queue drops the key.
     gone: bool = False
+    # Look again after this many seconds (a canary step under analysis), not as a failure.
+    requeue_after: float | None = None
 
 
 def _digest(obj: Obj) -> str:
@@ -81,13 +85,22 @@ class Reconciler:
         self._blind: set[tuple[str, str, str, str]] = set()
         self._monitoring: tuple[float, frozenset[str]] = (0.0, frozenset())
         self._host = socket.gethostname()
+        self.rollouts = Rollouts(kube)
 
     # ------------------------------------------------------------------ inputs
 
     def monitoring_kinds(self) -> frozenset[str]:
+        """The optional kinds whose CRDs are installed (Prometheus operator's, the VPA's),
+        looked up at most once a minute."""
         at, kinds = self._monitoring
         if time.monotonic() - at > 60:
-            kinds = frozenset(self.kube.api_resources(MONITORING_GROUP_VERSION) & OPTIONAL_KINDS)
+            groups = sorted({KINDS[k].api_version for k in OPTIONAL_KINDS})
+            found: set[str] = set()
+            for gv in groups:
+                found |= self.kube.api_resources(gv) & {
+                    k for k in OPTIONAL_KINDS if KINDS[k].api_version == gv
+                }
+            kinds = frozenset(found)
             self._monitoring = (time.monotonic(), kinds)
         return kinds
 
@@ -151,6 +164,7 @@ class Reconciler:
         foreign: set[tuple[str, str]] = set()
 
         xr: XRouter | None = None
+        plan: Plan | None = None
         try:
             xr = parse(body)
         except RenderError as e:
@@ -165,6 +179,9 @@ class Reconciler:
             except Exception as e:  # a bug in a builder: still a condition and an event, not a crash loop
                 log.exception("render of %s/%s failed", namespace, name)
                 invalid, desired = f"the operator could not render this spec ({type(e).__name__}: {e})", []
+            if invalid is None and desired:
+                plan = self.rollouts.plan(xr, desired, old_status, self.clock())
+                desired = plan.desired
             blocked = False
             for m in desired:
                 kind, mname = m["kind"], m["metadata"]["name"]
@@ -191,10 +208,13 @@ class Reconciler:
                 self._prune(
                     namespace, name, uid, {(m["kind"], m["metadata"]["name"]) for m in desired}, writes
                 )
+            if plan is not None and not blocked:
+                self.rollouts.delete(namespace, plan, writes)
 
         missing = self._missing_secrets(xr) if xr is not None else []
         observed = self._observe(namespace, name, uid, live, foreign)
-        status = compute_status(
+        vpa_c = vpa_condition(xr, "VerticalPodAutoscaler" in self.monitoring_kinds()) if xr else None
+        computed = compute_status(
             generation=generation,
             suspend=suspend,
             old=old_status,
@@ -206,18 +226,21 @@ class Reconciler:
             selector=selector_string(name),
             now=self.clock(),
             min_replicas=xr.spec.autoscaling.min_replicas if xr and xr.spec.autoscaling.enabled else None,
-        ).wire()
+            extra=[("VerticalAutoscaling", vpa_c)] if vpa_c else [],
+        )
+        status = with_conditions(computed, plan, old_status, self.clock()).wire()
         patch = status_patch(old_status, status)
         if patch is not None:
             self.kube.patch_status(namespace, name, patch)
-        self._events(body, old_status, status, writes)
+        self._events(body, old_status, status, writes, plan.events if plan else [])
         self._gauges(namespace, name, status, observed)
         if errors:
             return Outcome("error", retry=True, status=status, writes=writes)
         result = "skipped" if suspend or invalid else "success"
         # A foreign object going away or a Secret appearing makes no event we watch: look
         # again later (reads only).
-        return Outcome(result, retry=bool(conflicts or missing), status=status, writes=writes)
+        requeue = plan.requeue_after if plan else None
+        return Outcome(result, bool(conflicts or missing), status, writes, requeue_after=requeue)
 
     def _missing_secrets(self, xr: XRouter) -> list[str]:
         """Referenced Secrets or keys that do not exist (names only; values are never read out)."""
@@ -305,14 +328,16 @@ class Reconciler:
         pods = self.kube.list("Pod", namespace, selector_string(name)) if dep is not None else []
         return Observed(deployment=dep, cronjob=cron, jobs=jobs, pods=pods)
 
-    def _events(self, body: Obj, old: Obj | None, new: Obj, writes: list[str]) -> None:
+    def _events(
+        self, body: Obj, old: Obj | None, new: Obj, writes: list[str], extra: list[tuple[str, str, str]]
+    ) -> None:
         def cond(status: Obj | None, type_: str) -> tuple[str, str, str]:
             for c in (status or {}).get("conditions", []) or []:
                 if c.get("type") == type_:
                     return c.get("status", ""), c.get("reason", ""), c.get("message", "")
             return "", "", ""
 
-        events: list[tuple[str, str, str]] = []
+        events: list[tuple[str, str, str]] = list(extra)
         if writes:
             events.append(("Normal", "Applied", ", ".join(writes)[:1000]))
         before, after = cond(old, "Degraded"), cond(new, "Degraded")

@@ -17,7 +17,7 @@ from typing import Any
 
 from xrouter_router import config as rc
 
-from . import backup, monitoring, policy, workload
+from . import backup, canary, monitoring, policy, vpa, workload
 from .kinds import apply_order
 from .models import XRouter
 from .parsing import RenderError, parse
@@ -37,7 +37,8 @@ class RenderInputs:
     admin_key: str | None = None
     # Value of the rotate annotation the current admin key was generated for.
     admin_key_rotation: str = ""
-    # Prometheus operator kinds that exist: "ServiceMonitor", "PrometheusRule".
+    # Optional kinds whose CRDs exist: "ServiceMonitor", "PrometheusRule" (the Prometheus
+    # operator's), "VerticalPodAutoscaler".
     monitoring_kinds: frozenset[str] = field(default_factory=frozenset)
     # Cluster Services the upstream URLs name ("namespace/name"), for the NetworkPolicy's
     # egress to their pods' ports. Unknown ones (an offline render): the URL's port.
@@ -95,4 +96,8 @@ def _render(xr: XRouter, inputs: RenderInputs) -> list[Manifest]:
         out.append(monitoring.service_monitor(xr))
     if spec.monitoring.prometheus_rule.enabled and "PrometheusRule" in inputs.monitoring_kinds:
         out.append(monitoring.prometheus_rule(xr))
+    if spec.vertical_autoscaling is not None and "VerticalPodAutoscaler" in inputs.monitoring_kinds:
+        out.append(vpa.vertical_pod_autoscaler(xr))
+    if spec.rollout.strategy != "rollingUpdate":
+        out = canary.versioned(xr, out, label=spec.rollout.strategy == "blueGreen")
     return sorted(out, key=lambda m: apply_order(m["kind"]))

@@ -9,6 +9,7 @@ the same observations give the same status and a steady state writes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -126,9 +127,11 @@ def compute_status(
     selector: str,
     now: str,
     min_replicas: int | None = None,
+    extra: Sequence[tuple[str, tuple[CondStatus, str, str]]] = (),
 ) -> XRouterStatus:
     """The new status. ``now`` is only used for conditions whose status changes;
-    ``min_replicas`` is spec.autoscaling.minReplicas while an HPA scales the Deployment."""
+    ``min_replicas`` is spec.autoscaling.minReplicas while an HPA scales the Deployment;
+    ``extra`` are further conditions as (type, (status, reason, message)), e.g. VerticalAutoscaling."""
     old = old or {}
     dep = observed.deployment
     # Ready: enough pods serve (see serving_floor), whatever else is going on.
@@ -185,6 +188,7 @@ def compute_status(
         ("Ready", ready_c),
         ("Progressing", progressing),
         ("Degraded", degraded),
+        *extra,
     ):
         prev = old_conds.get(type_)
         ltt = prev.get("lastTransitionTime") if prev and prev.get("status") == cstatus else None
@@ -213,13 +217,21 @@ def compute_status(
 
 
 def status_patch(old: Obj | None, new: Obj) -> Obj | None:
-    """A merge patch from old to new (None when nothing changed). Keys that went away
-    are set to null."""
+    """A merge patch from old to new (None when nothing changed). Keys that went away,
+    at any depth, are set to null."""
     old = old or {}
     if old == new:
         return None
+    return _with_nulls(old, new)
+
+
+def _with_nulls(old: Obj, new: Obj) -> Obj:
+    # Nested too: status.rollout loses fields as a rollout moves on (a merge patch would
+    # otherwise keep the stale ones, and every reconcile would find a difference to write).
     patch: Obj = dict(new)
-    for key in old:
+    for key, value in old.items():
         if key not in new:
             patch[key] = None
+        elif isinstance(value, dict) and isinstance(new[key], dict):
+            patch[key] = _with_nulls(value, new[key])
     return patch

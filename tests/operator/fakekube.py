@@ -21,6 +21,19 @@ def _merge(base: Any, patch: Any) -> Any:
     return copy.deepcopy(patch)
 
 
+def _merge_patch(base: Any, patch: Any) -> Any:
+    """RFC 7386: null deletes the key, at any depth."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(base) if isinstance(base, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = _merge_patch(out.get(k), v)
+    return out
+
+
 class FakeKube:
     def __init__(self, kinds: frozenset[str] = frozenset()) -> None:
         self.objects: dict[tuple[str, str, str], Obj] = {}
@@ -114,7 +127,7 @@ class FakeKube:
     def patch_status(self, namespace: str, name: str, status: Obj) -> None:
         self.writes.append(("status", "XRouter", name))
         obj = self.objects[("XRouter", namespace, name)]
-        obj["status"] = {k: v for k, v in _merge(obj.get("status") or {}, status).items() if v is not None}
+        obj["status"] = _merge_patch(obj.get("status") or {}, status)
 
     def create_event(self, namespace: str, event: Obj) -> None:
         self.writes.append(("event", event["reason"], event["message"]))

@@ -18,7 +18,8 @@ FULL = Path(__file__).parent / "golden" / "full.input.yaml"
 def _full_render() -> list[dict[str, object]]:
     docs = [d for d in yaml.safe_load_all(FULL.read_text()) if isinstance(d, dict)]
     xr = next(d for d in docs if d.get("kind") == "XRouter")
-    inputs = RenderInputs(admin_key="k", monitoring_kinds=frozenset({"ServiceMonitor", "PrometheusRule"}))
+    present = frozenset({"ServiceMonitor", "PrometheusRule", "VerticalPodAutoscaler"})
+    inputs = RenderInputs(admin_key="k", monitoring_kinds=present)
     return render(parse(xr), inputs)
 
 

@@ -103,3 +103,19 @@ def test_scaled_to_zero_is_suspended_but_degraded_still_wins() -> None:
     assert health(obj) == {"status": "Suspended", "message": "scaled to 0 replicas: no router pod is running"}
     obj["status"]["conditions"][2].update(status="True", reason="SecretMissing", message="no Secret")
     assert health(obj)["status"] == "Degraded"
+
+
+def test_canary_in_progress_is_progressing_and_aborted_is_degraded() -> None:
+    obj = _ready()
+    conds = [c for c in obj["status"]["conditions"] if c["type"] not in ("Progressing", "Degraded")]
+    step = {
+        "type": "Progressing",
+        "status": "True",
+        "reason": "CanaryProgressing",
+        "message": "canary step 1/4",
+    }
+    obj["status"]["conditions"] = [*conds, step]
+    assert health(obj) == {"status": "Progressing", "message": "canary step 1/4"}
+    aborted = {"type": "Degraded", "status": "True", "reason": "RolloutAborted", "message": "rolled back"}
+    obj["status"]["conditions"] = [*conds, aborted]
+    assert health(obj)["status"] == "Degraded"
