@@ -140,7 +140,7 @@ def _egress(xr: XRouter, services: Mapping[str, ServiceFacts]) -> list[dict[str,
     return egress
 
 
-def _ingress(xr: XRouter, scraped: bool) -> list[dict[str, Any]]:
+def _ingress(xr: XRouter, scraped: bool, operator_namespace: str | None) -> list[dict[str, Any]]:
     np = xr.spec.network_policy
     peers = [p.wire() for p in np.ingress_from]
     if not peers:
@@ -153,13 +153,20 @@ def _ingress(xr: XRouter, scraped: bool) -> list[dict[str, Any]]:
     metrics = [p.wire() for p in np.allow_metrics_from]
     if scraped:
         metrics += [p.wire() for p in np.scrapers() if p.wire() not in metrics]
+    if operator_namespace and xr.spec.rollout.strategy != "rollingUpdate":
+        # The operator's own analysis reads each pod's /metrics during a canary or blue-green.
+        metrics.append({"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: operator_namespace}}})
     if metrics:
         ingress.append({"from": metrics, "ports": _tcp([HTTP_PORT])})
     return ingress
 
 
 def network_policy(
-    xr: XRouter, *, scraped: bool = False, services: Mapping[str, ServiceFacts] | None = None
+    xr: XRouter,
+    *,
+    scraped: bool = False,
+    services: Mapping[str, ServiceFacts] | None = None,
+    operator_namespace: str | None = None,
 ) -> Manifest:
     """``scraped``: the operator creates a ServiceMonitor, so the Prometheus that reads it
     (spec.networkPolicy.prometheusFrom) is admitted. ``services``: the cluster Services the
@@ -172,7 +179,7 @@ def network_policy(
         "spec": {
             "podSelector": {"matchLabels": selector(name)},
             "policyTypes": ["Ingress", "Egress"],
-            "ingress": _ingress(xr, scraped),
+            "ingress": _ingress(xr, scraped, operator_namespace),
             "egress": _egress(xr, services or {}),
         },
     }

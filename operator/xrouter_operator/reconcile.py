@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import secrets
 import socket
 import time
@@ -121,6 +122,7 @@ class Reconciler:
             admin_key_rotation=want,
             monitoring_kinds=self.monitoring_kinds(),
             services=self._upstream_services(xr) if xr.spec.network_policy.enabled else {},
+            operator_namespace=os.environ.get("POD_NAMESPACE") or None,
         )
 
     def _upstream_services(self, xr: XRouter) -> dict[str, ServiceFacts]:

@@ -43,6 +43,9 @@ class RenderInputs:
     # Cluster Services the upstream URLs name ("namespace/name"), for the NetworkPolicy's
     # egress to their pods' ports. Unknown ones (an offline render): the URL's port.
     services: Mapping[str, policy.ServiceFacts] = field(default_factory=dict)
+    # The operator's own namespace (POD_NAMESPACE). A canary or blue-green rollout is
+    # judged by the operator reading the pods' /metrics, so the NetworkPolicy admits it.
+    operator_namespace: str | None = None
 
 
 def pod_checksum(config_json: str, inputs: RenderInputs) -> str:
@@ -87,7 +90,9 @@ def _render(xr: XRouter, inputs: RenderInputs) -> list[Manifest]:
         out.append(policy.pdb(xr))
     scraped = spec.monitoring.service_monitor.enabled and "ServiceMonitor" in inputs.monitoring_kinds
     if spec.network_policy.enabled:
-        out.append(policy.network_policy(xr, scraped=scraped, services=inputs.services))
+        out.append(policy.network_policy(
+                xr, scraped=scraped, services=inputs.services, operator_namespace=inputs.operator_namespace
+            ))
     if spec.backup is not None:
         if spec.backup.storage.size is not None:
             out.append(backup.backup_pvc(xr))

@@ -157,3 +157,14 @@ def test_dns_ports_are_configurable() -> None:
     assert {(p["port"], p["protocol"]) for p in np["egress"][0]["ports"]} == {
         (53, "UDP"), (53, "TCP"), (5353, "UDP"), (5353, "TCP"),
     }  # fmt: skip
+
+
+def test_the_operator_may_read_metrics_while_it_judges_a_rollout() -> None:
+    # The canary and blue-green analysis reads each pod's /metrics from the operator's
+    # own namespace: with the default policy on, that read must be admitted.
+    ns_operator = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "xrouter-system"}}}
+    inputs = RenderInputs(operator_namespace="xrouter-system")
+    np = policy(inputs, rollout={"strategy": "canary"})
+    rule = next(r for r in np["ingress"] if ns_operator in r["from"])
+    assert rule["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    assert ns_operator not in sources(policy(inputs))  # a plain rolling update needs no such read
