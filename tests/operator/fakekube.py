@@ -21,6 +21,19 @@ def _merge(base: Any, patch: Any) -> Any:
     return copy.deepcopy(patch)
 
 
+def _json_merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386, as the API server applies a merge patch: null removes a key, at any depth."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = _json_merge_patch(out.get(k), v)
+    return out
+
+
 class FakeKube:
     def __init__(self, kinds: frozenset[str] = frozenset()) -> None:
         self.objects: dict[tuple[str, str, str], Obj] = {}
@@ -114,7 +127,7 @@ class FakeKube:
     def patch_status(self, namespace: str, name: str, status: Obj) -> None:
         self.writes.append(("status", "XRouter", name))
         obj = self.objects[("XRouter", namespace, name)]
-        obj["status"] = {k: v for k, v in _merge(obj.get("status") or {}, status).items() if v is not None}
+        obj["status"] = _json_merge_patch(obj.get("status") or {}, status)
 
     def create_event(self, namespace: str, event: Obj) -> None:
         self.writes.append(("event", event["reason"], event["message"]))
