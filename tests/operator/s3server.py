@@ -31,7 +31,9 @@ def s3proxy_lib() -> Path:
 
 
 class S3Proxy:
-    def __init__(self) -> None:
+    def __init__(self, **properties: str) -> None:
+        """``properties``: more s3proxy.* settings (e.g. a size limit to make uploads fail)."""
+        self.properties = properties
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="xrouter-s3-"))
         (self.dir / "data").mkdir()
@@ -51,6 +53,7 @@ class S3Proxy:
             f"s3proxy.credential={SECRET_KEY}\n"
             "jclouds.provider=filesystem\n"
             f"jclouds.filesystem.basedir={self.dir / 'data'}\n"
+            + "".join(f"{k}={v}\n" for k, v in self.properties.items())
         )
         cmd = [
             "java",

@@ -1,7 +1,8 @@
 """The S3 backup end to end on loopback: the rendered script under dash, with the real
 pg_dump against a real PostgreSQL, and Debian's s3cmd against a real S3 server (S3Proxy,
 filesystem backend). Upload, the XRouter beside each dump, retention in the bucket, failures
-(a bad credential, an unreachable endpoint) and a restore from the bucket."""
+(a bad credential, an unreachable endpoint, a refused upload, a failed dump) and a restore
+from the bucket."""
 
 from __future__ import annotations
 
@@ -189,6 +190,24 @@ def test_an_unreachable_endpoint_fails_the_job(
     assert r.returncode != 0
     assert msg.startswith(f"upload to s3://{bucket}/{PREFIX}/ failed") and msg.endswith("nothing was written")
     assert s3.keys(bucket) == []
+
+
+def test_a_refused_dump_upload_takes_its_xrouter_back(tmp_path: Path, pg: Postgres) -> None:
+    # A server that refuses objects over 4 KiB: the XRouter (about 1 KiB) goes up, the dump not.
+    small = S3Proxy(**{"s3proxy.max-single-part-object-size": "4096"})
+    small.start()
+    try:
+        small.s3cmd("mb", "s3://small")
+        pg.sql("CREATE DATABASE big")
+        pg.sql("CREATE TABLE t AS SELECT md5(i::text) AS h FROM generate_series(1, 3000) i", db="big")
+        r, msg = run_backup(tmp_path, xrouter(small.endpoint, "small"), pg.dsn("big"))
+        assert r.returncode != 0
+        assert msg.startswith("upload of xrouter-") and msg.endswith(
+            "to s3://small/prod/eu/ failed: nothing was written"
+        )
+        assert small.keys("small") == []  # not even the XRouter: no dump to go with it
+    finally:
+        small.stop()
 
 
 def test_a_failed_pg_dump_uploads_nothing(tmp_path: Path, s3: S3Proxy, pg: Postgres, bucket: str) -> None:
