@@ -183,6 +183,7 @@ def test_a_bad_credential_fails_the_job_and_writes_nothing(
     assert s3.keys(bucket) == []
 
 
+@pytest.mark.slow  # s3cmd retries 5 times, 3 + 6 + 9 + 12 + 15 s, before it gives up: about 45 s
 def test_an_unreachable_endpoint_fails_the_job(
     tmp_path: Path, pg: Postgres, s3: S3Proxy, bucket: str
 ) -> None:
