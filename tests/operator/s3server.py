@@ -31,8 +31,10 @@ def s3proxy_lib() -> Path:
 
 
 class S3Proxy:
-    def __init__(self, **properties: str) -> None:
-        """``properties``: more s3proxy.* settings (e.g. a size limit to make uploads fail)."""
+    def __init__(self, host: str = "127.0.0.1", **properties: str) -> None:
+        """``host``: the address to listen on (loopback; the real node's bridge for its pods).
+        ``properties``: more s3proxy.* settings (e.g. a size limit to make uploads fail)."""
+        self.host = host
         self.properties = properties
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="xrouter-s3-"))
@@ -42,7 +44,7 @@ class S3Proxy:
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self) -> None:
         props = self.dir / "s3proxy.conf"
@@ -85,7 +87,7 @@ class S3Proxy:
 
     def config(self, secret_key: str = SECRET_KEY) -> Path:
         cfg = self.dir / f"s3cfg-{abs(hash(secret_key))}"
-        host = f"127.0.0.1:{self.port}"
+        host = f"{self.host}:{self.port}"
         cfg.write_text(
             f"[default]\naccess_key = {ACCESS_KEY}\nsecret_key = {secret_key}\nhost_base = {host}\n"
             f"host_bucket = {host}\nuse_https = False\nbucket_location = us-east-1\nsignature_v2 = False\n"
