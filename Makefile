@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export XROUTER_TOOLS_DIR ?= $(HOME)/.cache/xrouter/tools
 
-.PHONY: venv deps tools images checkov agents agent-fixtures conformance test test-unit test-e2e lint up cluster cluster-down bench crds golden clean
+.PHONY: venv deps tools images checkov agents s3proxy agent-fixtures conformance test test-unit test-e2e lint up cluster cluster-down bench crds golden clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ tools:
 images: venv deps
 	$(PY) -m xrouter_dev.images --load
 
+# S3Proxy (a real S3 server, filesystem backend) from Maven Central into ~/.cache/xrouter/s3proxy-*
+# (outside the repo); the S3 backup tests (tests/operator/test_op_backup_s3.py) run it on loopback.
+s3proxy: deps
+	bash hack/install-s3proxy.sh
+
 # Claude Code and Codex CLI, pinned, from npm into ~/.cache/xrouter/agents (outside the repo); the
 # agent-client tests (tests/router/test_agents*.py) run them against the router.
 agents: deps
@@ -51,7 +56,7 @@ conformance: venv
 # packages, the venvs and the images mostly wait on the network and the disk; images still wait for
 # venv and deps (their prerequisites), make keeps that order.
 test:
-	$(MAKE) -j4 venv deps tools images checkov agents
+	$(MAKE) -j4 venv deps tools images checkov agents s3proxy
 	$(MAKE) test-unit
 	$(MAKE) test-e2e
 

@@ -3,7 +3,8 @@
 #   - redis-server and PostgreSQL (the router tests run their own instances on loopback);
 #   - the real node's runtime: containerd, runc, the CNI plugins, iptables/ipset/conntrack (kube-proxy
 #     and the NetworkPolicy engine), and buildah + mmdebstrap to build our images with no registry;
-#   - npm (and Node.js with it), which installs the agent clients the router tests run (make agents).
+#   - npm (and Node.js with it), which installs the agent clients the router tests run (make agents);
+#   - s3cmd, Java and Maven for the S3 backup tests (make s3proxy).
 # Idempotent: does nothing when everything is already installed.
 set -euo pipefail
 
@@ -23,6 +24,11 @@ have_cmd conntrack || pkgs+=(conntrack)
 have_cmd buildah || pkgs+=(buildah)
 have_cmd mmdebstrap || pkgs+=(mmdebstrap)
 have_cmd npm || pkgs+=(npm)
+# The S3 backup tests: s3cmd (the same Debian package the pgclient image runs the upload with), and
+# Java + Maven for S3Proxy, the S3 server they run (make s3proxy).
+have_cmd s3cmd || pkgs+=(s3cmd)
+have_cmd java || pkgs+=(default-jre-headless)
+have_cmd mvn || pkgs+=(maven)
 # buildah's rootful builds need the overlay/fuse helpers and a policy file; the package brings them.
 
 if [ ${#pkgs[@]} -eq 0 ]; then

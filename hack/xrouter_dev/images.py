@@ -278,7 +278,7 @@ def plan() -> list[tuple[Image, Callable[[Image, Callable[[str], None]], None]]]
             # initdb needs a passwd entry for the server's UID: the package's postgres user, as 999.
             ('chroot "$1" usermod -u 999 postgres', 'chroot "$1" groupmod -g 999 postgres'),
         ),
-        ("pgclient", PGCLIENT_IMAGE, ("postgresql-client-15",), ["--user", "999:999"], {}, ()),
+        ("pgclient", PGCLIENT_IMAGE, ("postgresql-client-15", "s3cmd"), ["--user", "999:999"], {}, ()),
     ]
     for name, ref, pkgs, config, files, hooks in helpers:
         inputs = _hash_files(files.values()) if files else ""

@@ -1,9 +1,11 @@
-"""Builders of the database backup: the PersistentVolumeClaim and the pg_dump CronJob."""
+"""Builders of the database backup: the PersistentVolumeClaim and the pg_dump CronJob
+(to that volume, or to a bucket: ``backup_s3``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from .backup_s3 import S3_BACKUP_SCRIPT, s3_env, s3_files, s3_volumes
 from .models import XRouter
 from .naming import RUN_AS, SECRETS_DIR, backup_cronjob_name, backup_pvc_name, labels, meta
 from .routerconfig import SecretFile, projected_volume
@@ -61,6 +63,34 @@ def backup_cronjob(xr: XRouter) -> Manifest:
     pod_labels = labels(name, "backup")
     ref = db.secret_ref()  # urlSecretRef, or CloudNativePG's NAME-app uri
     url = SecretFile(ref.name, ref.key, "database-url")
+    env = [
+        {"name": "DATABASE_URL_FILE", "value": f"{SECRETS_DIR}/{url.path}"},
+        {"name": "RETENTION", "value": str(b.retention)},
+        # No passwd entry for the UID: libpq looks for .pgpass here.
+        {"name": "HOME", "value": "/tmp"},
+    ]
+    secret_mount = {"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": True}
+    s3 = b.storage.s3
+    if s3 is None:
+        script = BACKUP_SCRIPT
+        files = [url]
+        mounts = [
+            {"name": "backup", "mountPath": "/backup"},
+            secret_mount,
+            {"name": "tmp", "mountPath": "/tmp"},
+        ]
+        volumes = [
+            {"name": "backup", "persistentVolumeClaim": {"claimName": backup_pvc_name(xr)}},
+            projected_volume("secrets", files),
+            {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+        ]
+    else:
+        script = S3_BACKUP_SCRIPT
+        files = [url, *s3_files(s3)]
+        env += s3_env(s3)
+        extra_volumes, extra_mounts = s3_volumes(xr, s3)
+        mounts = [secret_mount, *extra_mounts]
+        volumes = [projected_volume("secrets", files), *extra_volumes]
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
@@ -91,34 +121,18 @@ def backup_cronjob(xr: XRouter) -> Manifest:
                                 {
                                     "name": "pg-dump",
                                     "image": b.image,
-                                    "command": ["/bin/sh", "-c", BACKUP_SCRIPT],
-                                    "env": [
-                                        {"name": "DATABASE_URL_FILE", "value": f"{SECRETS_DIR}/{url.path}"},
-                                        {"name": "RETENTION", "value": str(b.retention)},
-                                        # No passwd entry for the UID: libpq looks for .pgpass here.
-                                        {"name": "HOME", "value": "/tmp"},
-                                    ],
+                                    "command": ["/bin/sh", "-c", script],
+                                    "env": env,
                                     "resources": resources(b.resources),
                                     "securityContext": {
                                         **restricted_container_security(),
                                         "runAsUser": RUN_AS,
                                         "runAsGroup": RUN_AS,
                                     },
-                                    "volumeMounts": [
-                                        {"name": "backup", "mountPath": "/backup"},
-                                        {"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": True},
-                                        {"name": "tmp", "mountPath": "/tmp"},
-                                    ],
+                                    "volumeMounts": mounts,
                                 }
                             ],
-                            "volumes": [
-                                {
-                                    "name": "backup",
-                                    "persistentVolumeClaim": {"claimName": backup_pvc_name(xr)},
-                                },
-                                projected_volume("secrets", [url]),
-                                {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
-                            ],
+                            "volumes": volumes,
                         },
                     },
                 },

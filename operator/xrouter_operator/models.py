@@ -29,6 +29,7 @@ from xrouter_router.config import Price, ProviderType, Strategy, Timeouts, check
 from .cron import check_cron
 from .models_policy import (
     Backup,
+    BackupS3,
     BackupStorage,
     Egress,
     Monitoring,
@@ -88,6 +89,10 @@ OTEL_ENV_MESSAGE = "spec.pods.env: OTEL_* variables set by spec.telemetry may no
 STORE_BACKUP_MESSAGE = (
     "spec.backup: the backup Job reads the database URL from a Secret, not from spec.secretProviderClass"
 )
+STORE_S3_MESSAGE = (
+    "spec.backup.storage.s3: the backup Job reads the bucket's credentials from a Secret, "
+    "not from spec.secretProviderClass"
+)
 
 GROUP = "xrouter.io"
 VERSION = "v1alpha1"
@@ -97,7 +102,8 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 __all__ = [
     "API_VERSION", "GROUP", "KIND", "OTEL_ENV", "PLURAL", "VERSION",
-    "Autoscaling", "Backup", "BackupStorage", "Behavior", "Cnpg", "CollectorPeer", "Condition", "Database",
+    "Autoscaling", "Backup", "BackupS3", "BackupStorage", "Behavior", "Cnpg", "CollectorPeer", "Condition",
+    "Database",
     "Egress", "EnvVar", "Image", "IpBlock", "Key", "LastBackup", "Limits", "LocalObjectReference",
     "Monitoring", "NetworkPolicy", "ObjectMeta", "Peer", "PeerSelector", "PodDisruptionBudget", "Pods",
     "Price", "PrometheusRuleSpec", "Provider", "ProviderType", "PullPolicy", "Redis", "RedisSentinel",
@@ -144,6 +150,13 @@ class XRouterSpec(ApiModel):
             "|| !has(self.database.urlSecretRef) "
             "|| self.database.urlSecretRef.name != self.secretProviderClass.name",
             STORE_BACKUP_MESSAGE,
+            ".backup",
+        ),
+        (
+            "!has(self.secretProviderClass) || !has(self.backup) || !has(self.backup.storage.s3) "
+            "|| (self.backup.storage.s3.accessKeyIdSecretRef.name != self.secretProviderClass.name "
+            "&& self.backup.storage.s3.secretAccessKeySecretRef.name != self.secretProviderClass.name)",
+            STORE_S3_MESSAGE,
             ".backup",
         ),
         (
@@ -220,6 +233,9 @@ def _check_store(spec: XRouterSpec, store: str) -> None:
             raise ValueError(f"{path}.key: {ref.key!r} is not a file name the SecretProviderClass can mount")
     if spec.backup is not None and spec.database is not None and spec.database.secret_ref().name == store:
         raise ValueError(STORE_BACKUP_MESSAGE)
+    s3 = spec.backup.storage.s3 if spec.backup is not None else None
+    if s3 is not None and store in (s3.access_key_id_secret_ref.name, s3.secret_access_key_secret_ref.name):
+        raise ValueError(STORE_S3_MESSAGE)
 
 
 def _refs(spec: XRouterSpec) -> list[tuple[str, SecretKeyRef | None]]:
@@ -241,6 +257,10 @@ def _refs(spec: XRouterSpec) -> list[tuple[str, SecretKeyRef | None]]:
     if spec.database is not None:
         path = "spec.database.cnpg" if spec.database.cnpg else "spec.database.urlSecretRef"
         out.append((path, spec.database.secret_ref()))
+    if spec.backup is not None and spec.backup.storage.s3 is not None:
+        s3 = spec.backup.storage.s3
+        out.append(("spec.backup.storage.s3.accessKeyIdSecretRef", s3.access_key_id_secret_ref))
+        out.append(("spec.backup.storage.s3.secretAccessKeySecretRef", s3.secret_access_key_secret_ref))
     return out
 
 
@@ -266,6 +286,11 @@ class Condition(ApiModel):
 class LastBackup(ApiModel):
     time: str | None = None
     result: Literal["Succeeded", "Failed"] | None = None
+    # What the backup Job reported as it ended (its termination message): the object it
+    # wrote (s3://bucket/key) on success, why it failed otherwise. Written by our script,
+    # never by a tool, so no credential can reach it.
+    object: str | None = Field(default=None, description="The dump the last successful run wrote.")
+    message: str | None = Field(default=None, description="Why the last run failed, when it did.")
 
 
 class XRouterStatus(ApiModel):

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from .cron import CRON, check_cron
+from .models_routing import SecretKeyRef
 from .models_telemetry import Peer
 from .models_workload import Resources
 from .schema import DNS_LABEL, ApiModel, IntOrString, Quantity, cel
@@ -87,25 +88,78 @@ class PodDisruptionBudget(ApiModel):
 
 
 WHEN_DELETED_MESSAGE = (
-    "spec.backup.storage.whenDeleted only applies to a new PVC (size): an existingClaim is never deleted"
+    "spec.backup.storage.whenDeleted only applies to a new PVC (size): an existingClaim or an s3 "
+    "bucket is never deleted"
 )
+STORAGE_ONE_MESSAGE = "spec.backup.storage: set exactly one of size (a new PVC), existingClaim or s3"
+# S3 bucket names (the rules every S3-compatible store accepts): 3-63 lowercase letters,
+# digits, dots and dashes, starting and ending with a letter or digit.
+S3_BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+# A key prefix of plain path segments: the script builds keys by joining it with "/", and
+# the characters are the ones S3 documents as safe in keys (no spaces, no shell quoting).
+S3_PREFIX = r"^([A-Za-z0-9!_.*'()-]+/)*[A-Za-z0-9!_.*'()-]*$"
+# scheme://host[:port] and nothing else: s3cmd takes a host, the bucket goes in the path or
+# the host name (forcePathStyle), never after a path of the endpoint's own.
+S3_ENDPOINT = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$"
+
+
+class BackupS3(ApiModel):
+    """An S3-compatible bucket the backup Job uploads each dump (and the XRouter) to."""
+
+    bucket: str = Field(pattern=S3_BUCKET, description="The bucket (it must exist).")
+    prefix: str = Field(
+        default="",
+        max_length=512,
+        pattern=S3_PREFIX,
+        description="Key prefix, e.g. 'prod/xrouter' (objects are PREFIX/xrouter-TIMESTAMP.*). "
+        "Retention keeps the newest dumps under it.",
+    )
+    endpoint: str | None = Field(
+        default=None,
+        pattern=S3_ENDPOINT,
+        description="https://host[:port] of an S3-compatible store; unset: AWS S3 (s3.amazonaws.com).",
+    )
+    region: str = Field(default="us-east-1", pattern=r"^[a-z0-9-]{1,32}$", description="Signing region.")
+    force_path_style: bool = Field(
+        default=False,
+        description="Address the bucket in the path (endpoint/bucket/key) instead of the host name "
+        "(bucket.endpoint/key); most self-hosted stores need true.",
+    )
+    access_key_id_secret_ref: SecretKeyRef = Field(description="Access key ID; mounted as a file.")
+    secret_access_key_secret_ref: SecretKeyRef = Field(description="Secret access key; mounted as a file.")
+    scratch_size: Quantity = Field(
+        default="2Gi",
+        description="Size limit of the emptyDir a dump is staged in before its upload "
+        "(one compressed dump).",
+    )
+
+    @property
+    def key_prefix(self) -> str:
+        """The prefix as keys start with it: '' or 'a/b/'."""
+        p = self.prefix.strip("/")
+        return f"{p}/" if p else ""
+
+
+def _storage_kinds(s: BackupStorage) -> int:
+    return sum(x is not None for x in (s.size, s.existing_claim, s.s3))
 
 
 class BackupStorage(ApiModel):
-    """Either a new PVC (size, storageClassName) or an existing claim."""
+    """Where the dumps go: a new PVC (size, storageClassName), an existing claim, or an
+    S3-compatible bucket (s3)."""
 
     model_config = cel(
         (
-            "has(self.size) != has(self.existingClaim)",
-            "spec.backup.storage: set exactly one of size (a new PVC) or existingClaim",
+            "(has(self.size) ? 1 : 0) + (has(self.existingClaim) ? 1 : 0) + (has(self.s3) ? 1 : 0) == 1",
+            STORAGE_ONE_MESSAGE,
         ),
         (
-            "!has(self.existingClaim) || !has(self.storageClassName)",
+            "has(self.size) || !has(self.storageClassName)",
             "spec.backup.storage.storageClassName only applies to a new PVC (size)",
             ".storageClassName",
         ),
         (
-            "!has(self.existingClaim) || !has(self.whenDeleted)",
+            "has(self.size) || !has(self.whenDeleted)",
             WHEN_DELETED_MESSAGE,
             ".whenDeleted",
         ),
@@ -122,14 +176,15 @@ class BackupStorage(ApiModel):
         "they stay (no ownerReference); a re-created XRouter of the same name adopts the claim. "
         "Delete: garbage-collected with the XRouter.",
     )
+    s3: BackupS3 | None = None
 
     @model_validator(mode="after")
     def _check(self) -> BackupStorage:
-        if (self.size is None) == (self.existing_claim is None):
-            raise ValueError("spec.backup.storage: set exactly one of size (a new PVC) or existingClaim")
-        if self.existing_claim is not None and self.storage_class_name is not None:
+        if _storage_kinds(self) != 1:
+            raise ValueError(STORAGE_ONE_MESSAGE)
+        if self.size is None and self.storage_class_name is not None:
             raise ValueError("spec.backup.storage.storageClassName only applies to a new PVC (size)")
-        if self.existing_claim is not None and self.when_deleted is not None:
+        if self.size is None and self.when_deleted is not None:
             raise ValueError(WHEN_DELETED_MESSAGE)
         return self
 
@@ -144,7 +199,7 @@ class BackupResources(Resources):
 
 
 class Backup(ApiModel):
-    """pg_dump of spec.database to a volume, on a schedule."""
+    """pg_dump of spec.database to a volume or a bucket, on a schedule."""
 
     schedule: str = Field(pattern=CRON, description="Cron schedule, e.g. '0 3 * * *'.")
     retention: int = Field(default=7, ge=1, le=1000, description="How many dumps to keep.")

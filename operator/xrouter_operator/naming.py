@@ -72,6 +72,10 @@ def backup_cronjob_name(name: str) -> str:
     return f"{name}-backup"
 
 
+def backup_export_name(name: str) -> str:
+    return f"{name}-backup-export"
+
+
 def backup_pvc_name(xr: XRouter) -> str:
     b = xr.spec.backup
     if b is not None and b.storage.existing_claim:

@@ -327,8 +327,14 @@ class Reconciler:
                 )
                 if owned_by(j, cuid)
             ]
+        # The Jobs' pods: their termination messages name the object written, or the failure.
+        backup_pods = (
+            self.kube.list("Pod", namespace, f"{INSTANCE_LABEL}={name},app.kubernetes.io/component=backup")
+            if jobs
+            else []
+        )
         pods = self.kube.list("Pod", namespace, selector_string(name)) if dep is not None else []
-        return Observed(deployment=dep, cronjob=cron, jobs=jobs, pods=pods)
+        return Observed(deployment=dep, cronjob=cron, jobs=jobs, pods=pods, backup_pods=backup_pods)
 
     def _events(
         self, body: Obj, old: Obj | None, new: Obj, writes: list[str], extra: list[tuple[str, str, str]]

@@ -17,7 +17,7 @@ from typing import Any
 
 from xrouter_router import config as rc
 
-from . import backup, canary, monitoring, policy, vpa, workload
+from . import backup, backup_s3, canary, monitoring, policy, vpa, workload
 from .kinds import apply_order
 from .models import XRouter
 from .parsing import RenderError, parse
@@ -96,6 +96,8 @@ def _render(xr: XRouter, inputs: RenderInputs) -> list[Manifest]:
     if spec.backup is not None:
         if spec.backup.storage.size is not None:
             out.append(backup.backup_pvc(xr))
+        if spec.backup.storage.s3 is not None:
+            out.append(backup_s3.export_config_map(xr))
         out.append(backup.backup_cronjob(xr))
     if scraped:
         out.append(monitoring.service_monitor(xr))

@@ -27,6 +27,7 @@ class Observed:
     cronjob: Obj | None = None
     jobs: list[Obj] = field(default_factory=list)
     pods: list[Obj] = field(default_factory=list)
+    backup_pods: list[Obj] = field(default_factory=list)  # the backup Jobs' pods
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,30 @@ class BackupFacts:
     last_time: str | None = None
     last_result: Literal["Succeeded", "Failed"] | None = None
     last_success_time: str | None = None
+    # The last finished run's termination message: the object it wrote, or why it failed.
+    message: str | None = None
+
+
+# A termination message holds up to 4096 bytes; status keeps a readable line of it.
+MESSAGE_MAX = 1024
+
+
+def _termination_message(job: Obj, pods: list[Obj]) -> str | None:
+    """What the Job's newest pod said as it ended. Only our backup script writes it (the
+    kubelet's default terminationMessagePolicy, File: never the container's log)."""
+    uid = job.get("metadata", {}).get("uid")
+    mine = [
+        p
+        for p in pods
+        if uid and any(o.get("uid") == uid for o in p.get("metadata", {}).get("ownerReferences", []) or [])
+    ]
+    ended: list[tuple[str, str]] = []
+    for p in mine:
+        for cs in p.get("status", {}).get("containerStatuses") or []:
+            term = (cs.get("state") or {}).get("terminated") or {}
+            if term.get("message"):
+                ended.append((term.get("finishedAt") or "", term["message"].strip()))
+    return max(ended)[1][:MESSAGE_MAX] if ended else None
 
 
 def _cond(conditions: list[Obj], type_: str) -> Obj | None:
@@ -83,26 +108,27 @@ def serving_floor(desired: int, min_replicas: int | None) -> int:
     return max(1, base - 1)
 
 
-def backup_facts(cronjob: Obj | None, jobs: list[Obj]) -> BackupFacts:
-    """The most recent finished backup Job (and the last success)."""
+def backup_facts(cronjob: Obj | None, jobs: list[Obj], pods: list[Obj] | None = None) -> BackupFacts:
+    """The most recent finished backup Job (and the last success); with the Jobs' ``pods``,
+    what its pod said as it ended (an S3 backup names the object it wrote)."""
     if cronjob is None:
         return BackupFacts()
-    finished: list[tuple[str, Literal["Succeeded", "Failed"]]] = []
-    for job in jobs:
+    finished: list[tuple[str, Literal["Succeeded", "Failed"], int]] = []
+    for i, job in enumerate(jobs):
         st = job.get("status", {})
         for c in st.get("conditions", []) or []:
             if c.get("status") != "True":
                 continue
             if c.get("type") == "Complete":
-                finished.append((st.get("completionTime") or c.get("lastTransitionTime", ""), "Succeeded"))
+                finished.append((st.get("completionTime") or c.get("lastTransitionTime", ""), "Succeeded", i))
             elif c.get("type") == "Failed":
-                finished.append((c.get("lastTransitionTime", ""), "Failed"))
+                finished.append((c.get("lastTransitionTime", ""), "Failed", i))
     finished.sort()
-    success = [t for t, r in finished if r == "Succeeded"]
+    success = [t for t, r, _ in finished if r == "Succeeded"]
     last_success = max(success) if success else cronjob.get("status", {}).get("lastSuccessfulTime")
     if finished:
-        t, r = finished[-1]
-        return BackupFacts(t, r, last_success)
+        t, r, i = finished[-1]
+        return BackupFacts(t, r, last_success, _termination_message(jobs[i], pods or []))
     if last_success:
         return BackupFacts(last_success, "Succeeded", last_success)
     return BackupFacts()
@@ -203,7 +229,16 @@ def compute_status(
             )
         )
 
-    facts = backup_facts(observed.cronjob, observed.jobs)
+    facts = backup_facts(observed.cronjob, observed.jobs, observed.backup_pods)
+    last_backup = None
+    if facts.last_time:
+        ok = facts.last_result == "Succeeded"
+        last_backup = LastBackup(
+            time=facts.last_time,
+            result=facts.last_result,
+            object=facts.message if ok and facts.message and facts.message.startswith("s3://") else None,
+            message=None if ok else facts.message or "the backup Job failed: see its pod's log",
+        )
     return XRouterStatus(
         observed_generation=generation,
         conditions=conditions,
@@ -212,7 +247,7 @@ def compute_status(
         replica_summary=f"{ready}/{desired}",
         selector=selector,
         endpoint=endpoint,
-        last_backup=LastBackup(time=facts.last_time, result=facts.last_result) if facts.last_time else None,
+        last_backup=last_backup,
     )
 
 
