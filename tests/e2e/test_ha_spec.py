@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 import yaml
-from xrouter_dev.waiting import eventually
+from test_operator_e2e import crd as crd  # the XRouter CRD, a session fixture
 
 ROOT = Path(__file__).resolve().parents[2]
-CRD = ROOT / "crds" / "xrouter.io_xrouters.yaml"
 HA = ROOT / "tests" / "operator" / "golden" / "ha.input.yaml"
 VAULT = ROOT / "tests" / "operator" / "golden" / "vault.input.yaml"
 OPERATOR = Path(sys.executable).parent / "xrouter-operator"
@@ -24,17 +23,8 @@ REF = {"name": "redis", "key": "url"}
 
 
 @pytest.fixture
-def ns(cluster: Any, namespace: str) -> str:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-
-    def established() -> bool:
-        r = cluster.kubectl(
-            "get", "crd/xrouters.xrouter.io", "-o",
-            'jsonpath={.status.conditions[?(@.type=="Established")].status}', check=False,
-        )  # fmt: skip
-        return bool(r.returncode == 0 and r.stdout.strip() == "True")
-
-    eventually("the XRouter CRD Established", established, timeout=30)
+def ns(namespace: str, crd: None) -> str:
+    """A namespace, with the XRouter CRD installed and Established (test_operator_e2e's fixture)."""
     return namespace
 
 
