@@ -69,7 +69,8 @@ async def startup(state: State, config_path: str | None, tasks: list[asyncio.Tas
     await state.refresh_db_keys()
     loop = asyncio.get_running_loop()
     tasks.append(loop.create_task(_key_loop(state)))
-    tasks.append(loop.create_task(quota.sync_loop(lambda: state.limiter.redis, state.targets.states)))
+    quota_sync = quota.sync_loop(lambda: state.limiter.redis, state.targets.states, state.namespace)
+    tasks.append(loop.create_task(quota_sync))
     if config_path:
         reloader = Reloader(config_path, state.apply, state.metrics)
         tasks.append(loop.create_task(reloader.run()))

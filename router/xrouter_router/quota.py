@@ -21,9 +21,19 @@ from .routing import TargetState
 log = logging.getLogger("xrouter.quota")
 SYNC_SECONDS = 0.5
 MAX_SKIP = 3600.0  # never trust a reset further away than this
-_PREFIX = "xrouter:quota:"
+# The braces put every mark in one Redis Cluster slot, so one MGET reads them all.
+_PREFIX = "{xrouter:quota}:"
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+# (remaining, reset) header pairs, built once: they are read on every upstream answer.
+_HEADERS = tuple(
+    pair
+    for kind in ("requests", "tokens", "input-tokens", "output-tokens")
+    for pair in (
+        (f"x-ratelimit-remaining-{kind}", f"x-ratelimit-reset-{kind}"),
+        (f"anthropic-ratelimit-{kind}-remaining", f"anthropic-ratelimit-{kind}-reset"),
+    )
+)
 # Targets whose exhaustion this replica has yet to publish: (provider, model) → until.
 _PENDING: dict[tuple[str, str], float] = {}
 
@@ -67,14 +77,10 @@ def skip_for(status: int, headers: Mapping[str, str], now: float) -> float | Non
     retry = retry / 1000 if retry is not None else _seconds(headers.get("retry-after"), now)
     if retry is not None and (status in (429, 503) or retry > 0):
         waits.append(retry)
-    for kind in ("requests", "tokens", "input-tokens", "output-tokens"):
-        for remaining, reset in (
-            (f"x-ratelimit-remaining-{kind}", f"x-ratelimit-reset-{kind}"),
-            (f"anthropic-ratelimit-{kind}-remaining", f"anthropic-ratelimit-{kind}-reset"),
-        ):
-            if _int(headers.get(remaining)) == 0:
-                # At 0 with no reset given: a short pause, then look again.
-                waits.append(_seconds(headers.get(reset), now) or 1.0)
+    for remaining, reset in _HEADERS:
+        if _int(headers.get(remaining)) == 0:
+            # At 0 with no reset given: a short pause, then look again.
+            waits.append(_seconds(headers.get(reset), now) or 1.0)
     if not waits:
         return None
     return min(max(waits), MAX_SKIP)
@@ -95,11 +101,12 @@ def observe(target: TargetState, status: int, headers: Mapping[str, str]) -> Non
         )
 
 
-def _key(provider: str, model: str) -> str:
-    return f"{_PREFIX}{provider}/{model}"
+def _key(namespace: str, provider: str, model: str) -> str:
+    # Under redis.namespace like every key: provider names are one router's config.
+    return f"{namespace}:{_PREFIX}{provider}/{model}"
 
 
-async def sync(redis: Any, states: Mapping[tuple[str, str], TargetState]) -> None:
+async def sync(redis: Any, states: Mapping[tuple[str, str], TargetState], namespace: str = "xr") -> None:
     """Publish this replica's new exhaustion marks; adopt the other replicas'."""
     pending = dict(_PENDING)
     _PENDING.clear()
@@ -108,12 +115,12 @@ async def sync(redis: Any, states: Mapping[tuple[str, str], TargetState]) -> Non
         pipe = redis.pipeline(transaction=False)
         for (provider, model), until in pending.items():
             if until > now:
-                pipe.set(_key(provider, model), repr(until), pxat=int(until * 1000))
+                pipe.set(_key(namespace, provider, model), repr(until), pxat=int(until * 1000))
         await pipe.execute()
     keys = list(states)
     if not keys:
         return
-    values = await redis.mget([_key(p, m) for p, m in keys])
+    values = await redis.mget([_key(namespace, p, m) for p, m in keys])
     for key, value in zip(keys, values, strict=True):
         if value is None:
             continue
@@ -126,7 +133,9 @@ async def sync(redis: Any, states: Mapping[tuple[str, str], TargetState]) -> Non
             state.quota_until = until
 
 
-async def sync_loop(redis: Callable[[], Any], states: Mapping[tuple[str, str], TargetState]) -> None:
+async def sync_loop(
+    redis: Callable[[], Any], states: Mapping[tuple[str, str], TargetState], namespace: str = "xr"
+) -> None:
     """Runs for the process's life; without Redis, marks stay per replica."""
     while True:
         await asyncio.sleep(SYNC_SECONDS)
@@ -135,6 +144,6 @@ async def sync_loop(redis: Callable[[], Any], states: Mapping[tuple[str, str], T
             _PENDING.clear()
             continue
         try:
-            await sync(client, states)
+            await sync(client, states, namespace)
         except Exception as exc:  # Redis down: the limiter reports it; routing goes on locally
             log.debug("quota sync failed: %s", type(exc).__name__)
