@@ -5,7 +5,7 @@ requests in flight keep the one they started with."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import pricing
 from .auth import KeyInfo, hash_key
@@ -29,23 +29,50 @@ class Runtime:
     # Upstream models priced nowhere: their usage rows are flagged (pricing.py).
     unpriced: frozenset[str] = frozenset()
 
+    # Per public model: the highest input-side and output rate (USD per million) over its
+    # route's targets and fallbacks; filled on first use (a reload builds a new Runtime).
+    _bounds: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)
+
     def cost(self, upstream_model: str, usage: Usage) -> float:
         price = self.prices.get(upstream_model)
         if price is None:
             return 0.0
-        p = price
-        read = p.input if p.cached_input is None else p.cached_input
-        write = p.input * 1.25 if p.cache_write_input is None else p.cache_write_input
-        write_1h = p.input * 2 if p.cache_write_1h_input is None else p.cache_write_1h_input
+        fresh_rate, read, write, write_1h = input_rates(price)
         fresh = max(0, usage.prompt - usage.cached - usage.cache_write)
         writes = usage.cache_write - usage.cache_write_1h
         return (
-            fresh * p.input
+            fresh * fresh_rate
             + usage.cached * read
             + writes * write
             + usage.cache_write_1h * write_1h
-            + usage.completion * p.output
+            + usage.completion * price.output
         ) / 1e6
+
+    def bound_rates(self, model: str) -> tuple[float, float]:
+        """The dearest rate a prompt token and an output token of ``model`` can cost,
+        over its route's targets and fallbacks: what a budget reservation prices at."""
+        got = self._bounds.get(model)
+        if got is None:
+            price_in = price_out = 0.0
+            route = self.routes.get(model)
+            for name in [model, *(route.fallbacks + route.context_window_fallbacks if route else [])]:
+                r = self.routes.get(name)
+                for t in r.targets if r else ():
+                    price = self.prices.get(t.state.upstream_model)
+                    if price is not None:
+                        price_in = max(price_in, *input_rates(price))
+                        price_out = max(price_out, price.output)
+            got = self._bounds[model] = (price_in, price_out)
+        return got
+
+
+def input_rates(p: Price) -> tuple[float, float, float, float]:
+    """A price's rates for a prompt token, defaults applied: fresh input, cache read,
+    cache write (Anthropic's 5-minute cache) and 1-hour cache write."""
+    read = p.input if p.cached_input is None else p.cached_input
+    write = p.input * 1.25 if p.cache_write_input is None else p.cache_write_input
+    write_1h = p.input * 2 if p.cache_write_1h_input is None else p.cache_write_1h_input
+    return p.input, read, write, write_1h
 
 
 class TargetRegistry:

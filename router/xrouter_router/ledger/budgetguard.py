@@ -69,19 +69,7 @@ def want(rt: Runtime, model: str, kind: str, payload: dict[str, Any], body_bytes
             if isinstance(value, int) and not isinstance(value, bool) and value > 0:
                 out = value
                 break
-    price_in = price_out = 0.0
-    route = rt.routes.get(model)
-    models = [model, *(route.fallbacks + route.context_window_fallbacks if route else [])]
-    for name in models:
-        r = rt.routes.get(name)
-        for t in r.targets if r else ():
-            price = rt.prices.get(t.state.upstream_model)
-            if price is None:
-                continue
-            # Every per-token rate but output's bounds the prompt's (cached reads, writes).
-            rates = [v for k, v in price if k != "output" and isinstance(v, float)]
-            price_in = max(price_in, *rates)
-            price_out = max(price_out, price.output)
+    price_in, price_out = rt.bound_rates(model)
     return (prompt * price_in + out * price_out) / 1e6, prompt + out
 
 
