@@ -17,6 +17,8 @@ import time
 import uuid
 from typing import Any
 
+from .servers import LoopbackHTTP
+
 Json = dict[str, Any]
 DONE = "AGENT-DONE"
 # Every answer's usage, in each API's shape: 120 prompt tokens, 12 completion tokens.
@@ -51,7 +53,7 @@ def _one_line(text: str) -> str:
     return " | ".join(line.strip() for line in text.splitlines() if line.strip())[:300] or "(empty)"
 
 
-class AgentUpstream:
+class AgentUpstream(LoopbackHTTP):
     """``tool`` is the tool to call, ``arguments`` its input."""
 
     def __init__(self, tool: str, arguments: Json) -> None:
@@ -112,18 +114,7 @@ class AgentUpstream:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        LoopbackHTTP.__init__(self, Handler)
 
     def decide(self, tool_names: list[str], result: str | None) -> tuple[str, str | None]:
         """(text, tool name to call or None)."""

@@ -4,6 +4,7 @@ the fake provider and router processes. Each can be stopped and started again.""
 from __future__ import annotations
 
 import glob
+import http.server
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -225,7 +227,26 @@ class Router:
         return total
 
 
-class ScriptedUpstream:
+class LoopbackHTTP:
+    """A threaded HTTP server for a test's own handler, on a free loopback port; its
+    subclasses define the handler in ``__init__`` and call this last."""
+
+    def __init__(self, handler: type[http.server.BaseHTTPRequestHandler]) -> None:
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class ScriptedUpstream(LoopbackHTTP):
     """A provider that misbehaves on purpose, in a thread of the test process (on
     loopback). The requested model picks the behaviour:
 
@@ -249,8 +270,6 @@ class ScriptedUpstream:
     QUOTED = "Incorrect API key provided: sk-upstream-secret"
 
     def __init__(self) -> None:
-        import http.server
-        import threading
         from collections import Counter
 
         self.stats: Counter[str] = Counter()
@@ -351,18 +370,7 @@ class ScriptedUpstream:
                         return
                 self.wfile.write(b"data: [DONE]\n\n")
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        LoopbackHTTP.__init__(self, Handler)
 
 
 _HEAD = {"id": "chatcmpl-rich", "object": "chat.completion.chunk", "created": 0, "model": "rich"}
