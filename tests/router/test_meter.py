@@ -63,23 +63,28 @@ def _chat(model: str) -> dict[str, Any]:
     return {"model": model, "stream": True, "messages": [{"role": "user", "content": PROMPT}]}
 
 
+def _hang_up(router: Router, model: str, events: int) -> str:
+    """Read ``events`` data lines of a chat stream of ``model``, then hang up; the request id."""
+    headers = {"authorization": f"Bearer {KEY}"}
+    with (
+        httpx.Client(timeout=10) as http,
+        http.stream("POST", router.url + "/v1/chat/completions", json=_chat(model), headers=headers) as r,
+    ):
+        rid = r.headers["x-request-id"]
+        seen = 0
+        for line in r.iter_lines():
+            seen += line.startswith("data:")
+            if seen == events:
+                break  # the client hangs up
+    return rid
+
+
 def test_hanging_up_mid_stream_records_tokens_and_cost(
     start_router: StartRouter, provider: FakeProvider, tmp_path: Path, database: tuple[Postgres, str]
 ) -> None:
     pg, name = database
     router = _start(start_router, provider, tmp_path, pg, name)
-    headers = {"authorization": f"Bearer {KEY}"}
-    with (
-        httpx.Client(timeout=10) as http,
-        http.stream("POST", router.url + "/v1/chat/completions", json=_chat("trickle"), headers=headers) as r,
-    ):
-        rid = r.headers["x-request-id"]
-        got: list[str] = []
-        for line in r.iter_lines():
-            if line.startswith("data:"):
-                got.append(line)
-            if len(got) == 5:
-                break  # leave after 5 of ~160 chunks: the client hangs up
+    rid = _hang_up(router, "trickle", 5)  # 5 of ~160 chunks
     status, prompt, completion, costly, estimated = _row(pg, name, rid)
     assert status == "499"
     assert int(prompt) > 100  # the prompt, estimated from the request
@@ -92,17 +97,7 @@ def test_hanging_up_on_anthropic_keeps_its_prompt_count(
 ) -> None:
     pg, name = database
     router = _start(start_router, provider, tmp_path, pg, name)
-    headers = {"authorization": f"Bearer {KEY}"}
-    with (
-        httpx.Client(timeout=10) as http,
-        http.stream(
-            "POST", router.url + "/v1/chat/completions", json=_chat("claude-trickle"), headers=headers
-        ) as r,
-    ):
-        rid = r.headers["x-request-id"]
-        for n, _ in enumerate(line for line in r.iter_lines() if line.startswith("data:")):
-            if n == 4:
-                break  # hang up a few words in
+    rid = _hang_up(router, "claude-trickle", 5)  # a few words in
     status, prompt, completion, costly, estimated = _row(pg, name, rid)
     # message_start said 10 input tokens and 4 read from the cache: exact, not estimated.
     assert (status, prompt) == ("499", "14")
