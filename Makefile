@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export XROUTER_TOOLS_DIR ?= $(HOME)/.cache/xrouter/tools
 
-.PHONY: venv deps tools images checkov agents s3proxy agent-fixtures conformance test test-unit test-e2e lint up cluster cluster-down bench crds golden clean
+.PHONY: venv deps tools images checkov agents s3proxy agent-fixtures conformance test test-unit test-unit-first test-unit-tools tools-and-images test-e2e lint up cluster cluster-down bench crds golden clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,13 +52,31 @@ conformance: venv
 	XROUTER_WRITE_CONFORMANCE=1 $(PY) -m pytest -q tests/router/test_conformance.py
 
 # Unit tests, then the end-to-end tests: kwok-only ones and the real-pod ones (tests/e2e/test_realnode_*).
-# On a first build the prerequisites overlap (-j4): Go compiles the tools on the CPU while the Debian
-# packages, the venvs and the images mostly wait on the network and the disk; images still wait for
-# venv and deps (their prerequisites), make keeps that order.
+# On a first build the slow prerequisites overlap the tests that do not need them:
+# 1. the Debian packages, the venvs, checkov, the agent clients and S3Proxy (network-bound, -j4);
+# 2. the unit tests that need no Go tool (router, operator, dev) run while Go compiles the tools and
+#    buildah builds the images under `nice`: the tests mostly wait on sockets and subprocesses, so
+#    the compiler takes the idle cores, and the niceness keeps timing-sensitive tests (stalls,
+#    leases, breakers) as fast as on a quiet machine;
+# 3. the packaging tests (they run helm and kubectl), then the end-to-end tests.
+# Warm, steps 1 and 2's builds take about a second, and `make test` is the tests alone.
+UNIT_FIRST := tests/router tests/operator tests/dev
+UNIT_TOOLS := tests/packaging
+
 test:
-	$(MAKE) -j4 venv deps tools images checkov agents s3proxy
-	$(MAKE) test-unit
+	$(MAKE) -j4 venv deps checkov agents s3proxy
+	$(MAKE) -j2 --output-sync=target test-unit-first tools-and-images
+	$(MAKE) test-unit-tools
 	$(MAKE) test-e2e
+
+tools-and-images:
+	nice -n 10 $(MAKE) -j2 tools images
+
+test-unit-first: venv
+	$(PY) -m pytest -m 'not e2e' $(UNIT_FIRST)
+
+test-unit-tools: venv
+	$(PY) -m pytest -m 'not e2e' $(UNIT_TOOLS)
 
 # checkov (the security scanner tests/operator/test_op_checkov.py runs on a full render) pins
 # dependencies that conflict with ours, so it gets its own venv in the cache, outside the repo.
