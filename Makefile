@@ -56,10 +56,11 @@ conformance: venv
 # 1. the Debian packages, the venvs, checkov, the agent clients and S3Proxy (network-bound, -j4);
 # 2. the unit tests that need no Go tool (router, operator, dev) run while Go compiles the tools and
 #    buildah builds the images under `nice`: the tests mostly wait on sockets and subprocesses, so
-#    the compiler takes the idle cores, and the niceness keeps timing-sensitive tests (stalls,
-#    leases, breakers) as fast as on a quiet machine;
+#    the compiler takes the idle cores, and the niceness (CPU weight 110 against the tests' 1024) keeps
+#    timing-sensitive tests (stalls, leases, breakers) close to their speed on a quiet machine;
 # 3. the packaging tests (they run helm and kubectl), then the end-to-end tests.
 # Warm, steps 1 and 2's builds take about a second, and `make test` is the tests alone.
+# --durations: the slowest tests, in the log, for whoever next makes `make test` faster.
 UNIT_FIRST := tests/router tests/operator tests/dev
 UNIT_TOOLS := tests/packaging
 
@@ -73,7 +74,7 @@ tools-and-images:
 	nice -n 10 $(MAKE) -j2 tools images
 
 test-unit-first: venv
-	$(PY) -m pytest -m 'not e2e' $(UNIT_FIRST)
+	$(PY) -m pytest --durations=15 -m 'not e2e' $(UNIT_FIRST)
 
 test-unit-tools: venv
 	$(PY) -m pytest -m 'not e2e' $(UNIT_TOOLS)
@@ -94,7 +95,7 @@ test-unit: venv
 	$(PY) -m pytest -m 'not e2e' tests
 
 test-e2e: venv
-	$(PY) -m pytest -m e2e tests
+	$(PY) -m pytest --durations=15 -m e2e tests
 
 lint: venv
 	$(VENV)/bin/ruff check router operator hack tests bench
