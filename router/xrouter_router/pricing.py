@@ -74,7 +74,23 @@ def check(data: Any) -> list[str]:
             value = entry.get(key)
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 errors.append(f"{where}.{key} must be a number >= 0 (USD per million tokens)")
+            elif value and not _LEAST <= value <= _MOST:
+                errors.append(f"{where}.{key} is {value} USD per million tokens: {_unit_error(value)}")
+        cached, base = entry.get("cachedInput"), entry.get("input")
+        if isinstance(cached, int | float) and isinstance(base, int | float) and cached > base:
+            errors.append(f"{where}.cachedInput costs more than its input: a cache read is never dearer")
     return errors
+
+
+# No list price per million tokens is below a tenth of a cent or above $1,000: outside
+# those, the figure was surely copied per token, per thousand or per billion.
+_LEAST, _MOST = 0.001, 1000.0
+
+
+def _unit_error(value: float) -> str:
+    if value < _LEAST:
+        return f"below {_LEAST}, surely a price per token or per thousand tokens, not per million"
+    return f"above {_MOST:g}, surely not a price per million tokens"
 
 
 def _price(entry: dict[str, Any]) -> Price:

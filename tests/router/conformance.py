@@ -1,16 +1,55 @@
 """The conformance cases behind docs/conformance.md: for each front door, request parts
-and what becomes of them on each provider type. tests/router/test_conformance.py runs
-every case against the router's own translation and renders the table from the
-outcomes it observed (``make conformance`` rewrites the doc; the test fails when the
-doc is stale)."""
+and what becomes of them on each provider type. tests/router/test_conformance.py sends
+every case through a router to the fakes of every column and renders the table from
+the outcomes it observed (``make conformance`` rewrites the doc; the test fails when
+the doc is stale)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .toolturns import PNG
+
 Json = dict[str, Any]
-PROVIDER_TYPES = ["openai", "openai-compatible", "azure-openai", "anthropic", "mock"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One provider type, with the upstream model that decides what it speaks: Bedrock
+    and Vertex take ``/v1/messages`` natively for Claude only, so each has two."""
+
+    key: str  # the column's heading and the router's route name
+    type: str
+    model: str  # the upstream model the route targets
+    native: tuple[str, ...]  # the front doors whose requests it gets as they came
+
+    @property
+    def route(self) -> str:
+        return re.sub(r"[^a-z]+", "-", self.key).strip("-")
+
+
+COLUMNS = [
+    Column("openai", "openai", "gpt-up", ("responses",)),
+    Column("openai-compatible", "openai-compatible", "gpt-up", ("responses",)),
+    Column("azure-openai", "azure-openai", "my-deployment", ("responses",)),
+    Column("anthropic", "anthropic", "claude-up", ("messages",)),
+    Column("bedrock (Claude)", "bedrock", "us.anthropic.claude-3-5-sonnet-20240620-v1:0", ("messages",)),
+    Column("bedrock (Llama, Nova, ...)", "bedrock", "meta.llama3-1-70b-instruct-v1:0", ()),
+    Column("gemini", "gemini", "gemini-2.0-flash-001", ()),
+    Column("vertex (Gemini)", "vertex", "gemini-2.0-flash-001", ()),
+    Column("vertex (Claude)", "vertex", "claude-sonnet-4@20250514", ("messages",)),
+    Column("mock", "mock", "echo-1", ()),
+]
+# Images reach Converse and generateContent inline only (bytes), never by URL.
+_INLINE_ONLY = {c.key: "refused" for c in COLUMNS if c.type in ("bedrock", "gemini", "vertex")}
+_INLINE_ONLY["vertex (Claude)"] = "translated"  # the Messages API takes URL images
+# Converse and generateContent have no end-user field; generateContent's JSON mode
+# (responseMimeType) and Converse's have no counterpart in the translation yet.
+_NO_USER = {"bedrock": "lost", "gemini": "lost", "vertex (Gemini)": "lost"}
+_USER_KEYS = ("user", "user_id")
+_MAX_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "maxTokens", "maxOutputTokens")
 
 _USER = {"role": "user", "content": "hi"}
 _TOOL = {"name": "w", "input_schema": {"type": "object"}}
@@ -23,7 +62,10 @@ class Case:
     part: str  # the request part, as the doc names it
     patch: Json  # merged into the front door's minimal request
     reason: str  # why it ends up where it does
-    expect: dict[str, str] = field(default_factory=dict)  # provider type → outcome, when not the default
+    expect: dict[str, str] = field(default_factory=dict)  # column or type → outcome, when not the default
+    # A field of the request → the upstream body's keys (at any depth) that carry it in
+    # some provider's API: a translated request with none of them lost the field silently.
+    arrives: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def messages(**fields: Any) -> Json:
@@ -46,7 +88,20 @@ MESSAGES: list[Case] = [
         "a chat system message in place (Claude Code's environment block)",
     ),
     Case(
-        "text, image (base64, url)",
+        "text, image (base64)",
+        _turns(
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "x"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+                ],
+            }
+        ),
+        "chat content parts",
+    ),
+    Case(
+        "image (url)",
         _turns(
             {
                 "role": "user",
@@ -56,7 +111,8 @@ MESSAGES: list[Case] = [
                 ],
             }
         ),
-        "chat content parts",
+        "a chat image_url part; Bedrock and Gemini take images inline only",
+        _INLINE_ONLY,
     ),
     Case(
         "tool_use, tool_result (text, image)",
@@ -142,6 +198,7 @@ MESSAGES: list[Case] = [
         "tool_choice (auto, any, tool, none)",
         {"tools": [_TOOL], "tool_choice": {"type": "any"}},
         "chat tool_choice",
+        arrives={"tool_choice": ("tool_choice", "toolChoice", "functionCallingConfig")},
     ),
     Case(
         "tool_choice naming a dropped tool",
@@ -154,13 +211,22 @@ MESSAGES: list[Case] = [
     Case(
         "metadata.user_id",
         {"metadata": {"user_id": "x" * 150}},
-        "chat user; over OpenAI's 64 characters, its SHA-256 (64 hex)",
+        "chat user; over OpenAI's 64 characters, its SHA-256 (64 hex); "
+        "Converse and generateContent have no user field",
+        _NO_USER,
+        {"metadata.user_id": _USER_KEYS},
     ),
-    Case("stop_sequences", {"stop_sequences": ["END"]}, "chat stop"),
+    Case(
+        "stop_sequences",
+        {"stop_sequences": ["END"]},
+        "chat stop",
+        arrives={"stop_sequences": ("stop", "stop_sequences", "stopSequences")},
+    ),
     Case(
         "temperature, top_p, max_tokens, stream",
         {"temperature": 0.5, "top_p": 0.9, "stream": True},
         "the same chat fields",
+        arrives={"temperature": ("temperature",), "top_p": ("top_p", "topP"), "max_tokens": _MAX_KEYS},
     ),
     Case(
         "top_k",
@@ -177,7 +243,22 @@ MESSAGES: list[Case] = [
 
 RESPONSES: list[Case] = [
     Case(
-        "input (string, messages, input_text, input_image)",
+        "input (string, messages, input_text, input_image as a data: URL)",
+        {
+            "input": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "input_text", "text": "x"},
+                        {"type": "input_image", "image_url": "data:image/png;base64," + PNG},
+                    ],
+                }
+            ]
+        },
+        "chat messages and content parts",
+    ),
+    Case(
+        "input_image (https URL)",
         {
             "input": [
                 {
@@ -189,7 +270,8 @@ RESPONSES: list[Case] = [
                 }
             ]
         },
-        "chat messages and content parts",
+        "a chat image_url part; Bedrock and Gemini take images inline only",
+        _INLINE_ONLY,
     ),
     Case(
         "instructions, developer and system messages",
@@ -250,8 +332,21 @@ RESPONSES: list[Case] = [
     ),
     Case(
         "max_output_tokens, temperature, top_p, user, parallel_tool_calls, text.format",
-        {"max_output_tokens": 5, "temperature": 0.1, "text": {"format": {"type": "json_object"}}},
-        "the chat equivalents",
+        {
+            "max_output_tokens": 5,
+            "temperature": 0.1,
+            "user": "u1",
+            "text": {"format": {"type": "json_object"}},
+        },
+        "the chat equivalents; Converse and generateContent have no user field, and JSON mode "
+        "(`response_format`) is not carried to the Messages API, Converse or generateContent",
+        {c.key: "lost" for c in COLUMNS if c.type in ("anthropic", "bedrock", "gemini", "vertex")},
+        {
+            "max_output_tokens": _MAX_KEYS,
+            "temperature": ("temperature",),
+            "user": _USER_KEYS,
+            "text.format": ("response_format", "format", "responseMimeType", "responseSchema"),
+        },
     ),
     Case(
         "reasoning, include, prompt_cache_key, client_metadata, safety_identifier",
@@ -284,5 +379,9 @@ FRONTS: dict[str, tuple[str, list[Case], Any]] = {
 }
 
 
-def expected(case: Case, provider_type: str) -> str:
-    return case.expect.get(provider_type, OUTCOMES.get(case.part, "translated"))
+def expected(kind: str, case: Case, column: Column) -> str:
+    """What the column should do with the case: pass it through where its upstream
+    speaks the front door, else the case's outcome on a translated path."""
+    if kind in column.native:
+        return "passed"
+    return case.expect.get(column.key, case.expect.get(column.type, OUTCOMES.get(case.part, "translated")))

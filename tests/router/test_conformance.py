@@ -1,21 +1,26 @@
-"""Each conformance case (tests/router/conformance.py) on each provider type, through
-the router's own adapters and translations; docs/conformance.md is rendered from what
-these runs observe, and must be up to date (``make conformance`` rewrites it)."""
+"""Each conformance case (tests/router/conformance.py) on each column, as a real request
+through a router to the fakes (the fake provider for the OpenAI, Azure and Anthropic
+types, the fake Bedrock and the fake Gemini API / Vertex AI); docs/conformance.md is
+rendered from what these runs observe, and must be up to date (``make conformance``
+rewrites it)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import httpx
+import orjson
 import pytest
-from xrouter_router.clients import Clients
-from xrouter_router.config import Provider
-from xrouter_router.errors import APIError
-from xrouter_router.fronts.base import Notes
-from xrouter_router.fronts.translate import Translated, adapter_for
-from xrouter_router.providers import make_adapter
 
-from .conformance import FRONTS, PROVIDER_TYPES, Case, expected
+from .conformance import COLUMNS, FRONTS, OUTCOMES, Case, Column, expected
+from .conftest import ENV, KEY, base_config
+from .fakeaws import FakeBedrock, bedrock_config
+from .fakegoogle import FakeGoogle, google_config
+from .servers import FakeProvider, Router
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "conformance.md"
 _LABEL = {
@@ -23,65 +28,196 @@ _LABEL = {
     "translated": "translated",
     "dropped": "dropped, with notice",
     "refused": "refused (400)",
+    "lost": "translated, but lost without notice:",
+    "failed": "fails",
 }
+_PATH = {"messages": "/v1/messages", "responses": "/v1/responses"}
+# Where each front door's answer ends well, and what marks a failure in its stream.
+_DONE = {"messages": (b"message_stop", b"error"), "responses": (b"response.completed", b"response.failed")}
+# The upstream endpoints that speak each front door's API (OpenAI, Azure; Anthropic,
+# Bedrock's InvokeModel, Vertex's rawPredict).
+_SPEAKS = {
+    "responses": ("/responses",),
+    "messages": (
+        "/v1/messages",
+        "/invoke",
+        "/invoke-with-response-stream",
+        ":rawPredict",
+        ":streamRawPredict",
+    ),
+}
+_FAKE = {"openai": 0, "openai-compatible": 0, "azure-openai": 0, "anthropic": 0, "bedrock": 1}
 
 
-def observe(kind: str, case: Case, provider_type: str) -> tuple[str, str]:
-    """(outcome, detail): what the router does with the case's request."""
-    spec = {"name": "p", "type": provider_type, "baseUrl": "http://127.0.0.1:9", "apiVersion": "2024-06-01"}
-    adapter = make_adapter(Provider.model_validate(spec), None, Clients())
-    served = adapter_for(adapter, kind)
-    if not isinstance(served, Translated):
-        assert served.supports(kind)
-        return "passed", ""
-    notes = Notes()
+@dataclass
+class Rig:
+    """A router with one route per column, each on its fake; observations are kept, so
+    the table renders from the same runs the tests check."""
+
+    router: Router
+    fakes: list[FakeProvider]
+    seen: dict[tuple[str, str, str], tuple[str, str]] = field(default_factory=dict)
+
+    def fake(self, column: Column) -> FakeProvider | None:
+        if column.type == "mock":
+            return None
+        return self.fakes[_FAKE.get(column.type, 2)]
+
+    def observe(self, kind: str, case: Case, column: Column) -> tuple[str, str]:
+        at = (kind, case.part, column.key)
+        if at not in self.seen:
+            self.seen[at] = self._observe(kind, case, column)
+        return self.seen[at]
+
+    def _observe(self, kind: str, case: Case, column: Column) -> tuple[str, str]:
+        """(outcome, detail): what became of the request, from the router's answer and
+        what reached the fake."""
+        fake = self.fake(column)
+        if fake is not None:
+            fake.reset()
+        request = {**FRONTS[kind][2](**case.patch), "model": column.route}
+        with httpx.Client(timeout=20) as http:
+            resp = http.post(
+                self.router.url + _PATH[kind], json=request, headers={"authorization": f"Bearer {KEY}"}
+            )
+        upstream = fake.last() if fake is not None else {}
+        if str(upstream.get("path", "")).endswith(_SPEAKS[kind]) and _as_it_came(request, upstream["body"]):
+            return "passed", ""
+        if resp.status_code == 400 and not upstream:
+            return "refused", _message(resp)
+        failure = _failure(kind, resp)
+        if failure:
+            return "failed", failure
+        dropped = resp.headers.get("x-xrouter-dropped")
+        if dropped:
+            return "dropped", dropped
+        sent = _keys(upstream.get("body"))
+        lost = [f for f, keys in case.arrives.items() if upstream and sent.isdisjoint(keys)]
+        return ("lost", ", ".join(lost)) if lost else ("translated", "")
+
+
+def _keys(value: Any) -> set[str]:
+    """Every key of a JSON value, at any depth."""
+    if isinstance(value, dict):
+        return set(value).union(*(_keys(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_keys(v) for v in value))
+    return set()
+
+
+def _as_it_came(request: dict[str, Any], body: Any) -> bool:
+    """The upstream got every field of the request unchanged (its model is the route's
+    to set, and Bedrock's and Vertex's Messages endpoints say streaming by the path)."""
+    return isinstance(body, dict) and all(
+        body.get(k) == v for k, v in request.items() if k not in ("model", "stream")
+    )
+
+
+def _message(resp: httpx.Response) -> str:
+    """``<field>: <message>``: OpenAI's error shape has ``param``; the Messages API's
+    has none, so the router puts the field before the message."""
     try:
-        served.front.to_chat(FRONTS[kind][2](**case.patch), provider_type, notes)
-    except APIError as exc:
-        return "refused", str(exc.param)
-    if notes.dropped:
-        return "dropped", ", ".join(notes.dropped)
-    return "translated", ""
+        err = resp.json()["error"]
+        message = str(err.get("message", ""))
+        return f"{err['param']}: {message}" if err.get("param") else message
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return resp.text[:120]
 
 
-def render() -> str:
+def _failure(kind: str, resp: httpx.Response) -> str:
+    """Why the answer is not a good one of the front door's kind, or ``""``."""
+    if resp.status_code != 200:
+        return f"{resp.status_code}: {_message(resp)}"
+    done, failed = _DONE[kind]
+    if resp.headers.get("content-type", "").startswith("text/event-stream"):
+        events = [line[7:].strip() for line in resp.content.splitlines() if line.startswith(b"event: ")]
+        return "" if done in events and failed not in events else f"stream ended {events[-3:]}"
+    data = orjson.loads(resp.content)
+    ok = data.get("type") == "message" if kind == "messages" else data.get("object") == "response"
+    return "" if ok else f"answer {resp.text[:120]}"
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    tmp = tmp_path_factory.mktemp("conformance")
+    bedrock, google = FakeBedrock(), FakeGoogle(tmp)
+    fakes = [FakeProvider(), bedrock, google]
+    for fake in fakes:
+        fake.start()
+    config = base_config(fakes[0].url, tmp)
+    config["providers"] = [
+        *config["providers"],
+        *bedrock_config(bedrock, tmp)["providers"],
+        *google_config(google, tmp)["providers"],
+    ]
+    named = {p["type"]: p["name"] for p in reversed(config["providers"])}  # the first of each type
+    named["openai-compatible"] = "fake"
+    config["models"] = [
+        {"name": c.route, "targets": [{"provider": named[c.type], "model": c.model}]} for c in COLUMNS
+    ]
+    config["keys"] = config["keys"][:1]
+    router = Router(config, ENV, workdir=tmp)
+    router.start()
+    yield Rig(router, fakes)
+    router.stop(timeout=10)
+    for fake in fakes:
+        fake.stop()
+
+
+def render(rig: Rig) -> str:
     lines = [
         "# Front-door conformance",
         "",
-        "Generated by `make conformance` from tests/router/test_conformance.py, which runs each",
-        "request part below through the router's own adapters and translations. *Passed through*:",
-        "the provider speaks the front door's API and gets the request as it came. *Translated*:",
-        "mapped to chat completions (and, for `anthropic`, on to the Messages API) and the answer",
-        "back. *Dropped, with notice*: it cannot run on the other side; the answer's",
-        "`x-xrouter-dropped` header names it (as in the cell) and the router logs",
+        "Generated by `make conformance` from tests/router/test_conformance.py, which sends each",
+        "request part below through a router to the fake of each provider type (the fakes",
+        "implement the providers' published APIs; see [providers.md](providers.md)). *Passed",
+        "through*: the provider speaks the front door's API and got the request as it came.",
+        "*Translated*: mapped to chat completions and on to the provider's API (the Messages",
+        "API for `anthropic` and Claude on Vertex, Converse for Bedrock, `generateContent` for",
+        "Gemini), and the answer back. *Dropped, with notice*: it cannot run on the other side;",
+        "the answer's `x-xrouter-dropped` header names it (as in the cell) and the router logs",
         '`"dropped in translation"`. *Refused*: dropping it would change the answer; a 400 names',
-        "the field. `/v1/chat/completions` is native on every type (translated to the Messages API",
-        "for `anthropic`).",
+        "the field (and, where only some providers refuse it, the cell quotes why). *Translated,",
+        "but lost without notice*: the answer came, but nothing in what the provider got carries",
+        "the named field, and no header says so (a gap in the translation). *Fails*: the",
+        "request went through and the provider refused it. `/v1/chat/completions` is native on",
+        "`openai`, `openai-compatible` and `azure-openai`, and translated on the others.",
+        "",
+        "Bedrock and Vertex AI have two columns: their Claude models speak the Messages API",
+        "(InvokeModel on Bedrock, `rawPredict` on Vertex), so `/v1/messages` reaches them as it",
+        "came; their other models get it translated. `/v1/responses` is translated on both.",
     ]
+    heads = [c.key for c in COLUMNS]
     for kind, (title, cases, _) in FRONTS.items():
-        lines += ["", f"## {title}", "", "| request part | " + " | ".join(PROVIDER_TYPES) + " | why |"]
-        lines.append("|" + "---|" * (len(PROVIDER_TYPES) + 2))
+        lines += ["", f"## {title}", "", "| request part | " + " | ".join(heads) + " | why |"]
+        lines.append("|" + "---|" * (len(heads) + 2))
         for case in cases:
-            cells = []
-            for t in PROVIDER_TYPES:
-                outcome, detail = observe(kind, case, t)
-                cells.append(_LABEL[outcome] + (f" `{detail}`" if detail else ""))
+            cells = [_cell(kind, case, c, *rig.observe(kind, case, c)) for c in COLUMNS]
             lines.append(f"| {case.part} | " + " | ".join(cells) + f" | {case.reason} |")
     return "\n".join(lines) + "\n"
 
 
-CASES = [(kind, case, t) for kind, (_, cases, _) in FRONTS.items() for case in cases for t in PROVIDER_TYPES]
+def _cell(kind: str, case: Case, column: Column, outcome: str, detail: str) -> str:
+    text = _LABEL[outcome] + (f" `{detail.split(': ', 1)[0]}`" if detail else "")
+    usual = "passed" if kind in column.native else OUTCOMES.get(case.part, "translated")
+    if outcome != usual and ": " in detail:  # this column's own exception: say why
+        text += ": " + detail.split(": ", 1)[1].replace("|", "\\|")
+    return text
 
 
-@pytest.mark.parametrize(("kind", "case", "provider_type"), CASES, ids=lambda v: getattr(v, "part", v))
-def test_case(kind: str, case: Case, provider_type: str) -> None:
-    outcome, _ = observe(kind, case, provider_type)
-    native = (kind == "messages") == (provider_type == "anthropic") and provider_type != "mock"
-    assert outcome == ("passed" if native else expected(case, provider_type))
+CASES = [(kind, case, c) for kind, (_, cases, _) in FRONTS.items() for case in cases for c in COLUMNS]
 
 
-def test_doc_is_up_to_date() -> None:
-    text = render()
+@pytest.mark.parametrize(
+    ("kind", "case", "column"), CASES, ids=lambda v: getattr(v, "part", getattr(v, "key", v))
+)
+def test_case(rig: Rig, kind: str, case: Case, column: Column) -> None:
+    outcome, detail = rig.observe(kind, case, column)
+    assert outcome == expected(kind, case, column), detail
+
+
+def test_doc_is_up_to_date(rig: Rig) -> None:
+    text = render(rig)
     if os.environ.get("XROUTER_WRITE_CONFORMANCE") == "1":
         DOC.write_text(text)
     assert DOC.exists() and DOC.read_text() == text, "docs/conformance.md is stale: run `make conformance`"

@@ -53,6 +53,20 @@ def test_the_shipped_catalogue_is_well_formed() -> None:
             "unknown field 'cached'",
         ),
         ({"models": {"gpt-x": {"provider": "azure", "input": 1, "output": 1}}}, "provider must be one of"),
+        # Unit errors: a per-token price (3e-06) or a per-thousand one read as per million
+        # (3000) is off by a factor of a thousand or more.
+        (
+            {"models": {"gpt-x": {"provider": "openai", "input": 0.000003, "output": 1}}},
+            r"models\['gpt-x'\].input is 3e-06 USD per million tokens: .*per token",
+        ),
+        (
+            {"models": {"gpt-x": {"provider": "openai", "input": 1, "output": 15000}}},
+            r"models\['gpt-x'\].output is 15000 USD per million tokens: .*above 1000",
+        ),
+        (
+            {"models": {"gpt-x": {"provider": "openai", "input": 1, "output": 2, "cachedInput": 1.5}}},
+            r"models\['gpt-x'\].cachedInput .*more than its input",
+        ),
     ],
 )
 def test_format_errors_are_named(change: dict[str, Any], message: str, tmp_path: Path) -> None:
