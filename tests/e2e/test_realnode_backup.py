@@ -343,6 +343,13 @@ def test_s3_upload_to_a_missing_bucket_fails_the_job_and_shows_in_status(stack: 
     want = f"upload to s3://{missing}/{S3_PREFIX}/ failed (s3cmd exit 12): nothing was written"
     assert last["message"] == want
     assert "object" not in last
+
+    def warned() -> list[str]:
+        on_xrouter = f"involvedObject.kind=XRouter,involvedObject.name={stack.name},reason=BackupFailed"
+        events = get_json(stack.cluster, "-n", stack.namespace, "events", "--field-selector", on_xrouter)
+        return [e["message"] for e in events["items"] if e["type"] == "Warning"]
+
+    assert eventually("a BackupFailed event on the XRouter", warned, 30, every=1) == [want]
     assert s3.keys(BUCKET) == before  # nothing written anywhere else either
     assert SECRET_KEY not in json.dumps(stack.status())
     use_s3(stack, s3, BUCKET)
