@@ -12,6 +12,7 @@ Redis stream are replayed by whichever router pod reaches PostgreSQL first)."""
 from __future__ import annotations
 
 import json
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -223,6 +224,8 @@ def s3(stack: Stack) -> Iterator[S3Proxy]:
     exists once the real node runs."""
     server = S3Proxy(host=NODE_IP)
     server.start()
+    with pytest.raises(ConnectionRefusedError):  # bound to that address alone, not to loopback
+        socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
     server.s3cmd("mb", f"s3://{BUCKET}")
     stack.apply(secret("s3-backup", {"id": ACCESS_KEY, "secret": SECRET_KEY}))
     try:
