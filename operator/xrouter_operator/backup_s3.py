@@ -28,6 +28,9 @@ SCRATCH_DIR = "/scratch"
 #   object under the dump's name, so the newest dump in the bucket is always whole.
 # - The XRouter goes up first and is deleted again when the dump's upload fails, so every
 #   dump in the bucket has its XRouter beside it and no XRouter is left without a dump.
+# - The kubelet mounts the XRouter's ConfigMap key as a symlink (into the ..data directory it
+#   swaps on updates), and s3cmd skips symlinks ("Nothing to upload", exit 64) unless told
+#   to follow them.
 # - The termination message (which the operator copies to status.lastBackup) is our own
 #   text: the object written, or what failed. s3cmd's own errors go to the pod log only.
 S3_BACKUP_SCRIPT = """\
@@ -56,7 +59,7 @@ dest="s3://$S3_BUCKET/$S3_PREFIX"
 rm -f "$HOME/pg_dump.failed"
 { pg_dump --no-owner --no-privileges --dbname="$url" || touch "$HOME/pg_dump.failed"; } | gzip > "$dump"
 [ ! -e "$HOME/pg_dump.failed" ] || fail "pg_dump failed"
-s3 put "$XROUTER_EXPORT" "$dest$name.xrouter.yaml" >/dev/null \\
+s3 put --follow-symlinks "$XROUTER_EXPORT" "$dest$name.xrouter.yaml" >/dev/null \\
   || fail "upload to $dest failed (s3cmd exit $?): nothing was written"
 if ! s3 put "$dump" "$dest$name.sql.gz" >/dev/null; then
   s3 del "$dest$name.xrouter.yaml" >/dev/null || true

@@ -42,7 +42,15 @@ from .parsing import RenderError, parse
 from .policy import ServiceFacts, service_facts, upstream_services
 from .render import RenderInputs, render
 from .rollout import Plan, Rollouts, with_conditions
-from .status import Observed, Problems, backup_facts, compute_status, container_restarts, status_patch
+from .status import (
+    Observed,
+    Problems,
+    backup_events,
+    backup_facts,
+    compute_status,
+    container_restarts,
+    status_patch,
+)
 from .vpa import vpa_condition
 
 log = logging.getLogger("xrouter_operator")
@@ -345,7 +353,7 @@ class Reconciler:
                     return c.get("status", ""), c.get("reason", ""), c.get("message", "")
             return "", "", ""
 
-        events: list[tuple[str, str, str]] = list(extra)
+        events: list[tuple[str, str, str]] = [*extra, *backup_events(old, new)]
         if writes:
             events.append(("Normal", "Applied", ", ".join(writes)[:1000]))
         before, after = cond(old, "Degraded"), cond(new, "Degraded")

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from s3server import ACCESS_KEY, SECRET_KEY, S3Proxy
+from xrouter_dev.s3proxy import ACCESS_KEY, SECRET_KEY, S3Proxy
 from xrouter_dev.tools import free_port
 from xrouter_operator.render import parse, render
 
@@ -100,7 +100,13 @@ def run_backup(
     (tmp / "secrets" / "database-url").write_text(dsn + "\n")
     (tmp / "secrets" / "s3-access-key-id").write_text(ACCESS_KEY)
     (tmp / "secrets" / "s3-secret-access-key").write_text(secret_key)
-    (tmp / "export" / "xrouter.yaml").write_text(objs["ConfigMap/gw-backup-export"]["data"]["xrouter.yaml"])
+    # As the kubelet mounts a ConfigMap key: a symlink into the ..data directory it swaps atomically.
+    data = tmp / "export" / "..2026_12_05_03_00_00.1"
+    data.mkdir(exist_ok=True)
+    (data / "xrouter.yaml").write_text(objs["ConfigMap/gw-backup-export"]["data"]["xrouter.yaml"])
+    for link, target in (("..data", data.name), ("xrouter.yaml", "..data/xrouter.yaml")):
+        if not (tmp / "export" / link).is_symlink():
+            (tmp / "export" / link).symlink_to(target)
     moved = {k: v.replace("/var/run/xrouter/secrets", f"{tmp}/secrets") for k, v in env.items()}
     moved.update(
         XROUTER_EXPORT=f"{tmp}/export/xrouter.yaml",

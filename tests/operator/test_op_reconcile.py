@@ -217,6 +217,51 @@ def test_backup_and_monitoring_children() -> None:
     assert "lastBackup" not in kube.objects[("XRouter", "ns", "r")]["status"]
 
 
+def test_a_failed_backup_is_one_warning_event_with_what_failed() -> None:
+    kube, rec = make(
+        database={"urlSecretRef": {"name": "pg", "key": "url"}},
+        backup={"schedule": "0 3 * * *", "storage": {"size": "1Gi"}},
+    )
+    rec.reconcile("ns", "r")
+    cron = kube.objects[("CronJob", "ns", "r-backup")]
+    backup = {"xrouter.io/instance": "r", "app.kubernetes.io/component": "backup"}
+    job = kube.put(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {
+                "name": "r-backup-2",
+                "namespace": "ns",
+                "labels": backup,
+                "ownerReferences": [{"uid": cron["metadata"]["uid"], "controller": True}],
+            },
+            "status": {
+                "conditions": [
+                    {"type": "Failed", "status": "True", "lastTransitionTime": "2026-01-02T03:01:00Z"}
+                ]
+            },
+        }
+    )
+    said = "upload to s3://b/prod/ failed (s3cmd exit 77): nothing was written"
+    kube.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "r-backup-2-x",
+                "namespace": "ns",
+                "labels": backup,
+                "ownerReferences": [{"uid": job["metadata"]["uid"], "controller": True}],
+            },
+            "status": {"containerStatuses": [{"state": {"terminated": {"exitCode": 1, "message": said}}}]},
+        }
+    )
+    rec.reconcile("ns", "r")
+    rec.reconcile("ns", "r")  # the same failure again: no second event
+    failed = [(e["type"], e["message"]) for e in kube.events if e["reason"] == "BackupFailed"]
+    assert failed == [("Warning", said)]
+
+
 def test_missing_secret_is_degraded_and_recovers() -> None:
     ref = {"name": "keys", "key": "a"}
     kube, rec = make(keys=[{"name": "team-a", "secretKeyRef": ref}])

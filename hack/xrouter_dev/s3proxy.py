@@ -1,5 +1,7 @@
-"""S3Proxy (a real S3 server, filesystem backend) on a free loopback port, for the S3 backup
-tests, with s3cmd (Debian's, as in the pgclient image) as the client that checks the bucket."""
+"""S3Proxy (a real S3 server, filesystem backend) on a free port, for the S3 backup tests, with
+s3cmd (Debian's, as in the pgclient image) as the client that checks the bucket. On loopback for
+the script run locally (tests/operator/test_op_backup_s3.py); on the real node's bridge address for
+the backup Job on a real pod (tests/e2e/test_realnode_backup.py)."""
 
 from __future__ import annotations
 
@@ -109,6 +111,14 @@ class S3Proxy:
         out = self.s3cmd("ls", "--recursive", f"s3://{bucket}/").stdout
         keys = (line.split(None, 3)[3].removeprefix(f"s3://{bucket}/") for line in out.splitlines())
         return sorted(k for k in keys if not k.endswith("/"))
+
+    def read(self, bucket: str, key: str) -> bytes:
+        """An object's content."""
+        dest = self.dir / "read"
+        self.s3cmd("get", "--force", f"s3://{bucket}/{key}", str(dest))
+        data = dest.read_bytes()
+        dest.unlink()
+        return data
 
     def stop(self) -> None:
         stop(self.proc)
