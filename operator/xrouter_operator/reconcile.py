@@ -22,14 +22,14 @@ from typing import Any
 
 from . import metrics
 from .apply import adoptable, drops_owner, first_difference, owned_by
+from .events import event_object, transition_events
 from .handover import hand_over_replicas
 from .kinds import GATING_KINDS, KINDS, OPTIONAL_KINDS, PRUNABLE, WORKLOAD_KINDS
 from .kube import Kube, KubeError
-from .models import API_VERSION, KIND, XRouter, secret_refs
+from .models import XRouter, secret_refs
 from .naming import (
     ADMIN_KEY_FIELD,
     INSTANCE_LABEL,
-    MANAGER,
     ROTATE_ANNOTATION,
     ROTATION_ANNOTATION,
     admin_secret_name,
@@ -45,7 +45,6 @@ from .rollout import Plan, Rollouts, with_conditions
 from .status import (
     Observed,
     Problems,
-    backup_events,
     backup_facts,
     compute_status,
     container_restarts,
@@ -347,51 +346,13 @@ class Reconciler:
     def _events(
         self, body: Obj, old: Obj | None, new: Obj, writes: list[str], extra: list[tuple[str, str, str]]
     ) -> None:
-        def cond(status: Obj | None, type_: str) -> tuple[str, str, str]:
-            for c in (status or {}).get("conditions", []) or []:
-                if c.get("type") == type_:
-                    return c.get("status", ""), c.get("reason", ""), c.get("message", "")
-            return "", "", ""
-
-        events: list[tuple[str, str, str]] = [*extra, *backup_events(old, new)]
-        if writes:
-            events.append(("Normal", "Applied", ", ".join(writes)[:1000]))
-        before, after = cond(old, "Degraded"), cond(new, "Degraded")
-        if after[0] == "True" and after != before:
-            events.append(("Warning", after[1], after[2]))
-        p_before, p_after = cond(old, "Progressing"), cond(new, "Progressing")
-        if p_after[1] == "Suspended" and p_before[1] != "Suspended":
-            events.append(("Normal", "Suspended", p_after[2]))
-        r_before, r_after = cond(old, "Ready"), cond(new, "Ready")
-        if r_after[0] != r_before[0] and r_after[0]:
-            calm = r_after[0] == "True" or r_after[1] == "ScaledToZero"  # scaling to 0 is a choice
-            events.append(("Normal" if calm else "Warning", "Ready" + r_after[0], r_after[2]))
         meta = body["metadata"]
         now = self.clock()
-        for type_, reason, message in events:
-            event = {
-                "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-                "involvedObject": {
-                    "apiVersion": API_VERSION,
-                    "kind": KIND,
-                    "name": meta["name"],
-                    "namespace": meta["namespace"],
-                    "uid": meta["uid"],
-                },
-                "type": type_,
-                "reason": reason,
-                "message": message,
-                "source": {"component": MANAGER},
-                "reportingComponent": MANAGER,
-                "reportingInstance": self._host,
-                "firstTimestamp": now,
-                "lastTimestamp": now,
-                "count": 1,
-            }
+        for event in transition_events(old, new, writes, extra):
             try:
-                self.kube.create_event(meta["namespace"], event)
+                self.kube.create_event(meta["namespace"], event_object(meta, event, self._host, now))
             except KubeError as e:
-                log.warning("could not post event %s: %s", reason, e)
+                log.warning("could not post event %s: %s", event[1], e)
 
     def _gauges(self, namespace: str, name: str, status: Obj, observed: Observed) -> None:
         ready_c: Obj = next((c for c in status["conditions"] if c["type"] == "Ready"), {})

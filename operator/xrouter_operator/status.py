@@ -251,15 +251,6 @@ def compute_status(
     )
 
 
-def backup_events(old: Obj | None, new: Obj) -> list[tuple[str, str, str]]:
-    """A Warning when status.lastBackup turns to a new failure (`kubectl describe` shows it
-    beside the Job's own BackoffLimitExceeded); its message is the script's, never a secret."""
-    before, after = (old or {}).get("lastBackup") or {}, new.get("lastBackup") or {}
-    if after.get("result") != "Failed" or after == before:
-        return []
-    return [("Warning", "BackupFailed", str(after.get("message", "")))]
-
-
 def status_patch(old: Obj | None, new: Obj) -> Obj | None:
     """A merge patch from old to new (None when nothing changed). Keys that went away,
     at any depth, are set to null."""
