@@ -19,12 +19,12 @@ from . import analysis, canary
 from .analysis import Sample
 from .models import XRouter
 from .models_rollout import RolloutStatus
-from .rollout import (
+from .rolloutplan import (
     ABORT_ANNOTATION,
     PROMOTE_ANNOTATION,
     PROMOTING_POLL_SECONDS,
     Plan,
-    Rollouts,
+    RolloutReads,
     measured,
     parse_time,
 )
@@ -68,7 +68,7 @@ def _preview(new: Obj, svc: Obj, rev: str) -> tuple[Obj, Obj]:
     return dep, service
 
 
-def plan(r: Rollouts, xr: XRouter, desired: list[Obj], old_status: Obj | None, now: str) -> Plan:
+def plan(r: RolloutReads, xr: XRouter, desired: list[Obj], old_status: Obj | None, now: str) -> Plan:
     ns, name, uid = xr.metadata.namespace, xr.metadata.name, xr.metadata.uid
     bg, replicas = xr.spec.rollout.blue_green, xr.spec.replicas
     i = next(k for k, m in enumerate(desired) if m["kind"] == "Deployment")

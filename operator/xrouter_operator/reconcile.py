@@ -41,7 +41,8 @@ from .naming import (
 from .parsing import RenderError, parse
 from .policy import ServiceFacts, service_facts, upstream_services
 from .render import RenderInputs, render
-from .rollout import Plan, Rollouts, with_conditions
+from .rollout import Rollouts, with_conditions
+from .rolloutplan import Plan
 from .status import (
     Observed,
     Problems,

@@ -17,40 +17,29 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import ValidationError
 
-from . import analysis, canary
+from . import analysis, bluegreen, canary
 from .analysis import Sample
 from .apply import owned_by
 from .kube import Kube
 from .models import Condition, XRouter, XRouterStatus
-from .models_rollout import Measured, RolloutStatus
+from .models_rollout import RolloutStatus
 from .naming import HTTP_PORT, children_selector, selector_string
+from .rolloutplan import (
+    ABORT_ANNOTATION,
+    PROMOTE_ANNOTATION,
+    PROMOTING_POLL_SECONDS,
+    Obj,
+    Plan,
+    measured,
+    parse_time,
+)
 from .status import rollout as deployment_rollout
 
 log = logging.getLogger("xrouter_operator")
-
-Obj = dict[str, Any]
-CondStatus = Literal["True", "False", "Unknown"]
-PROMOTE_ANNOTATION = "xrouter.io/promote"
-ABORT_ANNOTATION = "xrouter.io/abort"
-# How soon to look again while the stable Deployment takes the promoted template.
-PROMOTING_POLL_SECONDS = 2.0
-
-
-@dataclass
-class Plan:
-    desired: list[Obj]
-    status: RolloutStatus | None = None
-    progressing: tuple[CondStatus, str, str] | None = None
-    degraded: tuple[CondStatus, str, str] | None = None
-    requeue_after: float | None = None
-    delete: list[tuple[str, str]] = field(default_factory=list)
-    events: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def with_conditions(status: XRouterStatus, plan: Plan | None, old: Obj | None, now: str) -> XRouterStatus:
@@ -79,19 +68,6 @@ def with_conditions(status: XRouterStatus, plan: Plan | None, old: Obj | None, n
     return status.model_copy(update={"conditions": conditions, "rollout": plan.status})
 
 
-def parse_time(s: str) -> datetime:
-    return datetime.strptime(s, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-
-
-def measured(s: Sample) -> Measured:
-    p95 = s.quantile(0.95)
-    return Measured(
-        requests=int(s.requests),
-        error_rate=f"{100 * s.error_rate:.2f}%",
-        p95_seconds=f"{p95:.3f}" if p95 is not None else None,
-    )
-
-
 class Rollouts:
     def __init__(self, kube: Kube, scrape: Callable[[str, int], Sample | None] = analysis.scrape) -> None:
         self.kube = kube
@@ -103,8 +79,6 @@ class Rollouts:
         """What to apply and delete for the rollout in progress (see the module docstring)."""
         ns, name, uid = xr.metadata.namespace, xr.metadata.name, xr.metadata.uid
         if xr.spec.rollout.strategy == "blueGreen":
-            from . import bluegreen  # it builds on this module's Plan and helpers
-
             return bluegreen.plan(self, xr, desired, old_status, now)
         if xr.spec.rollout.strategy != "canary":
             # A canary left behind by a switch back to rollingUpdate goes (only when its
