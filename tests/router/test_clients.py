@@ -11,6 +11,16 @@ from .conftest import KEY, StartRouter, base_config
 from .servers import ScriptedUpstream
 
 
+def _ask(url: str) -> httpx.Response:
+    """One chat request for the model ``m`` to the router at ``url``."""
+    return httpx.post(
+        url + "/v1/chat/completions",
+        headers={"authorization": f"Bearer {KEY}"},
+        json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=30,
+    )
+
+
 def test_an_upstream_that_hangs_up_is_a_failed_upstream(
     start_router: StartRouter, scripted: ScriptedUpstream, tmp_path: Path
 ) -> None:
@@ -24,12 +34,7 @@ def test_an_upstream_that_hangs_up_is_a_failed_upstream(
     config["keys"] = config["keys"][:1]
     router = start_router(config)
     began = time.perf_counter()
-    resp = httpx.post(
-        router.url + "/v1/chat/completions",
-        headers={"authorization": f"Bearer {KEY}"},
-        json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
-        timeout=30,
-    )
+    resp = _ask(router.url)
     assert resp.status_code == 502, resp.text
     message = resp.json()["error"]["message"]
     assert "timed out" not in message and "hangup" in message, message
@@ -39,12 +44,7 @@ def test_an_upstream_that_hangs_up_is_a_failed_upstream(
     router.write_config(config)
     router.stop()
     router.start()
-    resp = httpx.post(
-        router.url + "/v1/chat/completions",
-        headers={"authorization": f"Bearer {KEY}"},
-        json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
-        timeout=30,
-    )
+    resp = _ask(router.url)
     assert resp.status_code == 502, resp.text
 
 
@@ -62,11 +62,6 @@ def test_a_cookie_one_answer_sets_rides_on_no_later_request(
     config["keys"] = config["keys"][:1]
     router = start_router(config)
     for _ in range(3):
-        resp = httpx.post(
-            router.url + "/v1/chat/completions",
-            headers={"authorization": f"Bearer {KEY}"},
-            json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
-            timeout=30,
-        )
+        resp = _ask(router.url)
         assert resp.status_code == 200, resp.text
     assert scripted.cookies == [None, None, None]
