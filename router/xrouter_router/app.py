@@ -33,6 +33,15 @@ from .state import State
 log = logging.getLogger("xrouter.app")
 
 KEY_REFRESH_SECONDS = 5.0
+# The cyclic GC's youngest generation is collected after this many more container
+# objects were allocated than freed (Python's default: 700). The requests in flight
+# hold a few thousand young objects between them (dicts, headers, frames), so at 700
+# each collection walked all of them, several times a request, while nearly all of them
+# are freed by reference counting anyway (the router makes almost no cyclic garbage;
+# see docs/router-performance.md): about 5 % of the CPU at 32 connections. The older
+# generations keep their defaults, so a cycle (an exception's traceback) is still
+# collected, only later.
+GC_THRESHOLD = 10_000
 
 
 def _api_error(request: Request, exc: Exception) -> Response:
@@ -79,6 +88,7 @@ async def startup(state: State, config_path: str | None, tasks: list[asyncio.Tas
     # process: keep it out of the cyclic GC's full collections, which would otherwise
     # walk all of it again and again under load.
     gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
     log.info("router started (pid %d)", os.getpid())
 
 

@@ -4,6 +4,7 @@ underneath; everything else speaks httpx's client API."""
 
 from __future__ import annotations
 
+import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
@@ -39,6 +40,21 @@ class _Transport(AiohttpTransport):
     """The httpx-aiohttp transport, with its errors before the answer told apart
     (``_untimed``). The body's stream is left as it is: no extra layer on every chunk."""
 
+    def __init__(self) -> None:
+        super().__init__(limits=LIMITS, client=self._session)
+
+    def _session(self) -> aiohttp.ClientSession:
+        # The session the transport would make (its connector, limits and TLS context),
+        # with aiohttp's own cookie jar replaced by one that keeps nothing: the default
+        # jar stored what an upstream's answer set and sent it with every later request
+        # to that host, whoever's request it was (_NoCookies is httpx's jar, above it).
+        connector = aiohttp.TCPConnector(
+            limit=self.limits.max_connections or 0,
+            keepalive_timeout=self.limits.keepalive_expiry,
+            ssl=self.ssl_context,
+        )
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
             return await super().handle_async_request(request)
@@ -57,7 +73,7 @@ class Clients:
         client = self._clients.get(provider)
         if client is None:
             client = self._clients[provider] = httpx.AsyncClient(
-                transport=_Transport(limits=LIMITS),
+                transport=_Transport(),
                 # Per-request timeouts come in each request's extensions.
                 timeout=None,
                 follow_redirects=False,

@@ -16,6 +16,8 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import httpx
+
 from .routing import TargetState
 
 log = logging.getLogger("xrouter.quota")
@@ -34,6 +36,11 @@ _HEADERS = tuple(
         (f"anthropic-ratelimit-{kind}-remaining", f"anthropic-ratelimit-{kind}-reset"),
     )
 )
+# Every header skip_for reads: an answer is scanned once for these, and one without
+# any of them (nearly every answer) is done with after that one pass. httpx's
+# case-insensitive get() walks the whole header list on each call, and skip_for asks
+# for 18 names.
+_NAMES = frozenset({"retry-after", "retry-after-ms", *(name for pair in _HEADERS for name in pair)})
 # Targets whose exhaustion this replica has yet to publish: (provider, model) → until.
 _PENDING: dict[tuple[str, str], float] = {}
 
@@ -86,10 +93,16 @@ def skip_for(status: int, headers: Mapping[str, str], now: float) -> float | Non
     return min(max(waits), MAX_SKIP)
 
 
-def observe(target: TargetState, status: int, headers: Mapping[str, str]) -> None:
+def observe(target: TargetState, status: int, headers: httpx.Headers) -> None:
     """Read one response's quota headers into the target (and queue it for Redis)."""
+    found: dict[str, str] = {}
+    for name, value in headers.multi_items():
+        if name in _NAMES:  # a repeated header reads as its values comma-joined, as get() has it
+            found[name] = f"{found[name]}, {value}" if name in found else value
+    if not found:
+        return
     now = time.time()
-    wait = skip_for(status, headers, now)
+    wait = skip_for(status, found, now)
     if wait is None or wait <= 0:
         return
     until = now + wait

@@ -262,6 +262,8 @@ class ScriptedUpstream(LoopbackHTTP):
       Azure) or Anthropic say it; ``bad-400``: 400 for another reason;
     - ``quota-<n>``: allows n requests, counting down in ``x-ratelimit-remaining-requests``
       (reset in 30 s), then 429 with ``retry-after: 30`` (counted in ``refused``);
+    - ``cookie``: "ok", setting a cookie (``session=caller-<n>``) as a load balancer's
+      affinity would; the Cookie header each such request came with is in ``cookies``;
     - anything else: a normal chat completion answering "ok".
 
     A model the test puts in ``failing`` gets a 500 instead, until it is taken out.
@@ -275,6 +277,7 @@ class ScriptedUpstream(LoopbackHTTP):
         self.stats: Counter[str] = Counter()
         self.failing: set[str] = set()
         self.refused: Counter[str] = Counter()
+        self.cookies: list[str | None] = []  # the Cookie header of each "cookie" request
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -306,6 +309,11 @@ class ScriptedUpstream(LoopbackHTTP):
                     self._trickle(int(model.split("-")[1]) / 1000, model)
                 elif model.startswith("quota-"):
                     self._quota(model, int(model.split("-")[1]) - outer.stats[model] + 1)
+                elif model == "cookie":
+                    outer.cookies.append(self.headers.get("cookie"))
+                    n = len(outer.cookies)
+                    headers = {"set-cookie": f"session=caller-{n}; Path=/"}
+                    self._send(200, json.dumps(_completion(model, "ok")).encode(), headers=headers)
                 else:
                     self._send(200, json.dumps(_completion(model, "ok")).encode())
 

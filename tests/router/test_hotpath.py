@@ -4,6 +4,7 @@ byte for byte the formatter's line, and token counts batched for Redis all arriv
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from pathlib import Path
@@ -152,3 +153,51 @@ def test_upstream_errors_read_as_before(
     assert time.monotonic() - began < 1.5
     ok = httpx.post(url, headers=auth, json={"model": "gpt", "messages": MSG}, timeout=10)
     assert ok.status_code == 200 and ok.json()["choices"][0]["message"]["content"] == "hi"
+
+
+def test_requests_in_flight_are_not_walked_by_the_gc_again_and_again(
+    monkeypatch: pytest.MonkeyPatch, provider: FakeProvider, tmp_path: Path
+) -> None:
+    """32 requests at a time hold a few thousand young objects between them, nearly all
+    freed by reference counting. After start-up the GC's youngest generation must not
+    walk them several times a request (Python's default threshold did: about 5 % of the
+    router's CPU at 32 connections; docs/router-performance.md)."""
+    from xrouter_router.app import create_app
+    from xrouter_router.config import RouterConfig
+
+    for name, value in {"FAKE_API_KEY": "sk-up", "KEY_ALPHA": KEY, "KEY_BETA": "sk-b"}.items():
+        monkeypatch.setenv(name, value)
+    app = create_app(RouterConfig.model_validate(base_config(provider.url, tmp_path)))
+    young: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and info["generation"] == 0:
+            young.append(1)
+
+    async def go() -> None:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://router") as c:
+
+                async def one() -> None:
+                    r = await c.post(
+                        "/v1/chat/completions",
+                        headers={"authorization": f"Bearer {KEY}"},
+                        json={"model": "gpt", "messages": MSG},
+                    )
+                    assert r.status_code == 200
+
+                await asyncio.gather(*(one() for _ in range(32)))  # warm: pools, caches
+                gc.callbacks.append(count)
+                try:
+                    for _ in range(5):
+                        await asyncio.gather(*(one() for _ in range(32)))
+                finally:
+                    gc.callbacks.remove(count)
+
+    saved = gc.get_threshold()
+    try:
+        asyncio.run(go())
+    finally:
+        gc.set_threshold(*saved)
+    assert len(young) <= 16  # 160 requests: at most one young collection per ten

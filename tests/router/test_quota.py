@@ -10,8 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from xrouter_router.quota import skip_for
+from xrouter_router.breaker import Breaker
+from xrouter_router.quota import observe, skip_for
+from xrouter_router.routing import TargetState
 
 from .conftest import StartRouter, client
 from .servers import RedisServer, ScriptedUpstream
@@ -61,8 +64,7 @@ def test_retry_after_keeps_a_target_away(
     router = start_router(_config(scripted.url, tmp_path, "quota-0"))
     for _ in range(8):
         assert (
-            client(router).chat.completions.create(model="m", messages=MSG).choices[0].message.content
-            == "ok"
+            client(router).chat.completions.create(model="m", messages=MSG).choices[0].message.content == "ok"
         )
     assert scripted.refused["quota-0"] == 1  # the first 429 failed over; retry-after 30 s keeps the rest away
 
@@ -78,9 +80,7 @@ def test_replicas_share_exhaustion_through_redis(
     assert scripted.stats["quota-2"] == 2
     time.sleep(1.2)  # two reads the marks every 0.5 s
     for _ in range(8):
-        assert (
-            client(two).chat.completions.create(model="m", messages=MSG).choices[0].message.content == "ok"
-        )
+        assert client(two).chat.completions.create(model="m", messages=MSG).choices[0].message.content == "ok"
     assert scripted.stats["quota-2"] == 2 and scripted.refused["quota-2"] == 0
 
 
@@ -102,3 +102,18 @@ def test_headers_are_read_as_each_provider_writes_them() -> None:
     assert skip_for(429, {"retry-after": "7"}, now) == 7
     assert skip_for(429, {"retry-after-ms": "1500"}, now) == 1.5
     assert skip_for(200, {"x-ratelimit-remaining-requests": "12"}, now) is None
+
+
+def test_an_answer_marks_its_target_whatever_the_header_case() -> None:
+    """``observe`` reads the answer's headers in one pass: names in any case, a repeated
+    header as its values joined (as httpx's ``get`` gives it), nothing for an answer
+    without quota headers."""
+    target = TargetState("a", "m", Breaker(5, 30.0, 30.0))
+    observe(target, 200, httpx.Headers({"Content-Type": "application/json", "X-Request-Id": "r"}))
+    assert target.quota_until == 0.0
+    headers = httpx.Headers([("X-RateLimit-Remaining-Requests", "0"), ("X-RateLimit-Reset-Requests", "20s")])
+    observe(target, 200, headers)
+    assert target.quota_until == pytest.approx(time.time() + 20, abs=1)
+    twice = TargetState("b", "m", Breaker(5, 30.0, 30.0))
+    observe(twice, 429, httpx.Headers([("Retry-After", "5"), ("retry-after", "9")]))
+    assert twice.quota_until == 0.0  # "5, 9" reads as no time at all, as it did through get()
