@@ -1,8 +1,9 @@
 """Chat completions' ``response_format`` (JSON mode, structured output) on the APIs
 that name it otherwise: the Messages API's ``output_config.format``, Converse's
 ``outputConfig.textFormat`` and ``generateContent``'s ``responseMimeType`` and
-``responseJsonSchema``. What one of them cannot take is dropped with notice (the
-request's ``Notes``), never sent in a form the API refuses nor lost silently."""
+``responseJsonSchema``. What an API has no place for is dropped with notice (the
+request's ``Notes``), never lost silently. A schema goes to the field the API documents
+for it; a model there without structured outputs answers the API's own 400."""
 
 from __future__ import annotations
 
