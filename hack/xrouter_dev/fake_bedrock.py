@@ -30,7 +30,7 @@ from aiohttp import web
 from botocore.validate import ParamValidator
 
 from xrouter_dev.fake_aws import Identity, add_imds, error, event, exception, frame, sts_handler
-from xrouter_dev.fake_provider import LAST, STATS, add_inspection
+from xrouter_dev.fake_provider import LAST, STATS, add_inspection, messages_problem
 
 Json = dict[str, Any]
 _MODEL = botocore.session.get_session().get_service_model("bedrock-runtime")
@@ -91,6 +91,19 @@ def _converse_frames(text: str, tool: Json | None, stop: str, usage: Json) -> li
     return frames
 
 
+def _schema_problem(body: Json) -> str | None:
+    """outputConfig.textFormat's schema is a string (the service model says so) holding
+    a JSON Schema: an object."""
+    fmt = (body.get("outputConfig") or {}).get("textFormat")
+    if fmt is None:
+        return None
+    try:
+        schema = json.loads(fmt["structure"]["jsonSchema"]["schema"])
+    except (KeyError, TypeError, ValueError):
+        return "outputConfig.textFormat.structure.jsonSchema.schema is not valid JSON"
+    return None if isinstance(schema, dict) else "the JSON schema must be an object"
+
+
 async def converse(request: web.Request) -> web.StreamResponse:
     model, action = request.match_info["model"], request.match_info["action"]
     raw = await request.read()
@@ -111,6 +124,9 @@ async def converse(request: web.Request) -> web.StreamResponse:
     report = ParamValidator().validate({**body, "modelId": model}, _MODEL.operation_model(op).input_shape)
     if report.has_errors():
         return error(400, "ValidationException", report.generate_report())
+    problem = _schema_problem(body)
+    if problem is not None:
+        return error(400, "ValidationException", problem)
     if "throttle" in model and not model.startswith("stream"):
         return error(429, "ThrottlingException", "Too many requests, please wait before trying again.")
     text, had_result = _last_text(body["messages"], "converse")
@@ -210,6 +226,9 @@ async def _invoke(request: web.Request, model: str, body: Json, stream: bool) ->
         return error(400, "ValidationException", f"extraneous key [{extra[0]}] is not permitted")
     if not isinstance(body.get("max_tokens"), int) or not isinstance(body.get("messages"), list):
         return error(400, "ValidationException", "max_tokens and messages are required")
+    problem = messages_problem(body)
+    if problem is not None:
+        return error(400, "ValidationException", f"Malformed input request: {problem}")
     text, had_result = _last_text(body["messages"], "anthropic")
     tools = body.get("tools") or []
     tool = None

@@ -30,7 +30,7 @@ from google.genai import types
 from pydantic import BaseModel, ValidationError
 
 from xrouter_dev.fake_bedrock import anthropic_events, send_frames
-from xrouter_dev.fake_provider import LAST, STATS, add_inspection
+from xrouter_dev.fake_provider import LAST, STATS, add_inspection, messages_problem, messages_refusal
 
 Json = dict[str, Any]
 _SSE = "text/event-stream"
@@ -60,6 +60,12 @@ def _check(body: Json) -> str | None:
                 _FIELDS[name].model_validate(body[name])
     except ValidationError as exc:
         return f"Invalid JSON payload received. {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
+    config = body.get("generationConfig") or {}
+    schemas = [k for k in ("responseSchema", "responseJsonSchema") if k in config]
+    if len(schemas) > 1:
+        return "responseSchema and responseJsonSchema cannot both be set"
+    if schemas and config.get("responseMimeType") != "application/json":
+        return f"{schemas[0]} needs responseMimeType application/json"
     return None if body.get("contents") else "contents is not specified"
 
 
@@ -133,6 +139,9 @@ async def claude(request: web.Request, model: str, action: str, body: Json) -> w
     version = str(body.get("anthropic_version"))
     if not (version == "vertex-2023-10-16" or re.fullmatch(r"\d{4}-\d{2}-\d{2}", version)) or "model" in body:
         return _error(400, "INVALID_ARGUMENT", "anthropic_version must be vertex-2023-10-16; no model")
+    problem = messages_problem(body)
+    if problem is not None:
+        return messages_refusal(problem)
     blocks = body["messages"][-1]["content"]
     blocks = [{"type": "text", "text": blocks}] if isinstance(blocks, str) else blocks
     text = " ".join(b["text"] for b in blocks if b.get("type") == "text")

@@ -410,8 +410,49 @@ def _cache_writes(body: Json) -> Json:
     return {"cache_creation_input_tokens": 100, "cache_creation": split}
 
 
+# Chat completions' fields that the Messages API has not: it refuses every field it
+# does not know ("Extra inputs are not permitted"); these are the ones a translation
+# from chat completions could leave in by mistake.
+_NOT_MESSAGES = frozenset(
+    {"response_format", "user", "n", "seed", "stop", "max_completion_tokens", "stream_options"}
+    | {"frequency_penalty", "presence_penalty", "logprobs", "parallel_tool_calls", "reasoning_effort"}
+)
+
+
+def messages_problem(body: Json) -> str | None:
+    """Why the Messages API would refuse the body (400 invalid_request_error), or None:
+    a chat completions field, ``metadata`` beyond ``user_id``, or an ``output_config``
+    whose ``format`` is not ``{"type": "json_schema", "schema": {...}}``."""
+    extra = sorted(_NOT_MESSAGES & set(body)) + [
+        f"metadata.{k}" for k in sorted(set(body.get("metadata") or {}) - {"user_id"})
+    ]
+    if extra:
+        return f"{extra[0]}: Extra inputs are not permitted"
+    config = body.get("output_config")
+    if config is not None:
+        if not isinstance(config, dict) or set(config) - {"effort", "format"}:
+            return "output_config: Extra inputs are not permitted"
+        fmt = config.get("format")
+        if fmt is not None and (
+            not isinstance(fmt, dict)
+            or set(fmt) != {"type", "schema"}
+            or fmt["type"] != "json_schema"
+            or not isinstance(fmt["schema"], dict)
+        ):
+            return "output_config.format: must be {type: json_schema, schema: {...}}"
+    return None
+
+
+def messages_refusal(message: str) -> web.Response:
+    error = {"type": "invalid_request_error", "message": message}
+    return web.json_response({"type": "error", "error": error}, status=400)
+
+
 async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     body = await _read(request)
+    problem = messages_problem(body)
+    if problem is not None:
+        return messages_refusal(problem)
     model = str(body.get("model", ""))
     STATS[model] += 1
     gated = await _gate(model)

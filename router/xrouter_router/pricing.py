@@ -1,7 +1,9 @@
 """The price catalogue: public list prices of common models (``pricedata.json``, dated,
 its sources named), under the config's ``prices``. Each target's upstream model is
 looked up by its own name and then by the names it is a variant of (a Bedrock inference
-profile or ARN, a Vertex ``@`` version, a dated snapshot). A model priced nowhere is
+profile or ARN, a Vertex ``@`` version, a dated snapshot); a geographic Bedrock profile
+of a model marked ``regionalPremium`` costs the catalogue's ``regionalProfiles`` multiple
+of its list price. A model priced nowhere is
 reported at start-up (a warning and a gauge) and flagged on its usage rows: never a
 silent $0.
 
@@ -13,7 +15,7 @@ import json
 import logging
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -23,17 +25,21 @@ log = logging.getLogger("xrouter.prices")
 
 _FIELDS = {"input", "output", "cachedInput", "cacheWrite"}
 _PROVIDERS = {"openai", "anthropic", "bedrock", "gemini"}
-_TOP = {"asOf", "currency", "unit", "note", "sources", "models"}
+_TOP = {"asOf", "currency", "unit", "note", "sources", "models", "regionalProfiles"}
+_ARN = re.compile(r"^.*:(inference-profile|foundation-model)/")
+_PROFILE = re.compile(r"^(us|eu|apac|jp|au|ca|us-gov|global)\.")  # a cross-region inference profile
+_GEOGRAPHIES = {"us", "eu", "apac", "jp", "au", "ca", "us-gov"}
 # Variants, tried in order, each on the previous one's result.
 _VARIANTS = (
-    (re.compile(r"^.*:(inference-profile|foundation-model)/"), ""),  # a Bedrock ARN
-    (re.compile(r"^(us|eu|apac|jp|au|ca|us-gov|global)\."), ""),  # a cross-region inference profile
+    (_ARN, ""),  # a Bedrock ARN
+    (_PROFILE, ""),
     (re.compile(r"^(anthropic|meta|mistral|cohere|ai21)\."), ""),  # Bedrock's vendor prefix
     (re.compile(r"-v\d+(:\d+)?$"), ""),  # Bedrock's version suffix
     (re.compile(r"@"), "-"),  # Vertex: claude-sonnet-4@20250514
     (re.compile(r"^models/"), ""),  # Gemini's resource name
     (re.compile(r"-\d{3}$"), ""),  # Gemini's stable version: gemini-2.0-flash-001
     (re.compile(r"-\d{4}-\d{2}-\d{2}$"), ""),  # OpenAI's dated snapshot: gpt-4o-2024-08-06
+    (re.compile(r"-20\d{6}$"), ""),  # Anthropic's dated snapshot: claude-sonnet-4-5-20250929
 )
 
 
@@ -41,6 +47,11 @@ _VARIANTS = (
 class Catalogue:
     as_of: str
     prices: dict[str, Price]
+    # Bedrock prices a geographic cross-region inference profile (``us.``, ``eu.``, …) of
+    # some models above the model's list price (which the ``global.`` profile costs):
+    # geography → multiple, and the models (``regionalPremium``) it applies to.
+    regional: dict[str, float] = field(default_factory=dict)
+    premium: frozenset[str] = frozenset()
 
 
 def check(data: Any) -> list[str]:
@@ -56,6 +67,14 @@ def check(data: Any) -> list[str]:
     if not isinstance(sources, dict) or not all(str(u).startswith("https://") for u in sources.values()):
         errors.append("sources must map each provider to the https URL of its pricing page")
         sources = {}
+    regional = data.get("regionalProfiles", {})
+    if not isinstance(regional, dict) or not all(
+        k in _GEOGRAPHIES and isinstance(v, int | float) and 1 <= v <= 2 for k, v in regional.items()
+    ):
+        errors.append(
+            f"regionalProfiles must map geographic profile prefixes ({', '.join(sorted(_GEOGRAPHIES))})"
+            " to a price multiple between 1 and 2"
+        )
     models = data.get("models")
     if not isinstance(models, dict) or not models:
         return [*errors, "models must be a non-empty object"]
@@ -68,8 +87,10 @@ def check(data: Any) -> list[str]:
             continue
         if entry.get("provider") not in _PROVIDERS or entry.get("provider") not in sources:
             errors.append(f"{where}.provider must be one of {sorted(_PROVIDERS)} with a source")
-        for key in sorted(set(entry) - _FIELDS - {"provider"}):
+        for key in sorted(set(entry) - _FIELDS - {"provider", "regionalPremium"}):
             errors.append(f"{where}: unknown field {key!r}")
+        if not isinstance(entry.get("regionalPremium", False), bool):
+            errors.append(f"{where}.regionalPremium must be true or false")
         for key in sorted(_FIELDS & set(entry) | {"input", "output"}):
             value = entry.get(key)
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
@@ -109,7 +130,13 @@ def load(text: str | None = None) -> Catalogue:
     errors = check(data)
     if errors:
         raise ValueError("price catalogue: " + "; ".join(errors))
-    return Catalogue(data["asOf"], {name: _price(e) for name, e in data["models"].items()})
+    models = data["models"]
+    return Catalogue(
+        data["asOf"],
+        {name: _price(e) for name, e in models.items()},
+        {k: float(v) for k, v in data.get("regionalProfiles", {}).items()},
+        frozenset(name for name, e in models.items() if e.get("regionalPremium")),
+    )
 
 
 _SHIPPED: list[Catalogue] = []
@@ -138,8 +165,26 @@ def lookup(model: str, configured: dict[str, Price], catalogue: Catalogue) -> Pr
             return configured[name]
     for name in variants(model):
         if name in catalogue.prices:
-            return catalogue.prices[name]
+            price = catalogue.prices[name]
+            profile = _PROFILE.match(_ARN.sub("", model))
+            factor = catalogue.regional.get(profile.group(1), 1.0) if profile else 1.0
+            return _scaled(price, factor) if name in catalogue.premium and factor != 1.0 else price
     return None
+
+
+def _scaled(price: Price, factor: float) -> Price:
+    def times(v: float | None) -> float | None:
+        return None if v is None else round(v * factor, 9)  # 3.3, not 3.3000000000000003
+
+    return price.model_copy(
+        update={
+            "input": times(price.input),
+            "output": times(price.output),
+            "cached_input": times(price.cached_input),
+            "cache_write_input": times(price.cache_write_input),
+            "cache_write_1h_input": times(price.cache_write_1h_input),
+        }
+    )
 
 
 def price_table(config: RouterConfig, catalogue: Catalogue) -> tuple[dict[str, Price], frozenset[str]]:

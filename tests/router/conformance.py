@@ -45,9 +45,12 @@ COLUMNS = [
 # Images reach Converse and generateContent inline only (bytes), never by URL.
 _INLINE_ONLY = {c.key: "refused" for c in COLUMNS if c.type in ("bedrock", "gemini", "vertex")}
 _INLINE_ONLY["vertex (Claude)"] = "translated"  # the Messages API takes URL images
-# Converse and generateContent have no end-user field; generateContent's JSON mode
-# (responseMimeType) and Converse's have no counterpart in the translation yet.
-_NO_USER = {"bedrock": "lost", "gemini": "lost", "vertex (Gemini)": "lost"}
+# Converse and generateContent have no end-user field.
+_NO_USER = {"bedrock": "dropped", "gemini": "dropped", "vertex (Gemini)": "dropped"}
+# JSON mode without a schema: generateContent has it (responseMimeType); the Messages
+# API and Converse take a JSON schema only.
+_NO_JSON_MODE = {"anthropic": "dropped", "bedrock": "dropped", "vertex (Claude)": "dropped"}
+_SCHEMA = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
 _USER_KEYS = ("user", "user_id")
 _MAX_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "maxTokens", "maxOutputTokens")
 
@@ -212,7 +215,7 @@ MESSAGES: list[Case] = [
         "metadata.user_id",
         {"metadata": {"user_id": "x" * 150}},
         "chat user; over OpenAI's 64 characters, its SHA-256 (64 hex); "
-        "Converse and generateContent have no user field",
+        "Converse and generateContent have no end-user field",
         _NO_USER,
         {"metadata.user_id": _USER_KEYS},
     ),
@@ -331,22 +334,34 @@ RESPONSES: list[Case] = [
         "needs a provider that keeps response state",
     ),
     Case(
-        "max_output_tokens, temperature, top_p, user, parallel_tool_calls, text.format",
-        {
-            "max_output_tokens": 5,
-            "temperature": 0.1,
-            "user": "u1",
-            "text": {"format": {"type": "json_object"}},
-        },
-        "the chat equivalents; Converse and generateContent have no user field, and JSON mode "
-        "(`response_format`) is not carried to the Messages API, Converse or generateContent",
-        {c.key: "lost" for c in COLUMNS if c.type in ("anthropic", "bedrock", "gemini", "vertex")},
-        {
-            "max_output_tokens": _MAX_KEYS,
-            "temperature": ("temperature",),
-            "user": _USER_KEYS,
-            "text.format": ("response_format", "format", "responseMimeType", "responseSchema"),
-        },
+        "max_output_tokens, temperature, top_p, parallel_tool_calls",
+        {"max_output_tokens": 5, "temperature": 0.1},
+        "the chat equivalents",
+        arrives={"max_output_tokens": _MAX_KEYS, "temperature": ("temperature",)},
+    ),
+    Case(
+        "user",
+        {"user": "u1"},
+        "chat user; the Messages API's metadata.user_id; Converse and generateContent have no end-user field",
+        _NO_USER,
+        {"user": _USER_KEYS},
+    ),
+    Case(
+        "text.format json_object",
+        {"text": {"format": {"type": "json_object"}}},
+        "chat response_format; generateContent's responseMimeType; the Messages API and Converse "
+        "take JSON with a schema only",
+        _NO_JSON_MODE,
+        {"text.format": ("response_format", "responseMimeType")},
+    ),
+    Case(
+        "text.format json_schema",
+        {"text": {"format": {"type": "json_schema", "name": "r", "schema": _SCHEMA, "strict": True}}},
+        "chat response_format; the Messages API's output_config.format, Converse's "
+        "outputConfig.textFormat, generateContent's responseJsonSchema; Claude on Vertex "
+        "documents no structured outputs for rawPredict",
+        {"vertex (Claude)": "dropped"},
+        {"text.format": ("response_format", "output_config", "outputConfig", "responseJsonSchema")},
     ),
     Case(
         "reasoning, include, prompt_cache_key, client_metadata, safety_identifier",

@@ -16,10 +16,9 @@ import httpx
 import orjson
 import pytest
 
+from .allfakes import Fakes, all_fakes
 from .conformance import COLUMNS, FRONTS, OUTCOMES, Case, Column, expected
-from .conftest import ENV, KEY, base_config
-from .fakeaws import FakeBedrock, bedrock_config
-from .fakegoogle import FakeGoogle, google_config
+from .conftest import KEY
 from .servers import FakeProvider, Router
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "conformance.md"
@@ -46,7 +45,6 @@ _SPEAKS = {
         ":streamRawPredict",
     ),
 }
-_FAKE = {"openai": 0, "openai-compatible": 0, "azure-openai": 0, "anthropic": 0, "bedrock": 1}
 
 
 @dataclass
@@ -55,13 +53,11 @@ class Rig:
     the table renders from the same runs the tests check."""
 
     router: Router
-    fakes: list[FakeProvider]
+    fakes: Fakes
     seen: dict[tuple[str, str, str], tuple[str, str]] = field(default_factory=dict)
 
     def fake(self, column: Column) -> FakeProvider | None:
-        if column.type == "mock":
-            return None
-        return self.fakes[_FAKE.get(column.type, 2)]
+        return self.fakes.of(column.type)
 
     def observe(self, kind: str, case: Case, column: Column) -> tuple[str, str]:
         at = (kind, case.part, column.key)
@@ -139,29 +135,9 @@ def _failure(kind: str, resp: httpx.Response) -> str:
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    tmp = tmp_path_factory.mktemp("conformance")
-    bedrock, google = FakeBedrock(), FakeGoogle(tmp)
-    fakes = [FakeProvider(), bedrock, google]
-    for fake in fakes:
-        fake.start()
-    config = base_config(fakes[0].url, tmp)
-    config["providers"] = [
-        *config["providers"],
-        *bedrock_config(bedrock, tmp)["providers"],
-        *google_config(google, tmp)["providers"],
-    ]
-    named = {p["type"]: p["name"] for p in reversed(config["providers"])}  # the first of each type
-    named["openai-compatible"] = "fake"
-    config["models"] = [
-        {"name": c.route, "targets": [{"provider": named[c.type], "model": c.model}]} for c in COLUMNS
-    ]
-    config["keys"] = config["keys"][:1]
-    router = Router(config, ENV, workdir=tmp)
-    router.start()
-    yield Rig(router, fakes)
-    router.stop(timeout=10)
-    for fake in fakes:
-        fake.stop()
+    routes = {c.route: [(c.type, c.model)] for c in COLUMNS}
+    with all_fakes(tmp_path_factory.mktemp("conformance"), routes) as (router, fakes):
+        yield Rig(router, fakes)
 
 
 def render(rig: Rig) -> str:

@@ -105,6 +105,61 @@ def test_other_variants_and_config_first() -> None:
     assert pricing.lookup("my-azure-deployment", {}, shipped) is None
 
 
+@pytest.mark.parametrize(
+    ("model", "factor"),
+    [
+        ("anthropic.claude-sonnet-4-5-20250929-v1:0", 1.0),  # the model id: the list price
+        ("global.anthropic.claude-sonnet-4-5-20250929-v1:0", 1.0),  # the global profile: the same
+        ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", 1.1),  # a geographic profile: 10% more
+        ("eu.anthropic.claude-sonnet-4-5-20250929-v1:0", 1.1),
+        ("apac.anthropic.claude-opus-4-6-v1", 1.1),
+        ("jp.anthropic.claude-sonnet-4-6", 1.1),
+        ("arn:aws:bedrock:eu-west-1:123456789012:inference-profile/eu.anthropic.claude-sonnet-4-6", 1.1),
+        ("us-gov.anthropic.claude-sonnet-4-5-20250929-v1:0", 1.2),  # GovCloud
+        ("claude-sonnet-4-5@20250929", 1.0),  # Vertex: no such premium in this catalogue
+        ("claude-sonnet-4-5-20250929", 1.0),  # Anthropic's dated id finds its alias
+    ],
+)
+def test_geographic_bedrock_profiles_of_newer_claude_cost_more(model: str, factor: float) -> None:
+    """Bedrock prices a geographic cross-region inference profile of Claude Sonnet 4.5
+    and later 10% above the global one; dropping the prefix would price it 10% low."""
+    shipped = pricing.shipped()
+    base = shipped.prices["claude-sonnet-4-6" if "4-6" in model else "claude-sonnet-4-5"]
+    if "opus" in model:
+        base = shipped.prices["claude-opus-4-6"]
+    price = pricing.lookup(model, {}, shipped)
+    assert price is not None
+    assert price.input == pytest.approx(base.input * factor)
+    assert price.output == pytest.approx(base.output * factor)
+    assert price.cached_input == pytest.approx((base.cached_input or 0) * factor)
+    assert price.cache_write_input == pytest.approx((base.cache_write_input or 0) * factor)
+
+
+def test_older_models_profiles_cost_the_list_price() -> None:
+    shipped = pricing.shipped()
+    assert pricing.lookup("us.anthropic.claude-sonnet-4-20250514-v1:0", {}, shipped) == SONNET
+    # A price set in config is the price of what it names: no premium on top.
+    mine = Price(input=1, output=2)
+    configured = {"claude-sonnet-4-5": mine}
+    assert pricing.lookup("us.anthropic.claude-sonnet-4-5-20250929-v1:0", configured, shipped) == mine
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"regionalProfiles": {"us": 0.5}}, "regionalProfiles"),
+        ({"regionalProfiles": {"mars": 1.1}}, "regionalProfiles"),
+        (
+            {"models": {"gpt-x": {"provider": "openai", "input": 1, "output": 1, "regionalPremium": "yes"}}},
+            r"models\['gpt-x'\].regionalPremium",
+        ),
+    ],
+)
+def test_regional_profile_errors_are_named(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        pricing.load(json.dumps(_catalogue(**change)))
+
+
 def test_a_model_with_no_price_is_flagged_not_free(
     start_router: StartRouter, provider: FakeProvider, tmp_path: Path, database: tuple[Postgres, str]
 ) -> None:

@@ -4,52 +4,16 @@ stream translator fed with the chat chunks the provider's own translator writes.
 
 from __future__ import annotations
 
-import re
-from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
 
+from ..notes import NOTES as NOTES
+from ..notes import Notes as Notes
+from ..notes import notes as notes
 from ..providers import StreamTranslator, Usage
 from ..providers.base import Json
 from ..sse import SSEParser
-
-
-@dataclass(slots=True)
-class Notes:
-    """What one request's translation did beyond the mapping itself: the request parts
-    it dropped because they cannot run on the other side (answered in the
-    ``x-xrouter-dropped`` header and logged), the tool names it flattened (mapped back
-    in the answer), and the prompt's size estimate (for a stream's opening usage)."""
-
-    dropped: list[str] = field(default_factory=list)
-    names: dict[str, tuple[str, str]] = field(default_factory=dict)  # flat name → (namespace, name)
-    prompt_estimate: int = 0
-
-    def drop(self, what: str) -> None:
-        what = _UNSAFE.sub("?", what)[:80]  # a header value: printable ASCII only
-        if what not in self.dropped:
-            self.dropped.append(what)
-
-    def reset(self) -> None:
-        self.dropped.clear()
-        self.names.clear()
-        self.prompt_estimate = 0
-
-    def header(self) -> list[tuple[bytes, bytes]]:
-        return [(b"x-xrouter-dropped", ", ".join(self.dropped).encode())] if self.dropped else []
-
-
-_UNSAFE = re.compile(r"[^\x20-\x7e]|,")
-# The request's Notes, set by the endpoint for the request's task (the translation runs
-# inside the provider adapter, which is shared by every request).
-NOTES: ContextVar[Notes | None] = ContextVar("xrouter_notes", default=None)
-
-
-def notes() -> Notes:
-    """The current request's notes (a throwaway when none were set: unit tests)."""
-    return NOTES.get() or Notes()
 
 
 class Front(Protocol):

@@ -238,6 +238,7 @@ class MessagesFront:
         metadata = payload.get("metadata")
         if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
             chat["user"] = _user(metadata["user_id"])
+            notes.origin["user"] = "metadata.user_id"  # what a provider's drop names
         if payload.get("tools"):
             tools = _tools(payload["tools"], notes)
             if tools:

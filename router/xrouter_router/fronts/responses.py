@@ -245,6 +245,7 @@ class ResponsesFront:
         fmt = _format(payload.get("text"))
         if fmt is not None:
             chat["response_format"] = fmt
+            notes.origin["response_format"] = "text.format"  # what a provider's drop names
         for name in payload:
             if name == "store" and not payload["store"]:
                 continue

@@ -77,9 +77,13 @@ def adapter_for(adapter: Adapter, kind: str, upstream_model: str = "") -> Adapte
     """The adapter that serves ``kind`` on this provider: itself when it speaks it
     for this model (or for the chat-family kinds), else a translation through chat
     completions."""
-    if kind not in FRONT_KINDS:
-        return adapter
-    if not adapter.supports("chat") or (adapter.supports(kind) and adapter.speaks(kind, upstream_model)):
-        notes().reset()  # passed through: an earlier target's translation notes no longer apply
+    if (
+        kind not in FRONT_KINDS
+        or not adapter.supports("chat")
+        or (adapter.supports(kind) and adapter.speaks(kind, upstream_model))
+    ):
+        # Its own API (a chat request's drops are the provider translation's, noted
+        # again on each attempt): an earlier target's notes no longer apply.
+        notes().reset()
         return adapter
     return Translated(adapter, kind, _FRONTS[kind])

@@ -13,6 +13,7 @@ from .. import sse
 from ..errors import bad_request, error_body
 from .base import Adapter, ChunkWriter, Json, StreamTranslator, Usage, usage_json
 from .passthrough import ANTHROPIC_BETA, CLIENT_VERSION, MessagesPassStream, anthropic_usage
+from .structured import messages_format
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -62,7 +63,9 @@ def _blocks(content: Any, param: str) -> list[Json]:
 
 
 def to_anthropic(payload: Json, upstream_model: str, stream: bool) -> Json:
-    """An OpenAI chat completion request as an Anthropic Messages request."""
+    """An OpenAI chat completion request as an Anthropic Messages request (without
+    ``response_format``: ``messages_format`` says how the Messages API takes it, and
+    Converse and generateContent, which start from this, have their own)."""
     system: list[str] = []
     messages: list[Json] = []
 
@@ -150,8 +153,6 @@ def _tool_choice(choice: Any) -> Json:
     if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
         return {"type": "tool", "name": choice["function"].get("name")}
     raise bad_request("unsupported tool_choice", "tool_choice")
-
-
 
 
 def from_anthropic(data: Json, public_model: str) -> tuple[Json, Usage]:
@@ -305,7 +306,11 @@ class AnthropicAdapter(Adapter):
     def body(self, kind: str, payload: Json, upstream_model: str, stream: bool) -> bytes:
         if kind == "messages":
             return orjson.dumps({**payload, "model": upstream_model})
-        return orjson.dumps(to_anthropic(payload, upstream_model, stream))
+        body = to_anthropic(payload, upstream_model, stream)
+        output = messages_format(payload)
+        if output is not None:
+            body["output_config"] = output
+        return orjson.dumps(body)
 
     def response(self, kind: str, body: bytes) -> tuple[bytes, Usage]:
         data = self.json_object(body)

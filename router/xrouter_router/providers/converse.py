@@ -15,8 +15,10 @@ import orjson
 
 from .. import sse
 from ..errors import bad_request, error_body
+from ..notes import notes
 from .anthropic import to_anthropic
 from .base import ChunkWriter, Json, Usage, usage_json
+from .structured import converse_format
 
 STOP = {
     "end_turn": "stop",
@@ -87,6 +89,11 @@ def to_converse(payload: Json) -> Json:
             inference[theirs] = a[ours]
     if inference:
         body["inferenceConfig"] = inference
+    output = converse_format(payload)
+    if output is not None:
+        body["outputConfig"] = output
+    if payload.get("user") is not None:
+        notes().drop("user")  # Converse has no end-user field
     tools = a.get("tools")
     choice = a.get("tool_choice", {}).get("type")
     if tools and choice == "none":

@@ -13,8 +13,10 @@ import orjson
 
 from .. import sse
 from ..errors import APIError, bad_request, error_body
+from ..notes import notes
 from .anthropic import to_anthropic
 from .base import ChunkWriter, Json, Usage, usage_json
+from .structured import gemini_format
 
 FINISH = {
     "STOP": "stop",
@@ -90,6 +92,9 @@ def to_gemini(payload: Json) -> Json:
             config[theirs] = a[ours]
     if isinstance(payload.get("seed"), int):
         config["seed"] = payload["seed"]
+    config.update(gemini_format(payload))
+    if payload.get("user") is not None:
+        notes().drop("user")  # generateContent has no end-user field
     if config:
         body["generationConfig"] = config
     if a.get("tools"):

@@ -13,12 +13,14 @@ import orjson
 from ..clients import Clients
 from ..config import Provider
 from ..errors import bad_request, error_body
+from ..notes import notes
 from ..secrets import read_secret
 from .anthropic import AnthropicStream, from_anthropic, to_anthropic
 from .base import Adapter, Json, StreamTranslator, Usage
 from .gemini import GeminiStream, from_gemini, to_gemini
 from .google_auth import metadata_server, service_account
 from .passthrough import ANTHROPIC_BETA, MessagesPassStream, anthropic_usage
+from .structured import response_format
 
 VERTEX_ANTHROPIC_VERSION = "vertex-2023-10-16"
 # The upstream model of the request being answered (``response`` is not told it; a
@@ -138,6 +140,9 @@ class VertexAdapter(GeminiAdapter):
                     "model",
                 )
             return orjson.dumps(to_gemini(payload))
+        if kind != "messages" and response_format(payload) is not None:
+            # Claude on Vertex: no structured outputs documented for rawPredict.
+            notes().drop("response_format")
         body = dict(payload) if kind == "messages" else to_anthropic(payload, upstream_model, stream)
         body.pop("model", None)
         body["anthropic_version"] = VERTEX_ANTHROPIC_VERSION
