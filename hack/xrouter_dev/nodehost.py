@@ -154,13 +154,27 @@ def prepare(record: HostRecord, record_path: Path, mount_root: Path, containerd_
     _run("ip", "addr", "add", f"{NODE_IP}/{prefix}", "dev", BRIDGE)
     _run("ip", "link", "set", BRIDGE, "up")
 
-    for hierarchy in sorted(p for p in CGROUP_FS.iterdir() if p.is_dir() and not p.is_symlink()):
-        target = hierarchy / CGROUP_ROOT.lstrip("/")
-        if (hierarchy / "cgroup.procs").exists() and not target.exists():
-            with contextlib.suppress(OSError):
-                target.mkdir()
-                record.cgroups.append(str(target))
+    record.cgroups += claim_cgroups(CGROUP_FS)
     record.save(record_path)
+
+
+def claim_cgroups(cgroup_fs: Path) -> list[str]:
+    """The node's cgroup root in every hierarchy under ``cgroup_fs``, created where missing; the
+    ones teardown must remove."""
+    claimed = []
+    for hierarchy in sorted(p for p in cgroup_fs.iterdir() if p.is_dir() and not p.is_symlink()):
+        target = hierarchy / CGROUP_ROOT.lstrip("/")
+        if not (hierarchy / "cgroup.procs").exists():
+            continue
+        if target.exists():
+            # Left by a node killed before its teardown (prepare's bridge check says none runs):
+            # this node's teardown removes it, instead of leaving it for good.
+            claimed.append(str(target))
+            continue
+        with contextlib.suppress(OSError):
+            target.mkdir()
+            claimed.append(str(target))
+    return claimed
 
 
 def note_shims(record: HostRecord, record_path: Path) -> None:

@@ -202,7 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=240)
     args = parser.parse_args(argv)
     # Ctrl-C and SIGTERM both unwind the ExitStack, which stops everything in reverse order.
+    # SIGINT too, explicitly: Python raises KeyboardInterrupt only if SIGINT was not ignored when
+    # it started, and a script's background job (`cmd &` in a shell without job control, as
+    # CI runners and nohup wrappers start things) inherits SIGINT ignored.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     with contextlib.ExitStack() as stack:
         try:
             return run(args, stack)
