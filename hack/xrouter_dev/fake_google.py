@@ -126,7 +126,14 @@ async def generate(request: web.Request, model: str, action: str, body: Json) ->
         return _error(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota).")
     chunks = _gemini_answer(model, body)
     if action == "generateContent":
-        return web.json_response(_merge(chunks))
+        answer = _merge(chunks)
+        count = (body.get("generationConfig") or {}).get("candidateCount") or 1
+        if "candidates" in answer:  # candidateCount answers: as many, each with its index
+            answer["candidates"] = [{**answer["candidates"][0], "index": i} for i in range(count)]
+        return web.json_response(answer)
+    if ((body.get("generationConfig") or {}).get("candidateCount") or 1) > 1:
+        # This fake streams one candidate; the router never asks it for more.
+        return _error(400, "INVALID_ARGUMENT", "this fake streams one candidate only")
     if action != "streamGenerateContent" or request.query.get("alt") != "sse":
         return _error(400, "INVALID_ARGUMENT", "this fake streams with alt=sse only")
     return await send_frames(

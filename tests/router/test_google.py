@@ -226,3 +226,23 @@ def test_anthropic_sdk_and_responses_through_gemini(
     assert final.stop_reason == "tool_use" and final.content[-1].type == "tool_use"
     out = client(router).responses.create(model="vgemini", input="via responses")
     assert out.output_text == "via responses"
+
+
+def test_candidates_and_penalties_through_gemini(
+    google: FakeGoogle, start_router: StartRouter, tmp_path: Path
+) -> None:
+    """``n`` is ``candidateCount``, each candidate a choice; the penalties and the seed
+    are generationConfig's; a choice Gemini cannot give (log probabilities here, ``n``
+    in a stream) is refused, naming the field."""
+    router = start_router(google_config(google, tmp_path))
+    out = client(router).chat.completions.create(
+        model="gemini", n=2, seed=7, frequency_penalty=0.5, presence_penalty=0.25, messages=HELLO
+    )
+    assert [c.index for c in out.choices] == [0, 1]
+    assert {c.message.content for c in out.choices} == {"hello gemini"}
+    config = google.last()["body"]["generationConfig"]
+    assert config == {"candidateCount": 2, "seed": 7, "frequencyPenalty": 0.5, "presencePenalty": 0.25}
+    for fields in ({"n": 2, "stream": True}, {"logprobs": True}):
+        with pytest.raises(openai.BadRequestError) as refused:
+            client(router).chat.completions.create(model="gemini", messages=HELLO, **fields)
+        assert refused.value.param == next(iter(fields))

@@ -18,6 +18,7 @@ from ..errors import bad_request, error_body
 from ..notes import notes
 from .anthropic import to_anthropic
 from .base import ChunkWriter, Json, Usage, usage_json
+from .chatfields import account
 from .structured import converse_format
 
 STOP = {
@@ -94,6 +95,9 @@ def to_converse(payload: Json) -> Json:
         body["outputConfig"] = output
     if payload.get("user") is not None:
         notes().drop("user")  # Converse has no end-user field
+    # Penalties, seeds, top_k: Converse's inferenceConfig has none of them, and its
+    # additionalModelRequestFields differ per model.
+    account(payload)
     tools = a.get("tools")
     choice = a.get("tool_choice", {}).get("type")
     if tools and choice == "none":

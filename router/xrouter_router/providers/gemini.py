@@ -16,6 +16,7 @@ from ..errors import APIError, bad_request, error_body
 from ..notes import notes
 from .anthropic import to_anthropic
 from .base import ChunkWriter, Json, Usage, usage_json
+from .chatfields import account
 from .structured import gemini_format
 
 FINISH = {
@@ -27,6 +28,13 @@ FINISH = {
     "PROHIBITED_CONTENT": "content_filter",
     "SPII": "content_filter",
     "IMAGE_SAFETY": "content_filter",
+}
+# The chat fields generateContent takes besides chatfields.COMMON, each in generationConfig.
+_GENERATION = {
+    "seed": "seed",
+    "frequency_penalty": "frequencyPenalty",
+    "presence_penalty": "presencePenalty",
+    "top_k": "topK",
 }
 # JSON Schema keywords Gemini's OpenAPI-subset ``parameters`` refuses.
 _UNSUPPORTED = frozenset({"$schema", "additionalProperties", "$id", "$defs", "definitions"})
@@ -90,11 +98,21 @@ def to_gemini(payload: Json) -> Json:
     ):
         if ours in a:
             config[theirs] = a[ours]
-    if isinstance(payload.get("seed"), int):
-        config["seed"] = payload["seed"]
+    for ours, theirs in _GENERATION.items():
+        if payload.get(ours) is not None:
+            config[theirs] = payload[ours]
     config.update(gemini_format(payload))
     if payload.get("user") is not None:
         notes().drop("user")  # generateContent has no end-user field
+    n = payload.get("n")
+    if isinstance(n, int) and n > 1:
+        if payload.get("stream"):
+            # The stream writer follows one candidate: the others would be lost.
+            raise bad_request(
+                "Gemini's answers with n above 1 cannot be streamed here: send stream false", "n"
+            )
+        config["candidateCount"] = n
+    account(payload, frozenset({*_GENERATION, "n"}))
     if config:
         body["generationConfig"] = config
     if a.get("tools"):
@@ -155,12 +173,7 @@ def _calls(parts: list[Json]) -> list[Json]:
     ]
 
 
-def from_gemini(data: Json, model: str) -> tuple[Json, Usage]:
-    """A ``generateContent`` answer as an OpenAI chat completion."""
-    err = blocked(data)
-    if err is not None:
-        raise err
-    candidate = data["candidates"][0]
+def _choice(candidate: Json, i: int) -> Json:
     parts = (candidate.get("content") or {}).get("parts") or []
     text = "".join(p["text"] for p in parts if isinstance(p.get("text"), str) and not p.get("thought"))
     calls = _calls(parts)
@@ -168,13 +181,26 @@ def from_gemini(data: Json, model: str) -> tuple[Json, Usage]:
     if calls:
         message["tool_calls"] = calls
     finish = "tool_calls" if calls else FINISH.get(str(candidate.get("finishReason")), "stop")
+    index = candidate.get("index")
+    return {"index": index if isinstance(index, int) else i, "message": message, "finish_reason": finish}
+
+
+def from_gemini(data: Json, model: str) -> tuple[Json, Usage]:
+    """A ``generateContent`` answer as an OpenAI chat completion: each candidate a
+    choice (``candidateCount``, from ``n``)."""
+    err = blocked(data)
+    if err is not None:
+        raise err
+    choices = [_choice(c, i) for i, c in enumerate(data["candidates"])]
+    if not choices:
+        raise KeyError("candidates")
     u = usage(data)
     body = {
         "id": f"chatcmpl-{data.get('responseId') or uuid.uuid4().hex}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": data.get("modelVersion") or model,
-        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "choices": sorted(choices, key=lambda c: c["index"]),
         "usage": usage_json(u),
     }
     return body, u
