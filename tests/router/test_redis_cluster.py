@@ -130,3 +130,4 @@ def test_a_replica_killed_in_a_postgres_outage_loses_no_row_through_the_cluster_
         time.sleep(0.2)
     assert sorted(pg.sql("SELECT request_id FROM xrouter_usage", name).split()) == sorted(served)
     assert rc.xlen(STREAM) == 0
+
