@@ -107,6 +107,20 @@ def _gemini_answer(model: str, body: Json) -> list[Json]:
     return chunks
 
 
+def _logprobs(chunks: list[Json], config: Json) -> Json:
+    """``logprobsResult`` when ``responseLogprobs`` asks: each word a token, chosen with
+    log probability -0.1 per step, and ``logprobs`` alternatives per step (the chosen first)."""
+    if not config.get("responseLogprobs"):
+        return {}
+    words = [p["text"] for c in chunks[:-1] for p in c["candidates"][0]["content"]["parts"] if "text" in p]
+    chosen = [{"token": w, "tokenId": i, "logProbability": -0.1} for i, w in enumerate(words)]
+    n = config.get("logprobs") or 0
+    alternatives = [{"token": f"alt{k}", "tokenId": 900 + k, "logProbability": -3.0} for k in range(1, n)]
+    top = [{"candidates": [c, *alternatives]} for c in chosen] if n else []
+    result = {"chosenCandidates": chosen, "logProbabilitySum": -0.1 * len(chosen)}
+    return {"logprobsResult": {**result, **({"topCandidates": top} if top else {})}, "avgLogprobs": -0.1}
+
+
 def _merge(chunks: list[Json]) -> Json:
     """The non-streamed answer: the chunks' parts joined (text parts merged)."""
     final = chunks[-1]
@@ -127,13 +141,15 @@ async def generate(request: web.Request, model: str, action: str, body: Json) ->
     chunks = _gemini_answer(model, body)
     if action == "generateContent":
         answer = _merge(chunks)
-        count = (body.get("generationConfig") or {}).get("candidateCount") or 1
+        config = body.get("generationConfig") or {}
         if "candidates" in answer:  # candidateCount answers: as many, each with its index
-            answer["candidates"] = [{**answer["candidates"][0], "index": i} for i in range(count)]
+            first = {**answer["candidates"][0], **_logprobs(chunks, config)}
+            answer["candidates"] = [{**first, "index": i} for i in range(config.get("candidateCount") or 1)]
         return web.json_response(answer)
-    if ((body.get("generationConfig") or {}).get("candidateCount") or 1) > 1:
-        # This fake streams one candidate; the router never asks it for more.
-        return _error(400, "INVALID_ARGUMENT", "this fake streams one candidate only")
+    config = body.get("generationConfig") or {}
+    if (config.get("candidateCount") or 1) > 1 or config.get("responseLogprobs"):
+        # This fake streams one candidate, without log probabilities; the router never asks.
+        return _error(400, "INVALID_ARGUMENT", "this fake streams one candidate, without logprobs")
     if action != "streamGenerateContent" or request.query.get("alt") != "sse":
         return _error(400, "INVALID_ARGUMENT", "this fake streams with alt=sse only")
     return await send_frames(

@@ -124,10 +124,12 @@ CHAT: list[Case] = [
     Case(
         "logprobs, top_logprobs",
         {"logprobs": True, "top_logprobs": 2},
-        "no log probabilities from the Messages API or Converse: a client reading "
-        "choices[].logprobs would fail",
-        arrives={"logprobs": ("logprobs", "responseLogprobs")},
-        usual="refused",
+        "generateContent's responseLogprobs and logprobs, each chosen token with its top "
+        "candidates; none from the Messages API or Converse: a client reading choices[].logprobs "
+        "would fail",
+        {"gemini": "translated", "vertex (Gemini)": "translated"},
+        {"logprobs": ("logprobs", "responseLogprobs")},
+        "refused",
     ),
     Case(
         "frequency_penalty, presence_penalty",

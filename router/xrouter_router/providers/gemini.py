@@ -112,7 +112,8 @@ def to_gemini(payload: Json) -> Json:
                 "Gemini's answers with n above 1 cannot be streamed here: send stream false", "n"
             )
         config["candidateCount"] = n
-    account(payload, frozenset({*_GENERATION, "n"}))
+    config.update(_logprobs_config(payload))
+    account(payload, frozenset({*_GENERATION, "n", "logprobs", "top_logprobs"}))
     if config:
         body["generationConfig"] = config
     if a.get("tools"):
@@ -131,6 +132,39 @@ def to_gemini(payload: Json) -> Json:
                 calling["allowedFunctionNames"] = [choice["name"]]
             body["toolConfig"] = {"functionCallingConfig": calling}
     return body
+
+
+def _logprobs_config(payload: Json) -> Json:
+    """``logprobs``/``top_logprobs`` as ``responseLogprobs``/``logprobs``: the chosen
+    tokens' log probabilities and as many alternatives per step."""
+    top = payload.get("top_logprobs")
+    if payload.get("logprobs") is not True:
+        if top:  # as OpenAI answers it
+            raise bad_request("'top_logprobs' needs 'logprobs': true", "top_logprobs")
+        return {}
+    if payload.get("stream"):
+        # The stream writer carries no log probabilities: they would be lost.
+        raise bad_request("Gemini's log probabilities cannot be streamed here: send stream false", "logprobs")
+    return {"responseLogprobs": True, **({"logprobs": top} if top else {})}
+
+
+def _token(candidate: Any) -> Json:
+    token = str(candidate.get("token", "")) if isinstance(candidate, dict) else ""
+    logprob = candidate.get("logProbability", 0.0) if isinstance(candidate, dict) else 0.0
+    return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+
+def _logprobs(result: Any) -> Json | None:
+    """``logprobsResult`` as ``choices[].logprobs``: a chosen token per decoding step,
+    with that step's top candidates as its ``top_logprobs``."""
+    if not isinstance(result, dict):
+        return None
+    tops = result.get("topCandidates") or []
+    content = []
+    for i, chosen in enumerate(result.get("chosenCandidates") or []):
+        top = (tops[i].get("candidates") if i < len(tops) and isinstance(tops[i], dict) else None) or []
+        content.append({**_token(chosen), "top_logprobs": [_token(t) for t in top]})
+    return {"content": content, "refusal": None}
 
 
 def usage(data: Any) -> Usage:
@@ -182,7 +216,12 @@ def _choice(candidate: Json, i: int) -> Json:
         message["tool_calls"] = calls
     finish = "tool_calls" if calls else FINISH.get(str(candidate.get("finishReason")), "stop")
     index = candidate.get("index")
-    return {"index": index if isinstance(index, int) else i, "message": message, "finish_reason": finish}
+    return {
+        "index": index if isinstance(index, int) else i,
+        "message": message,
+        "logprobs": _logprobs(candidate.get("logprobsResult")),
+        "finish_reason": finish,
+    }
 
 
 def from_gemini(data: Json, model: str) -> tuple[Json, Usage]:
