@@ -47,9 +47,11 @@ def _error(status: int, state: str, message: str) -> web.Response:
 
 
 def _check(body: Json) -> str | None:
-    unknown = set(body) - {*_FIELDS, "tools", "safetySettings", "cachedContent", "labels"}
+    unknown = set(body) - {*_FIELDS, "tools", "safetySettings", "cachedContent", "labels", "serviceTier"}
     if unknown:
         return f"Invalid JSON payload received. Unknown name {sorted(unknown)[0]!r}"
+    if "serviceTier" in body and str(body["serviceTier"]).lower() not in {t.value for t in types.ServiceTier}:
+        return f"Invalid value at 'service_tier': {body['serviceTier']!r}"
     try:
         for c in body.get("contents") or []:
             types.Content.model_validate(c)

@@ -199,9 +199,11 @@ CHAT: list[Case] = [
     Case(
         "service_tier",
         {"service_tier": "flex"},
-        "OpenAI's processing tiers",
-        arrives={"service_tier": ("service_tier",)},
-        usual="dropped",
+        "Converse's serviceTier.type, generateContent's serviceTier (flex, priority); the "
+        "Messages API has neither",
+        {"bedrock": "translated", "gemini": "translated", "vertex (Gemini)": "translated"},
+        {"service_tier": ("service_tier", "serviceTier")},
+        "dropped",
     ),
     Case(
         "modalities, audio",

@@ -232,15 +232,23 @@ def test_candidates_and_penalties_through_gemini(
     google: FakeGoogle, start_router: StartRouter, tmp_path: Path
 ) -> None:
     """``n`` is ``candidateCount``, each candidate a choice; the penalties and the seed
-    are generationConfig's; ``logprobs`` is ``responseLogprobs``, and each chosen token
-    comes back with its top candidates. What the stream writer cannot carry (several
-    candidates, log probabilities) is refused in a stream, naming the field."""
+    are generationConfig's, the priority tier the request's serviceTier; ``logprobs`` is
+    ``responseLogprobs``, and each chosen token comes back with its top candidates. What
+    the stream writer cannot carry (several candidates, log probabilities) is refused in
+    a stream, naming the field."""
     router = start_router(google_config(google, tmp_path))
     out = client(router).chat.completions.create(
-        model="gemini", n=2, seed=7, frequency_penalty=0.5, presence_penalty=0.25, messages=HELLO
+        model="gemini",
+        n=2,
+        seed=7,
+        frequency_penalty=0.5,
+        presence_penalty=0.25,
+        service_tier="priority",
+        messages=HELLO,
     )
     assert [c.index for c in out.choices] == [0, 1]
     assert {c.message.content for c in out.choices} == {"hello gemini"}
+    assert google.last()["body"]["serviceTier"] == "priority"
     config = google.last()["body"]["generationConfig"]
     assert config == {"candidateCount": 2, "seed": 7, "frequencyPenalty": 0.5, "presencePenalty": 0.25}
     out = client(router).chat.completions.create(

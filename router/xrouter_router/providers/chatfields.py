@@ -43,6 +43,18 @@ _REFUSED = {
 }
 
 
+# OpenAI's processing tiers that Converse (serviceTier.type) and generateContent
+# (serviceTier) name alike: cheaper and slower, or dearer and faster.
+_TIERS = frozenset({"flex", "priority"})
+
+
+def service_tier(payload: Json) -> str | None:
+    """``service_tier`` when the APIs with processing tiers have the same one, else None
+    (``account`` then drops it with notice; ``auto`` and ``default`` ask for nothing)."""
+    tier = payload.get("service_tier")
+    return tier if tier in _TIERS else None
+
+
 def account(payload: Json, translated: frozenset[str] = frozenset()) -> None:
     """Drop with notice, or refuse, every field of ``payload`` that neither ``COMMON``
     nor ``translated`` (the fields this translation maps besides) covers."""

@@ -16,7 +16,7 @@ from ..errors import APIError, bad_request, error_body
 from ..notes import notes
 from .anthropic import to_anthropic
 from .base import ChunkWriter, Json, Usage, usage_json
-from .chatfields import account
+from .chatfields import account, service_tier
 from .structured import gemini_format
 
 FINISH = {
@@ -113,7 +113,11 @@ def to_gemini(payload: Json) -> Json:
             )
         config["candidateCount"] = n
     config.update(_logprobs_config(payload))
-    account(payload, frozenset({*_GENERATION, "n", "logprobs", "top_logprobs"}))
+    tier = service_tier(payload)
+    if tier is not None:
+        body["serviceTier"] = tier
+    translated = {*_GENERATION, "n", "logprobs", "top_logprobs", *(("service_tier",) if tier else ())}
+    account(payload, frozenset(translated))
     if config:
         body["generationConfig"] = config
     if a.get("tools"):
