@@ -130,6 +130,7 @@ CHAT: list[Case] = [
         {"gemini": "translated", "vertex (Gemini)": "translated"},
         {"logprobs": ("logprobs", "responseLogprobs")},
         "refused",
+        ("mock",),
     ),
     Case(
         "frequency_penalty, presence_penalty",
@@ -211,6 +212,7 @@ CHAT: list[Case] = [
         "no spoken answer elsewhere: a client reading message.audio would fail",
         arrives={"modalities": ("modalities",), "audio": ("audio",)},
         usual="refused",
+        refused_by=("mock",),
     ),
 ]
 CHAT_FRONT = ("`POST /v1/chat/completions` (OpenAI Chat Completions)", CHAT, chat)

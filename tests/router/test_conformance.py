@@ -83,7 +83,12 @@ class Rig:
         upstream = fake.last() if fake is not None else {}
         if str(upstream.get("path", "")).endswith(_SPEAKS[kind]) and _as_it_came(request, upstream["body"]):
             return "passed", ""
-        if fake is None and kind in column.native and not _failure(kind, resp):
+        if (
+            fake is None
+            and kind in column.native
+            and not _failure(kind, resp)
+            and not _unanswered(request, resp)
+        ):
             return "passed", ""  # the mock answers chat completions in-process, as they came
         if resp.status_code == 400 and not upstream:
             return "refused", _message(resp)
@@ -187,8 +192,9 @@ def render(rig: Rig) -> str:
         "the named field, and no header says so (a gap in the translation). *Fails*: the",
         "request went through and the provider refused it. `/v1/chat/completions` is native on",
         "`openai`, `openai-compatible` and `azure-openai` (passed through) and on `mock` (answered",
-        "in-process by echo, as it came), and translated on the others; there a field is lost",
-        "also when the answer lacks its part (fewer choices than `n`, no `choices[].logprobs`).",
+        "in-process by echo, as it came, with `n` choices; it refuses what an echo cannot answer),",
+        "and translated straight to the provider's API on the others; there a field is lost also",
+        "when the answer lacks its part (fewer choices than `n`, no `choices[].logprobs`).",
         "",
         "Bedrock and Vertex AI have two columns: their Claude models speak the Messages API",
         "(InvokeModel on Bedrock, `rawPredict` on Vertex), so `/v1/messages` reaches them as it",

@@ -55,12 +55,23 @@ def service_tier(payload: Json) -> str | None:
     return tier if tier in _TIERS else None
 
 
+def _asks(payload: Json, name: str) -> bool:
+    value = payload.get(name)
+    return value is not None and value not in _NEUTRAL.get(name, ())
+
+
+def refuse(payload: Json, answered: frozenset[str] = frozenset()) -> None:
+    """A 400 naming the first field asking for an answer part this provider cannot give
+    (``answered``: the ones it can)."""
+    for name, why in _REFUSED.items():
+        if name not in answered and _asks(payload, name):
+            raise bad_request(f"'{name}' cannot be served here: {why}", name)
+
+
 def account(payload: Json, translated: frozenset[str] = frozenset()) -> None:
-    """Drop with notice, or refuse, every field of ``payload`` that neither ``COMMON``
-    nor ``translated`` (the fields this translation maps besides) covers."""
-    for name, value in payload.items():
-        if value is None or name in COMMON or name in translated or value in _NEUTRAL.get(name, ()):
-            continue
-        if name in _REFUSED:
-            raise bad_request(f"'{name}' cannot be served here: {_REFUSED[name]}", name)
-        notes().drop(name)
+    """Refuse (``refuse``) or drop with notice every field of ``payload`` that neither
+    ``COMMON`` nor ``translated`` (the fields this translation maps besides) covers."""
+    refuse(payload, translated)
+    for name in payload:
+        if name not in COMMON and name not in translated and _asks(payload, name):
+            notes().drop(name)
