@@ -177,3 +177,13 @@ def test_one_call_at_a_time_is_named_as_the_client_sent_it(rig: tuple[Router, Fa
     resp, body = _send(rig, "anthropic", tools=chat_tools, tool_choice="required", parallel_tool_calls=False)
     assert body["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
     assert "x-xrouter-dropped" not in resp.headers
+
+
+def test_a_drop_on_chat_completions_is_logged(rig: tuple[Router, Fakes]) -> None:
+    """The log says what the header says, on /v1/chat/completions too, once."""
+    resp, _ = _send(rig, "converse", seed=1234567)
+    assert resp.headers["x-xrouter-dropped"] == "seed"
+    lines = [
+        line for line in rig[0].log().splitlines() if "dropped in translation" in line and "seed" in line
+    ]
+    assert len(lines) == 1 and '"kind": "chat"' in lines[0].replace('":"', '": "'), lines
