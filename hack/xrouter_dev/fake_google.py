@@ -47,9 +47,11 @@ def _error(status: int, state: str, message: str) -> web.Response:
 
 
 def _check(body: Json) -> str | None:
-    unknown = set(body) - {*_FIELDS, "tools", "safetySettings", "cachedContent", "labels"}
+    unknown = set(body) - {*_FIELDS, "tools", "safetySettings", "cachedContent", "labels", "serviceTier"}
     if unknown:
         return f"Invalid JSON payload received. Unknown name {sorted(unknown)[0]!r}"
+    if "serviceTier" in body and str(body["serviceTier"]).lower() not in {t.value for t in types.ServiceTier}:
+        return f"Invalid value at 'service_tier': {body['serviceTier']!r}"
     try:
         for c in body.get("contents") or []:
             types.Content.model_validate(c)
@@ -107,6 +109,20 @@ def _gemini_answer(model: str, body: Json) -> list[Json]:
     return chunks
 
 
+def _logprobs(chunks: list[Json], config: Json) -> Json:
+    """``logprobsResult`` when ``responseLogprobs`` asks: each word a token, chosen with
+    log probability -0.1 per step, and ``logprobs`` alternatives per step (the chosen first)."""
+    if not config.get("responseLogprobs"):
+        return {}
+    words = [p["text"] for c in chunks[:-1] for p in c["candidates"][0]["content"]["parts"] if "text" in p]
+    chosen = [{"token": w, "tokenId": i, "logProbability": -0.1} for i, w in enumerate(words)]
+    n = config.get("logprobs") or 0
+    alternatives = [{"token": f"alt{k}", "tokenId": 900 + k, "logProbability": -3.0} for k in range(1, n)]
+    top = [{"candidates": [c, *alternatives]} for c in chosen] if n else []
+    result = {"chosenCandidates": chosen, "logProbabilitySum": -0.1 * len(chosen)}
+    return {"logprobsResult": {**result, **({"topCandidates": top} if top else {})}, "avgLogprobs": -0.1}
+
+
 def _merge(chunks: list[Json]) -> Json:
     """The non-streamed answer: the chunks' parts joined (text parts merged)."""
     final = chunks[-1]
@@ -126,7 +142,16 @@ async def generate(request: web.Request, model: str, action: str, body: Json) ->
         return _error(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota).")
     chunks = _gemini_answer(model, body)
     if action == "generateContent":
-        return web.json_response(_merge(chunks))
+        answer = _merge(chunks)
+        config = body.get("generationConfig") or {}
+        if "candidates" in answer:  # candidateCount answers: as many, each with its index
+            first = {**answer["candidates"][0], **_logprobs(chunks, config)}
+            answer["candidates"] = [{**first, "index": i} for i in range(config.get("candidateCount") or 1)]
+        return web.json_response(answer)
+    config = body.get("generationConfig") or {}
+    if (config.get("candidateCount") or 1) > 1 or config.get("responseLogprobs"):
+        # This fake streams one candidate, without log probabilities; the router never asks.
+        return _error(400, "INVALID_ARGUMENT", "this fake streams one candidate, without logprobs")
     if action != "streamGenerateContent" or request.query.get("alt") != "sse":
         return _error(400, "INVALID_ARGUMENT", "this fake streams with alt=sse only")
     return await send_frames(

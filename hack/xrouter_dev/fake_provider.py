@@ -410,22 +410,31 @@ def _cache_writes(body: Json) -> Json:
     return {"cache_creation_input_tokens": 100, "cache_creation": split}
 
 
-# Chat completions' fields that the Messages API has not: it refuses every field it
-# does not know ("Extra inputs are not permitted"); these are the ones a translation
-# from chat completions could leave in by mistake.
-_NOT_MESSAGES = frozenset(
-    {"response_format", "user", "n", "seed", "stop", "max_completion_tokens", "stream_options"}
-    | {"frequency_penalty", "presence_penalty", "logprobs", "parallel_tool_calls", "reasoning_effort"}
+# The Messages API's request fields (the anthropic SDK's MessageCreateParams, with the
+# sampling settings its reference documents for the models that take them, and the
+# Bedrock and Vertex bodies' version and beta fields): it refuses every other field
+# ("Extra inputs are not permitted"), e.g. a chat completions field left in by mistake.
+_MESSAGES_FIELDS = frozenset(
+    {"model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream", "tools"}
+    | {"tool_choice", "thinking", "output_config", "service_tier", "container", "cache_control"}
+    | {"temperature", "top_p", "top_k", "mcp_servers", "context_management", "inference_geo", "speed"}
+    | {"diagnostics", "user_profile_id", "workspace_id", "anthropic_version", "anthropic_beta"}
 )
+_TOOL_CHOICE = {"auto": {"disable_parallel_tool_use"}, "any": {"disable_parallel_tool_use"}, "none": set()}
 
 
 def messages_problem(body: Json) -> str | None:
     """Why the Messages API would refuse the body (400 invalid_request_error), or None:
-    a chat completions field, ``metadata`` beyond ``user_id``, or an ``output_config``
-    whose ``format`` is not ``{"type": "json_schema", "schema": {...}}``."""
-    extra = sorted(_NOT_MESSAGES & set(body)) + [
+    a field it does not know, ``metadata`` beyond ``user_id``, a ``tool_choice`` with a
+    field its type has not, or an ``output_config`` whose ``format`` is not
+    ``{"type": "json_schema", "schema": {...}}``."""
+    extra = sorted(set(body) - _MESSAGES_FIELDS) + [
         f"metadata.{k}" for k in sorted(set(body.get("metadata") or {}) - {"user_id"})
     ]
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        allowed = _TOOL_CHOICE.get(str(choice.get("type")), {"name", "disable_parallel_tool_use"})
+        extra += [f"tool_choice.{k}" for k in sorted(set(choice) - allowed - {"type"})]
     if extra:
         return f"{extra[0]}: Extra inputs are not permitted"
     config = body.get("output_config")

@@ -6,6 +6,7 @@ door's to chat completions (``fronts/``) and chat completions' to a provider's o
 
 from __future__ import annotations
 
+import logging
 import re
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -37,10 +38,18 @@ class Notes:
         self.origin.clear()
         self.prompt_estimate = 0
 
+    def report(self, kind: str, provider: str) -> None:
+        """Log the parts dropped from an answered request (the header's list, after any
+        failover), once per request, whichever translation dropped them."""
+        if self.dropped:
+            fields = {"msg": "dropped in translation", "kind": kind, "provider": provider}
+            log.info("dropped in translation", extra={"fields": {**fields, "dropped": self.dropped}})
+
     def header(self) -> list[tuple[bytes, bytes]]:
         return [(b"x-xrouter-dropped", ", ".join(self.dropped).encode())] if self.dropped else []
 
 
+log = logging.getLogger("xrouter.translated")
 _UNSAFE = re.compile(r"[^\x20-\x7e]|,")
 # The request's Notes, set by the endpoint for the request's task (the translation runs
 # inside the provider adapter, which is shared by every request).

@@ -143,6 +143,8 @@ class LLMEndpoint:
                 call.watcher.cancel()
             inflight.dec()
             meter.complete(call)
+            if 200 <= call.status < 300:
+                call.notes.report(call.kind, call.provider)
             accounting.finish(call, rt, metrics, state.usage, True)
             if lease is not None:
                 state.limiter.settle(lease, call.usage.prompt + call.usage.completion, call.cost)

@@ -31,16 +31,16 @@ class Column:
 
 
 COLUMNS = [
-    Column("openai", "openai", "gpt-up", ("responses",)),
-    Column("openai-compatible", "openai-compatible", "gpt-up", ("responses",)),
-    Column("azure-openai", "azure-openai", "my-deployment", ("responses",)),
+    Column("openai", "openai", "gpt-up", ("chat", "responses")),
+    Column("openai-compatible", "openai-compatible", "gpt-up", ("chat", "responses")),
+    Column("azure-openai", "azure-openai", "my-deployment", ("chat", "responses")),
     Column("anthropic", "anthropic", "claude-up", ("messages",)),
     Column("bedrock (Claude)", "bedrock", "us.anthropic.claude-3-5-sonnet-20240620-v1:0", ("messages",)),
     Column("bedrock (Llama, Nova, ...)", "bedrock", "meta.llama3-1-70b-instruct-v1:0", ()),
     Column("gemini", "gemini", "gemini-2.0-flash-001", ()),
     Column("vertex (Gemini)", "vertex", "gemini-2.0-flash-001", ()),
     Column("vertex (Claude)", "vertex", "claude-sonnet-4@20250514", ("messages",)),
-    Column("mock", "mock", "echo-1", ()),
+    Column("mock", "mock", "echo-1", ("chat",)),
 ]
 # Images reach Converse and generateContent inline only (bytes), never by URL.
 _INLINE_ONLY = {c.key: "refused" for c in COLUMNS if c.type in ("bedrock", "gemini", "vertex")}
@@ -69,6 +69,8 @@ class Case:
     # A field of the request → the upstream body's keys (at any depth) that carry it in
     # some provider's API: a translated request with none of them lost the field silently.
     arrives: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    usual: str = ""  # its outcome on a translated path, when not OUTCOMES' (chat cases)
+    refused_by: tuple[str, ...] = ()  # columns that refuse it though they speak the front door
 
 
 def messages(**fields: Any) -> Json:
@@ -394,9 +396,14 @@ FRONTS: dict[str, tuple[str, list[Case], Any]] = {
 }
 
 
+def usual(case: Case) -> str:
+    """The case's outcome on a translated path, unless a column says otherwise."""
+    return case.usual or OUTCOMES.get(case.part, "translated")
+
+
 def expected(kind: str, case: Case, column: Column) -> str:
     """What the column should do with the case: pass it through where its upstream
     speaks the front door, else the case's outcome on a translated path."""
     if kind in column.native:
-        return "passed"
-    return case.expect.get(column.key, case.expect.get(column.type, OUTCOMES.get(case.part, "translated")))
+        return "refused" if column.key in case.refused_by else "passed"
+    return case.expect.get(column.key, case.expect.get(column.type, usual(case)))

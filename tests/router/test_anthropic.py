@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import openai
 import pytest
 from xrouter_router.providers.anthropic import AnthropicStream, from_anthropic, to_anthropic
 from xrouter_router.sse import SSEParser
@@ -203,3 +204,28 @@ def test_cache_writes_are_priced_at_the_cache_write_rates(
     before = cost()
     ask("1h", stream=True)
     assert cost() - before == pytest.approx((10 * 3 + 4 * 0.3 + 100 * 6.5 + 2 * 15) / 1e6)
+
+
+def test_one_call_at_a_time_and_fields_the_messages_api_has_not(
+    router: Router, provider: FakeProvider
+) -> None:
+    """``parallel_tool_calls: false`` is the Messages API's
+    ``tool_choice.disable_parallel_tool_use``; a seed and penalties have no place there
+    (dropped with notice); a second choice cannot come back (refused, naming ``n``)."""
+    raw = client(router).chat.completions.with_raw_response.create(
+        model="claude",
+        tools=TOOLS,
+        parallel_tool_calls=False,
+        seed=7,
+        presence_penalty=0.5,
+        n=1,  # the default: nothing to say about it
+        messages=[{"role": "user", "content": "weather"}],
+    )
+    assert raw.parse().choices[0].finish_reason == "tool_calls"
+    assert set(raw.headers["x-xrouter-dropped"].split(", ")) == {"seed", "presence_penalty"}
+    assert provider.last()["body"]["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
+    with pytest.raises(openai.BadRequestError) as refused:
+        client(router).chat.completions.create(
+            model="claude", n=2, messages=[{"role": "user", "content": "x"}]
+        )
+    assert refused.value.status_code == 400 and refused.value.param == "n"

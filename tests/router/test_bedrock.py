@@ -269,3 +269,31 @@ def test_bad_bedrock_config_is_named(provider: dict[str, Any], message: str) -> 
     }
     with pytest.raises(ValueError, match=message):
         RouterConfig.model_validate(config)
+
+
+def test_fields_converse_has_not_are_dropped_or_refused(
+    bedrock: FakeBedrock, start_router: StartRouter, tmp_path: Path
+) -> None:
+    """Converse's inferenceConfig has no seed, penalties or logit bias: dropped with
+    notice; the flex tier is its serviceTier; one choice and no log probabilities come
+    back: ``n`` and ``logprobs`` are refused, naming the field."""
+    router = start_router(bedrock_config(bedrock, tmp_path))
+    raw = client(router).chat.completions.with_raw_response.create(
+        model="claude",
+        seed=7,
+        frequency_penalty=0.5,
+        logit_bias={"50256": -100},
+        logprobs=False,  # the default: nothing to say about it
+        service_tier="flex",
+        messages=[{"role": "user", "content": "hello"}],
+    )
+    assert raw.parse().choices[0].message.content == "hello"
+    assert set(raw.headers["x-xrouter-dropped"].split(", ")) == {"seed", "frequency_penalty", "logit_bias"}
+    assert set(bedrock.last()["body"]) == {"messages", "serviceTier"}
+    assert bedrock.last()["body"]["serviceTier"] == {"type": "flex"}  # Converse's own tiers
+    for fields in ({"n": 3}, {"logprobs": True, "top_logprobs": 2}):
+        with pytest.raises(openai.BadRequestError) as refused:
+            client(router).chat.completions.create(
+                model="claude", messages=[{"role": "user", "content": "x"}], **fields
+            )
+        assert refused.value.param == next(iter(fields))

@@ -17,7 +17,9 @@ import orjson
 import pytest
 
 from .allfakes import Fakes, all_fakes
-from .conformance import COLUMNS, FRONTS, OUTCOMES, Case, Column, expected
+from .conformance import COLUMNS, Case, Column, expected, usual
+from .conformance import FRONTS as OTHER_FRONTS
+from .conformance_chat import CHAT_FRONT
 from .conftest import KEY
 from .servers import FakeProvider, Router
 
@@ -30,12 +32,14 @@ _LABEL = {
     "lost": "translated, but lost without notice:",
     "failed": "fails",
 }
-_PATH = {"messages": "/v1/messages", "responses": "/v1/responses"}
+FRONTS = {"chat": CHAT_FRONT, **OTHER_FRONTS}
+_PATH = {"chat": "/v1/chat/completions", "messages": "/v1/messages", "responses": "/v1/responses"}
 # Where each front door's answer ends well, and what marks a failure in its stream.
 _DONE = {"messages": (b"message_stop", b"error"), "responses": (b"response.completed", b"response.failed")}
 # The upstream endpoints that speak each front door's API (OpenAI, Azure; Anthropic,
 # Bedrock's InvokeModel, Vertex's rawPredict).
 _SPEAKS = {
+    "chat": ("/chat/completions",),
     "responses": ("/responses",),
     "messages": (
         "/v1/messages",
@@ -79,6 +83,13 @@ class Rig:
         upstream = fake.last() if fake is not None else {}
         if str(upstream.get("path", "")).endswith(_SPEAKS[kind]) and _as_it_came(request, upstream["body"]):
             return "passed", ""
+        if (
+            fake is None
+            and kind in column.native
+            and not _failure(kind, resp)
+            and not _unanswered(request, resp)
+        ):
+            return "passed", ""  # the mock answers chat completions in-process, as they came
         if resp.status_code == 400 and not upstream:
             return "refused", _message(resp)
         failure = _failure(kind, resp)
@@ -89,6 +100,7 @@ class Rig:
             return "dropped", dropped
         sent = _keys(upstream.get("body"))
         lost = [f for f, keys in case.arrives.items() if upstream and sent.isdisjoint(keys)]
+        lost += [f for f in _unanswered(request, resp) if f not in lost]
         return ("lost", ", ".join(lost)) if lost else ("translated", "")
 
 
@@ -109,6 +121,20 @@ def _as_it_came(request: dict[str, Any], body: Any) -> bool:
     )
 
 
+def _unanswered(request: dict[str, Any], resp: httpx.Response) -> list[str]:
+    """The chat fields whose answer part a (non-streamed) chat completion lacks: as
+    many choices as ``n`` asked for, ``choices[].logprobs`` when ``logprobs`` was."""
+    if not resp.headers.get("content-type", "").startswith("application/json"):
+        return []
+    choices = orjson.loads(resp.content).get("choices")
+    if not isinstance(choices, list):
+        return []
+    lost = ["n"] if len(choices) < request.get("n", 1) else []
+    if request.get("logprobs") and not all(c.get("logprobs") for c in choices):
+        lost.append("logprobs")
+    return lost
+
+
 def _message(resp: httpx.Response) -> str:
     """``<field>: <message>``: OpenAI's error shape has ``param``; the Messages API's
     has none, so the router puts the field before the message."""
@@ -124,8 +150,16 @@ def _failure(kind: str, resp: httpx.Response) -> str:
     """Why the answer is not a good one of the front door's kind, or ``""``."""
     if resp.status_code != 200:
         return f"{resp.status_code}: {_message(resp)}"
+    streamed = resp.headers.get("content-type", "").startswith("text/event-stream")
+    if kind == "chat":
+        data_lines = [line[6:].strip() for line in resp.content.splitlines() if line.startswith(b"data: ")]
+        if streamed:
+            ok = data_lines[-1:] == [b"[DONE]"] and not any(b'"error"' in d for d in data_lines)
+            return "" if ok else f"stream ended {data_lines[-2:]}"
+        ok = orjson.loads(resp.content).get("object") == "chat.completion"
+        return "" if ok else f"answer {resp.text[:120]}"
     done, failed = _DONE[kind]
-    if resp.headers.get("content-type", "").startswith("text/event-stream"):
+    if streamed:
         events = [line[7:].strip() for line in resp.content.splitlines() if line.startswith(b"event: ")]
         return "" if done in events and failed not in events else f"stream ended {events[-3:]}"
     data = orjson.loads(resp.content)
@@ -157,11 +191,15 @@ def render(rig: Rig) -> str:
         "but lost without notice*: the answer came, but nothing in what the provider got carries",
         "the named field, and no header says so (a gap in the translation). *Fails*: the",
         "request went through and the provider refused it. `/v1/chat/completions` is native on",
-        "`openai`, `openai-compatible` and `azure-openai`, and translated on the others.",
+        "`openai`, `openai-compatible` and `azure-openai` (passed through) and on `mock` (answered",
+        "in-process by echo, as it came, with `n` choices; it refuses what an echo cannot answer),",
+        "and translated straight to the provider's API on the others; there a field is lost also",
+        "when the answer lacks its part (fewer choices than `n`, no `choices[].logprobs`).",
         "",
         "Bedrock and Vertex AI have two columns: their Claude models speak the Messages API",
         "(InvokeModel on Bedrock, `rawPredict` on Vertex), so `/v1/messages` reaches them as it",
-        "came; their other models get it translated. `/v1/responses` is translated on both.",
+        "came; their other models get it translated. `/v1/responses` is translated on both, and",
+        "`/v1/chat/completions` goes to Converse for every Bedrock model.",
     ]
     heads = [c.key for c in COLUMNS]
     for kind, (title, cases, _) in FRONTS.items():
@@ -175,8 +213,8 @@ def render(rig: Rig) -> str:
 
 def _cell(kind: str, case: Case, column: Column, outcome: str, detail: str) -> str:
     text = _LABEL[outcome] + (f" `{detail.split(': ', 1)[0]}`" if detail else "")
-    usual = "passed" if kind in column.native else OUTCOMES.get(case.part, "translated")
-    if outcome != usual and ": " in detail:  # this column's own exception: say why
+    common = "passed" if kind in column.native else usual(case)
+    if outcome != common and ": " in detail:  # this column's own exception: say why
         text += ": " + detail.split(": ", 1)[1].replace("|", "\\|")
     return text
 

@@ -226,3 +226,41 @@ def test_anthropic_sdk_and_responses_through_gemini(
     assert final.stop_reason == "tool_use" and final.content[-1].type == "tool_use"
     out = client(router).responses.create(model="vgemini", input="via responses")
     assert out.output_text == "via responses"
+
+
+def test_candidates_and_penalties_through_gemini(
+    google: FakeGoogle, start_router: StartRouter, tmp_path: Path
+) -> None:
+    """``n`` is ``candidateCount``, each candidate a choice; the penalties and the seed
+    are generationConfig's, the priority tier the request's serviceTier; ``logprobs`` is
+    ``responseLogprobs``, and each chosen token comes back with its top candidates. What
+    the stream writer cannot carry (several candidates, log probabilities) is refused in
+    a stream, naming the field."""
+    router = start_router(google_config(google, tmp_path))
+    out = client(router).chat.completions.create(
+        model="gemini",
+        n=2,
+        seed=7,
+        frequency_penalty=0.5,
+        presence_penalty=0.25,
+        service_tier="priority",
+        messages=HELLO,
+    )
+    assert [c.index for c in out.choices] == [0, 1]
+    assert {c.message.content for c in out.choices} == {"hello gemini"}
+    assert google.last()["body"]["serviceTier"] == "priority"
+    config = google.last()["body"]["generationConfig"]
+    assert config == {"candidateCount": 2, "seed": 7, "frequencyPenalty": 0.5, "presencePenalty": 0.25}
+    out = client(router).chat.completions.create(
+        model="gemini", logprobs=True, top_logprobs=2, messages=HELLO
+    )
+    logprobs = out.choices[0].logprobs
+    assert logprobs is not None and logprobs.content is not None
+    assert [(t.token, t.logprob) for t in logprobs.content] == [("hello", -0.1), (" gemini", -0.1)]
+    assert [t.token for t in logprobs.content[1].top_logprobs] == [" gemini", "alt1"]
+    assert logprobs.content[1].bytes == list(b" gemini")
+    assert google.last()["body"]["generationConfig"] == {"responseLogprobs": True, "logprobs": 2}
+    for fields in ({"n": 2, "stream": True}, {"logprobs": True, "stream": True}, {"top_logprobs": 2}):
+        with pytest.raises(openai.BadRequestError) as refused:
+            client(router).chat.completions.create(model="gemini", messages=HELLO, **fields)
+        assert refused.value.param == next(iter(fields))

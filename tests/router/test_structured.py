@@ -164,3 +164,26 @@ def test_the_gemini_fake_wants_the_mime_type_with_a_schema(rig: tuple[Router, Fa
         headers={"x-goog-api-key": API_KEY},
     )
     assert resp.status_code == 400 and "responseMimeType" in resp.json()["error"]["message"]
+
+
+def test_one_call_at_a_time_is_named_as_the_client_sent_it(rig: tuple[Router, Fakes]) -> None:
+    """generateContent cannot keep a model to one call: on /v1/messages the drop names
+    the Messages API's field, and the Messages API itself gets it as it came."""
+    tools = [{"name": "w", "input_schema": {"type": "object"}}]
+    choice = {"type": "auto", "disable_parallel_tool_use": True}
+    resp, _ = _send(rig, "gemini", "/v1/messages", max_tokens=20, tools=tools, tool_choice=choice)
+    assert resp.headers["x-xrouter-dropped"] == "tool_choice.disable_parallel_tool_use"
+    chat_tools = [{"type": "function", "function": {"name": "w", "parameters": {"type": "object"}}}]
+    resp, body = _send(rig, "anthropic", tools=chat_tools, tool_choice="required", parallel_tool_calls=False)
+    assert body["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
+    assert "x-xrouter-dropped" not in resp.headers
+
+
+def test_a_drop_on_chat_completions_is_logged(rig: tuple[Router, Fakes]) -> None:
+    """The log says what the header says, on /v1/chat/completions too, once."""
+    resp, _ = _send(rig, "converse", seed=1234567)
+    assert resp.headers["x-xrouter-dropped"] == "seed"
+    lines = [
+        line for line in rig[0].log().splitlines() if "dropped in translation" in line and "seed" in line
+    ]
+    assert len(lines) == 1 and '"kind": "chat"' in lines[0].replace('":"', '": "'), lines

@@ -245,6 +245,7 @@ class MessagesFront:
                 chat["tools"] = tools
             if isinstance(payload.get("tool_choice"), dict):
                 _tool_choice(payload["tool_choice"], chat)
+                notes.origin["parallel_tool_calls"] = "tool_choice.disable_parallel_tool_use"
                 if not tools:
                     chat.pop("tool_choice", None)
                     chat.pop("parallel_tool_calls", None)

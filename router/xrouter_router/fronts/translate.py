@@ -6,8 +6,6 @@ passed through instead (``adapter_for``)."""
 
 from __future__ import annotations
 
-import logging
-
 import httpx
 import orjson
 
@@ -18,7 +16,6 @@ from . import messages, responses
 from .base import Front, notes
 
 FRONT_KINDS = ("responses", "messages")
-log = logging.getLogger("xrouter.translated")
 
 
 class Translated(Adapter):
@@ -44,10 +41,6 @@ class Translated(Adapter):
         # A token per four bytes of what the model reads: the stream's opening usage
         # (message_start) must say something before the upstream's count arrives.
         n.prompt_estimate = max(1, len(orjson.dumps([chat["messages"], chat.get("tools")])) // 4)
-        if n.dropped:
-            fields: dict[str, object] = {"msg": "dropped in translation", "kind": kind}
-            fields.update(provider=self.name, dropped=n.dropped)
-            log.info("dropped in translation", extra={"fields": fields})
         return await self.inner.open("chat", chat, upstream_model, stream)
 
     def response(self, kind: str, body: bytes) -> tuple[bytes, Usage]:

@@ -12,11 +12,14 @@ import orjson
 from .. import sse
 from ..errors import bad_request, error_body
 from .base import Adapter, ChunkWriter, Json, StreamTranslator, Usage, usage_json
+from .chatfields import account
 from .passthrough import ANTHROPIC_BETA, CLIENT_VERSION, MessagesPassStream, anthropic_usage
 from .structured import messages_format
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
+# The chat fields the Messages API takes besides chatfields.COMMON.
+MESSAGES_FIELDS = frozenset({"parallel_tool_calls", "top_k"})
 _STOP = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
 
 
@@ -114,7 +117,7 @@ def to_anthropic(payload: Json, upstream_model: str, stream: bool) -> Json:
     }
     if system:
         body["system"] = "\n\n".join(system)
-    for key in ("temperature", "top_p"):
+    for key in ("temperature", "top_p", "top_k"):  # top_k: vLLM's and llama.cpp's chat field
         if payload.get(key) is not None:
             body[key] = payload[key]
     stop = payload.get("stop")
@@ -128,6 +131,12 @@ def to_anthropic(payload: Json, upstream_model: str, stream: bool) -> Json:
     choice = payload.get("tool_choice")
     if choice is not None and tools:
         body["tool_choice"] = _tool_choice(choice)
+    if payload.get("parallel_tool_calls") is False and tools:
+        # At most one call per answer: the Messages API says so on its tool_choice
+        # (auto when the client named none; "none" calls nothing anyway).
+        chosen = body.setdefault("tool_choice", {"type": "auto"})
+        if chosen["type"] != "none":
+            chosen["disable_parallel_tool_use"] = True
     if stream:
         body["stream"] = True
     return body
@@ -307,6 +316,7 @@ class AnthropicAdapter(Adapter):
         if kind == "messages":
             return orjson.dumps({**payload, "model": upstream_model})
         body = to_anthropic(payload, upstream_model, stream)
+        account(payload, MESSAGES_FIELDS)
         output = messages_format(payload)
         if output is not None:
             body["output_config"] = output

@@ -18,6 +18,7 @@ from ..errors import bad_request, error_body
 from ..notes import notes
 from .anthropic import to_anthropic
 from .base import ChunkWriter, Json, Usage, usage_json
+from .chatfields import account, service_tier
 from .structured import converse_format
 
 STOP = {
@@ -94,6 +95,12 @@ def to_converse(payload: Json) -> Json:
         body["outputConfig"] = output
     if payload.get("user") is not None:
         notes().drop("user")  # Converse has no end-user field
+    # Penalties, seeds, top_k: Converse's inferenceConfig has none of them, and its
+    # additionalModelRequestFields differ per model.
+    tier = service_tier(payload)
+    if tier is not None:
+        body["serviceTier"] = {"type": tier}
+    account(payload, frozenset({"service_tier"} if tier else ()))
     tools = a.get("tools")
     choice = a.get("tool_choice", {}).get("type")
     if tools and choice == "none":

@@ -16,6 +16,7 @@ from ..errors import APIError, bad_request, error_body
 from ..notes import notes
 from .anthropic import to_anthropic
 from .base import ChunkWriter, Json, Usage, usage_json
+from .chatfields import account, service_tier
 from .structured import gemini_format
 
 FINISH = {
@@ -27,6 +28,13 @@ FINISH = {
     "PROHIBITED_CONTENT": "content_filter",
     "SPII": "content_filter",
     "IMAGE_SAFETY": "content_filter",
+}
+# The chat fields generateContent takes besides chatfields.COMMON, each in generationConfig.
+_GENERATION = {
+    "seed": "seed",
+    "frequency_penalty": "frequencyPenalty",
+    "presence_penalty": "presencePenalty",
+    "top_k": "topK",
 }
 # JSON Schema keywords Gemini's OpenAPI-subset ``parameters`` refuses.
 _UNSUPPORTED = frozenset({"$schema", "additionalProperties", "$id", "$defs", "definitions"})
@@ -90,11 +98,26 @@ def to_gemini(payload: Json) -> Json:
     ):
         if ours in a:
             config[theirs] = a[ours]
-    if isinstance(payload.get("seed"), int):
-        config["seed"] = payload["seed"]
+    for ours, theirs in _GENERATION.items():
+        if payload.get(ours) is not None:
+            config[theirs] = payload[ours]
     config.update(gemini_format(payload))
     if payload.get("user") is not None:
         notes().drop("user")  # generateContent has no end-user field
+    n = payload.get("n")
+    if isinstance(n, int) and n > 1:
+        if payload.get("stream"):
+            # The stream writer follows one candidate: the others would be lost.
+            raise bad_request(
+                "Gemini's answers with n above 1 cannot be streamed here: send stream false", "n"
+            )
+        config["candidateCount"] = n
+    config.update(_logprobs_config(payload))
+    tier = service_tier(payload)
+    if tier is not None:
+        body["serviceTier"] = tier
+    translated = {*_GENERATION, "n", "logprobs", "top_logprobs", *(("service_tier",) if tier else ())}
+    account(payload, frozenset(translated))
     if config:
         body["generationConfig"] = config
     if a.get("tools"):
@@ -113,6 +136,39 @@ def to_gemini(payload: Json) -> Json:
                 calling["allowedFunctionNames"] = [choice["name"]]
             body["toolConfig"] = {"functionCallingConfig": calling}
     return body
+
+
+def _logprobs_config(payload: Json) -> Json:
+    """``logprobs``/``top_logprobs`` as ``responseLogprobs``/``logprobs``: the chosen
+    tokens' log probabilities and as many alternatives per step."""
+    top = payload.get("top_logprobs")
+    if payload.get("logprobs") is not True:
+        if top:  # as OpenAI answers it
+            raise bad_request("'top_logprobs' needs 'logprobs': true", "top_logprobs")
+        return {}
+    if payload.get("stream"):
+        # The stream writer carries no log probabilities: they would be lost.
+        raise bad_request("Gemini's log probabilities cannot be streamed here: send stream false", "logprobs")
+    return {"responseLogprobs": True, **({"logprobs": top} if top else {})}
+
+
+def _token(candidate: Any) -> Json:
+    token = str(candidate.get("token", "")) if isinstance(candidate, dict) else ""
+    logprob = candidate.get("logProbability", 0.0) if isinstance(candidate, dict) else 0.0
+    return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+
+def _logprobs(result: Any) -> Json | None:
+    """``logprobsResult`` as ``choices[].logprobs``: a chosen token per decoding step,
+    with that step's top candidates as its ``top_logprobs``."""
+    if not isinstance(result, dict):
+        return None
+    tops = result.get("topCandidates") or []
+    content = []
+    for i, chosen in enumerate(result.get("chosenCandidates") or []):
+        top = (tops[i].get("candidates") if i < len(tops) and isinstance(tops[i], dict) else None) or []
+        content.append({**_token(chosen), "top_logprobs": [_token(t) for t in top]})
+    return {"content": content, "refusal": None}
 
 
 def usage(data: Any) -> Usage:
@@ -155,12 +211,7 @@ def _calls(parts: list[Json]) -> list[Json]:
     ]
 
 
-def from_gemini(data: Json, model: str) -> tuple[Json, Usage]:
-    """A ``generateContent`` answer as an OpenAI chat completion."""
-    err = blocked(data)
-    if err is not None:
-        raise err
-    candidate = data["candidates"][0]
+def _choice(candidate: Json, i: int) -> Json:
     parts = (candidate.get("content") or {}).get("parts") or []
     text = "".join(p["text"] for p in parts if isinstance(p.get("text"), str) and not p.get("thought"))
     calls = _calls(parts)
@@ -168,13 +219,31 @@ def from_gemini(data: Json, model: str) -> tuple[Json, Usage]:
     if calls:
         message["tool_calls"] = calls
     finish = "tool_calls" if calls else FINISH.get(str(candidate.get("finishReason")), "stop")
+    index = candidate.get("index")
+    return {
+        "index": index if isinstance(index, int) else i,
+        "message": message,
+        "logprobs": _logprobs(candidate.get("logprobsResult")),
+        "finish_reason": finish,
+    }
+
+
+def from_gemini(data: Json, model: str) -> tuple[Json, Usage]:
+    """A ``generateContent`` answer as an OpenAI chat completion: each candidate a
+    choice (``candidateCount``, from ``n``)."""
+    err = blocked(data)
+    if err is not None:
+        raise err
+    choices = [_choice(c, i) for i, c in enumerate(data["candidates"])]
+    if not choices:
+        raise KeyError("candidates")
     u = usage(data)
     body = {
         "id": f"chatcmpl-{data.get('responseId') or uuid.uuid4().hex}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": data.get("modelVersion") or model,
-        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "choices": sorted(choices, key=lambda c: c["index"]),
         "usage": usage_json(u),
     }
     return body, u

@@ -15,8 +15,9 @@ from ..config import Provider
 from ..errors import bad_request, error_body
 from ..notes import notes
 from ..secrets import read_secret
-from .anthropic import AnthropicStream, from_anthropic, to_anthropic
+from .anthropic import MESSAGES_FIELDS, AnthropicStream, from_anthropic, to_anthropic
 from .base import Adapter, Json, StreamTranslator, Usage
+from .chatfields import account
 from .gemini import GeminiStream, from_gemini, to_gemini
 from .google_auth import metadata_server, service_account
 from .passthrough import ANTHROPIC_BETA, MessagesPassStream, anthropic_usage
@@ -143,7 +144,11 @@ class VertexAdapter(GeminiAdapter):
         if kind != "messages" and response_format(payload) is not None:
             # Claude on Vertex: no structured outputs documented for rawPredict.
             notes().drop("response_format")
-        body = dict(payload) if kind == "messages" else to_anthropic(payload, upstream_model, stream)
+        if kind == "messages":
+            body = dict(payload)
+        else:
+            body = to_anthropic(payload, upstream_model, stream)
+            account(payload, MESSAGES_FIELDS)
         body.pop("model", None)
         body["anthropic_version"] = VERTEX_ANTHROPIC_VERSION
         if stream:

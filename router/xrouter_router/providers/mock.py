@@ -14,6 +14,7 @@ import orjson
 
 from .. import sse
 from .base import Adapter, Json
+from .chatfields import refuse
 
 
 def _words(value: Any) -> int:
@@ -37,12 +38,21 @@ def _last_user_text(payload: Json) -> str:
     return ""
 
 
+def _choices(payload: Json) -> int:
+    n = payload.get("n")
+    return n if isinstance(n, int) and n > 1 else 1
+
+
 class MockAdapter(Adapter):
     """Answers in this process: ``open`` builds the response instead of sending a
     request, and everything after it (reading, streaming, accounting) is the same
     code path as for a real provider."""
 
     async def open(self, kind: str, payload: Json, upstream_model: str, stream: bool) -> httpx.Response:
+        if kind == "chat":
+            # The echo ignores every setting, but a part of the answer the client asked
+            # for and reads cannot be left out: n choices, or a 400 naming the field.
+            refuse(payload, frozenset({"n"}))
         if stream:
             return httpx.Response(200, content=self.stream(payload, upstream_model))
         return httpx.Response(200, content=self.answer(kind, payload, upstream_model))
@@ -73,16 +83,16 @@ class MockAdapter(Adapter):
                 }
             )
         text = _last_user_text(payload)
-        prompt, completion = _words(payload.get("messages")), _words(text)
+        n = _choices(payload)
+        prompt, completion = _words(payload.get("messages")), n * _words(text)
+        message = {"role": "assistant", "content": text}
         return orjson.dumps(
             {
                 "id": f"chatcmpl-{uuid.uuid4().hex}",
                 "object": "chat.completion",
                 "created": now,
                 "model": upstream_model,
-                "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                ],
+                "choices": [{"index": i, "message": message, "finish_reason": "stop"} for i in range(n)],
                 "usage": {
                     "prompt_tokens": prompt,
                     "completion_tokens": completion,
@@ -95,8 +105,8 @@ class MockAdapter(Adapter):
         cid = f"chatcmpl-{uuid.uuid4().hex}"
         now = int(time.time())
 
-        def chunk(delta: Json, finish: str | None = None, usage: Json | None = None) -> bytes:
-            choices = [{"index": 0, "delta": delta, "finish_reason": finish}] if usage is None else []
+        def chunk(delta: Json, finish: str | None = None, usage: Json | None = None, index: int = 0) -> bytes:
+            choices = [{"index": index, "delta": delta, "finish_reason": finish}] if usage is None else []
             body = {
                 "id": cid,
                 "object": "chat.completion.chunk",
@@ -109,11 +119,13 @@ class MockAdapter(Adapter):
 
         text = _last_user_text(payload)
         words = text.split(" ")
-        yield chunk({"role": "assistant", "content": ""})
-        for i, word in enumerate(words):
-            yield chunk({"content": word if i == 0 else " " + word})
-        yield chunk({}, "stop")
-        prompt, completion = _words(payload.get("messages")), _words(text)
+        n = _choices(payload)
+        for c in range(n):  # each choice in turn, told apart by its index
+            yield chunk({"role": "assistant", "content": ""}, index=c)
+            for i, word in enumerate(words):
+                yield chunk({"content": word if i == 0 else " " + word}, index=c)
+            yield chunk({}, "stop", index=c)
+        prompt, completion = _words(payload.get("messages")), n * _words(text)
         yield chunk(
             {},
             usage={
