@@ -27,8 +27,9 @@ _FIELDS = {"input", "output", "cachedInput", "cacheWrite"}
 _PROVIDERS = {"openai", "anthropic", "bedrock", "gemini"}
 _TOP = {"asOf", "currency", "unit", "note", "sources", "models", "regionalProfiles"}
 _ARN = re.compile(r"^.*:(inference-profile|foundation-model)/")
-_PROFILE = re.compile(r"^(us|eu|apac|jp|au|ca|us-gov|global)\.")  # a cross-region inference profile
-_GEOGRAPHIES = {"us", "eu", "apac", "jp", "au", "ca", "us-gov"}
+_GEOGRAPHIES = frozenset({"us", "eu", "apac", "jp", "au", "ca", "us-gov"})
+# A cross-region inference profile: a geography's, or ``global.`` (the list price).
+_PROFILE = re.compile(rf"^({'|'.join(sorted(_GEOGRAPHIES | {'global'}))})\.")
 # Variants, tried in order, each on the previous one's result.
 _VARIANTS = (
     (_ARN, ""),  # a Bedrock ARN
