@@ -7,16 +7,15 @@ from typing import Any
 
 from .models import API_VERSION, KIND
 from .naming import MANAGER
+from .status import condition
 
 Obj = dict[str, Any]
 Event = tuple[str, str, str]  # type, reason, message
 
 
 def _condition(status: Obj | None, type_: str) -> tuple[str, str, str]:
-    for c in (status or {}).get("conditions", []) or []:
-        if c.get("type") == type_:
-            return c.get("status", ""), c.get("reason", ""), c.get("message", "")
-    return "", "", ""
+    c = condition((status or {}).get("conditions") or [], type_) or {}
+    return c.get("status", ""), c.get("reason", ""), c.get("message", "")
 
 
 def backup_events(old: Obj | None, new: Obj) -> list[Event]:

@@ -69,7 +69,8 @@ def _termination_message(job: Obj, pods: list[Obj]) -> str | None:
     return max(ended)[1][:MESSAGE_MAX] if ended else None
 
 
-def _cond(conditions: list[Obj], type_: str) -> Obj | None:
+def condition(conditions: list[Obj], type_: str) -> Obj | None:
+    """The condition of ``type_`` in a status's (or a Deployment's) ``conditions``."""
     return next((c for c in conditions if c.get("type") == type_), None)
 
 
@@ -178,7 +179,7 @@ def compute_status(
 
     stuck = None
     if dep is not None:
-        prog = _cond(dep.get("status", {}).get("conditions") or [], "Progressing")
+        prog = condition(dep.get("status", {}).get("conditions") or [], "Progressing")
         if prog and prog.get("reason") == "ProgressDeadlineExceeded":
             stuck = f"the Deployment rollout is stuck: {prog.get('message', '')}"
 
